@@ -1,0 +1,91 @@
+/* cgrad: the graph node and the C API.  Plain C99, no Python. */
+#ifndef CGRAD_H
+#define CGRAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    CG_LEAF = 0,  /* an input or parameter: nothing to compute */
+    CG_ADD,       /* a + b */
+    CG_MUL,       /* a * b */
+    CG_POW,       /* a ** arg, arg a constant */
+    CG_POWV,      /* a ** b, both nodes */
+    CG_RELU,
+    CG_TANH,
+    CG_EXP,
+    CG_LOG,
+    CG_SIGMOID,
+    CG_SUM,       /* ((0 + k0) + k1) + ...: Python's sum() order */
+    CG_DOT,       /* ((bias + w0*x0) + w1*x1) + ...; kids are w..., x..., [bias] */
+    CG_OPAQUE,    /* built by the user with explicit children: no math, no gradient */
+    CG_N_OPS
+} cg_op;
+
+typedef enum {
+    CG_OK = 0,
+    CG_ERR_OVERFLOW,   /* a finite input gave an infinite or NaN result */
+    CG_ERR_ZERODIV,    /* zero to a negative power */
+    CG_ERR_DOMAIN,     /* log of a non-positive number, fractional power of a negative */
+    CG_ERR_NOMEM
+} cg_status;
+
+enum {
+    CG_FLAG_INT_EXPONENT = 1, /* CG_POW: the exponent was given as an integer */
+    CG_FLAG_HAS_BIAS = 2      /* CG_DOT: the last kid is the bias */
+};
+
+typedef struct cg_node cg_node;
+
+typedef union {
+    cg_node *pair[2];  /* up to two kids, stored inline */
+    cg_node **many;    /* more than two: a malloc'd array the node owns */
+} cg_kid_slots;
+
+struct cg_node {
+    double data;
+    double grad;
+    double arg;          /* CG_POW: the exponent; CG_OPAQUE: index of the op's name */
+    cg_kid_slots kids;
+    uint32_t n_kids;
+    uint32_t mark;       /* visit mark: equal to the current epoch once visited */
+    uint8_t op;
+    uint8_t flags;
+};
+
+static inline cg_node **cg_kids(cg_node *n)
+{
+    return n->n_kids <= 2 ? n->kids.pair : n->kids.many;
+}
+
+/* A growable array of pointers. */
+typedef struct {
+    void **items;
+    size_t len;
+    size_t cap;
+} cg_vec;
+
+int cg_vec_push(cg_vec *v, void *item);  /* 0 on success, -1 out of memory */
+void cg_vec_free(cg_vec *v);
+
+/* Every node reachable from root, kids before parents.  0 or -1 (out of memory). */
+int cg_topo_order(cg_node *root, cg_vec *order);
+
+/* Zero the grads of interior nodes in order, set root's grad to 1 and apply the
+ * chain rule from root down.  On error *failed is the node that failed. */
+cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed);
+
+/* One node's local chain rule: adds its grad times each local derivative to its kids. */
+cg_status cg_backward_node(cg_node *n);
+
+/* Recomputes n->data from its kids. */
+cg_status cg_eval(cg_node *n);
+
+/* Recompute data for nodes[0..n) in order; on error *failed is the node that failed. */
+cg_status cg_forward_all(cg_node **nodes, size_t n, cg_node **failed);
+
+/* Backward over a recorded order (kids before parents): zeroes interior grads, seeds
+ * root with 1 and sweeps.  root is nodes[n-1]. */
+cg_status cg_backward_all(cg_node **nodes, size_t n, cg_node **failed);
+
+#endif

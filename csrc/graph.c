@@ -1,0 +1,122 @@
+/* Whole-graph work: topological order, backward sweep, forward replay. */
+#include <stdlib.h>
+#include "cgrad.h"
+#include "ops.h"
+
+int cg_vec_push(cg_vec *v, void *item)
+{
+    if (v->len == v->cap) {
+        size_t cap = v->cap ? 2 * v->cap : 64;
+        void **items = realloc(v->items, cap * sizeof *items);
+        if (!items)
+            return -1;
+        v->items = items;
+        v->cap = cap;
+    }
+    v->items[v->len++] = item;
+    return 0;
+}
+
+void cg_vec_free(cg_vec *v)
+{
+    free(v->items);
+    v->items = NULL;
+    v->len = v->cap = 0;
+}
+
+cg_status cg_eval(cg_node *n) { return cg_eval_inline(n); }
+cg_status cg_backward_node(cg_node *n) { return cg_backward_inline(n); }
+
+/* Each traversal takes a fresh epoch, so marks never need clearing.  New nodes carry
+ * mark 0, which no epoch uses.  (A node left unvisited for 2**32 traversals could be
+ * mistaken for visited; that is ~100 years of backward() calls at one per microsecond.) */
+static uint32_t current_epoch = 0;
+
+static uint32_t next_epoch(void)
+{
+    if (++current_epoch == 0)
+        current_epoch = 1;
+    return current_epoch;
+}
+
+typedef struct {
+    cg_node *node;
+    uint32_t next_kid;
+} dfs_frame;
+
+/* Iterative depth-first post-order: the same order micrograd's recursive build_topo
+ * gives when kids are visited in their stored order. */
+int cg_topo_order(cg_node *root, cg_vec *order)
+{
+    uint32_t epoch = next_epoch();
+    size_t cap = 64, depth = 0;
+    dfs_frame *stack = malloc(cap * sizeof *stack);
+    if (!stack)
+        return -1;
+
+    root->mark = epoch;
+    stack[depth++] = (dfs_frame){root, 0};
+    while (depth) {
+        dfs_frame *top = &stack[depth - 1];
+        cg_node *n = top->node;
+        if (top->next_kid < n->n_kids) {
+            cg_node *kid = cg_kids(n)[top->next_kid++];
+            if (kid->mark == epoch)
+                continue;
+            kid->mark = epoch;
+            if (depth == cap) {
+                dfs_frame *grown = realloc(stack, 2 * cap * sizeof *stack);
+                if (!grown)
+                    goto nomem;
+                stack = grown;
+                cap *= 2;
+            }
+            stack[depth++] = (dfs_frame){kid, 0};
+        } else {
+            if (cg_vec_push(order, n) < 0)
+                goto nomem;
+            depth--;
+        }
+    }
+    free(stack);
+    return 0;
+nomem:
+    free(stack);
+    return -1;
+}
+
+cg_status cg_backward_all(cg_node **nodes, size_t n, cg_node **failed)
+{
+    for (size_t i = 0; i < n; i++)
+        if (nodes[i]->n_kids)
+            nodes[i]->grad = 0.0;
+    nodes[n - 1]->grad = 1.0;
+    for (size_t i = n; i-- > 0;) {
+        cg_status st = cg_backward_inline(nodes[i]);
+        if (st != CG_OK) {
+            *failed = nodes[i];
+            return st;
+        }
+    }
+    return CG_OK;
+}
+
+cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed)
+{
+    order->len = 0;
+    if (cg_topo_order(root, order) < 0)
+        return CG_ERR_NOMEM;
+    return cg_backward_all((cg_node **)order->items, order->len, failed);
+}
+
+cg_status cg_forward_all(cg_node **nodes, size_t n, cg_node **failed)
+{
+    for (size_t i = 0; i < n; i++) {
+        cg_status st = cg_eval_inline(nodes[i]);
+        if (st != CG_OK) {
+            *failed = nodes[i];
+            return st;
+        }
+    }
+    return CG_OK;
+}

@@ -1,0 +1,58 @@
+from libc.stdint cimport uint8_t, uint32_t
+
+
+cdef extern from "cgrad.h" nogil:
+    ctypedef enum cg_op:
+        CG_LEAF, CG_ADD, CG_MUL, CG_POW, CG_POWV, CG_RELU, CG_TANH, CG_EXP, CG_LOG,
+        CG_SIGMOID, CG_SUM, CG_DOT, CG_OPAQUE, CG_N_OPS
+
+    ctypedef enum cg_status:
+        CG_OK, CG_ERR_OVERFLOW, CG_ERR_ZERODIV, CG_ERR_DOMAIN, CG_ERR_NOMEM
+
+    enum:
+        CG_FLAG_INT_EXPONENT
+        CG_FLAG_HAS_BIAS
+
+    cdef struct cg_node
+
+    ctypedef union cg_kid_slots:
+        cg_node *pair[2]
+        cg_node **many
+
+    cdef struct cg_node:
+        double data
+        double grad
+        double arg
+        cg_kid_slots kids
+        uint32_t n_kids
+        uint32_t mark
+        uint8_t op
+        uint8_t flags
+
+    ctypedef struct cg_vec:
+        void **items
+        size_t len
+        size_t cap
+
+    cg_node **cg_kids(cg_node *n)
+    int cg_vec_push(cg_vec *v, void *item)
+    void cg_vec_free(cg_vec *v)
+    int cg_topo_order(cg_node *root, cg_vec *order)
+    cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed)
+    cg_status cg_forward_all(cg_node **nodes, size_t n, cg_node **failed)
+    cg_status cg_backward_all(cg_node **nodes, size_t n, cg_node **failed)
+
+
+cdef extern from "ops.h" nogil:
+    cg_status cg_eval_inline(cg_node *n)
+    cg_status cg_backward_inline(cg_node *n)
+
+
+cdef class Value:
+    cdef cg_node node
+    cdef object _label
+
+
+cdef Value leaf(double data)
+cdef object owner_of(cg_node *n)
+cdef int raise_status(cg_status status, cg_node *failed, bint in_backward) except -1

@@ -1,0 +1,496 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""The C-backed Value: a micrograd node whose graph lives in C structs.
+
+Each Value embeds a ``cg_node``.  A node points at its kids' nodes, and keeps their
+Value objects alive by holding one reference to each (the Value is recovered from the
+node by a fixed offset).  Kids are always older than their parents, so a graph cannot
+hold a cycle: the type is left out of Python's cyclic GC, which would cost ~10x per op
+on a large kept graph.  Freeing is iterative (see ``release_kids``) so that a chain of
+millions of nodes does not recurse.
+"""
+cimport cython
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.long cimport PyLong_AsDouble
+from cpython.ref cimport PyObject, Py_INCREF
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+from libc.math cimport pow
+
+import numbers
+
+cdef extern from "Python.h":
+    Py_ssize_t Py_REFCNT(PyObject *o)
+    void decref "Py_DECREF"(PyObject *o)
+
+
+# ---- node <-> Value -------------------------------------------------------------------
+
+cdef Py_ssize_t NODE_OFFSET   # where a Value's cg_node sits inside the object
+
+
+cdef inline PyObject *owner(cg_node *n) noexcept nogil:
+    return <PyObject *>(<char *>n - NODE_OFFSET)
+
+
+cdef object owner_of(cg_node *n):
+    return <object>owner(n)
+
+
+# Dropping a Value drops its kids.  Releasing them from inside the dealloc would recurse
+# once per level of the graph, so a kid whose last reference is going away is parked on
+# this stack instead, and the outermost release drains it: recursion depth stays 1.
+cdef cg_vec dying
+cdef bint draining = False
+
+
+cdef void release_kids(cg_node *n) noexcept:
+    global draining
+    cdef cg_node **kids = cg_kids(n)
+    cdef uint32_t i
+    cdef PyObject *kid
+    for i in range(n.n_kids):
+        kid = owner(kids[i])
+        if Py_REFCNT(kid) > 1 or cg_vec_push(&dying, kid) < 0:
+            decref(kid)
+    if n.n_kids > 2:
+        free(n.kids.many)
+    n.n_kids = 0
+    if draining:
+        return
+    draining = True
+    while dying.len:
+        dying.len -= 1
+        decref(<PyObject *>dying.items[dying.len])
+    draining = False
+
+
+cdef int set_kids(cg_node *n, kids) except -1:
+    """Point n at the nodes of the Values in the sequence kids, holding a reference to each."""
+    cdef Py_ssize_t count = len(kids), i
+    cdef cg_node **slots
+    for kid in kids:
+        if type(kid) is not Value:
+            raise TypeError(f"a node's children must be Values, got {type(kid).__name__}")
+    if count > 0xFFFFFFFF:
+        raise ValueError("a node can have at most 2**32 - 1 children")
+    if count <= 2:
+        slots = n.kids.pair
+    else:
+        slots = <cg_node **>malloc(count * sizeof(cg_node *))
+        if slots == NULL:
+            raise MemoryError()
+        n.kids.many = slots
+    for i in range(count):
+        kid = kids[i]
+        slots[i] = &(<Value>kid).node
+        Py_INCREF(kid)
+    n.n_kids = <uint32_t>count
+    return 0
+
+
+# ---- numbers ----------------------------------------------------------------------------
+
+cdef int as_double(object o, double *out) except -1:
+    """Store o as a double and return 1 if o is a real number; return 0 if it is not.
+
+    Raises OverflowError for an int too large for a float, as float() does."""
+    if type(o) is float:
+        out[0] = PyFloat_AS_DOUBLE(o)
+        return 1
+    if type(o) is int:
+        out[0] = PyLong_AsDouble(o)
+        return 1
+    if isinstance(o, (float, int)) or isinstance(o, numbers.Real):
+        out[0] = float(o)
+        return 1
+    return 0
+
+
+cdef double to_double(object o, str what) except? -1.0:
+    cdef double d
+    if not as_double(o, &d):
+        raise TypeError(f"{what} must be a real number (int, float or numpy scalar), "
+                        f"not {type(o).__name__}: {o!r:.60}")
+    return d
+
+
+cdef Value leaf(double data):
+    cdef Value v = Value.__new__(Value)
+    v.node.data = data
+    return v
+
+
+cdef inline Value as_value(object o):
+    """o itself if it is a Value, a new leaf if it is a number, None otherwise."""
+    cdef double d
+    if type(o) is Value:
+        return <Value>o
+    if as_double(o, &d):
+        return leaf(d)
+    return None
+
+
+# ---- errors -----------------------------------------------------------------------------
+
+cdef list OPAQUE_NAMES = []       # _op strings of user-built nodes, indexed by node.arg
+cdef dict OPAQUE_INDEX = {}
+
+
+cdef str op_name(cg_node *n):
+    cdef uint8_t op = n.op
+    if op == CG_POW:
+        if n.flags & CG_FLAG_INT_EXPONENT:
+            return f"**{int(n.arg)}"
+        return f"**{n.arg!r}"
+    if op == CG_OPAQUE:
+        return OPAQUE_NAMES[<Py_ssize_t>n.arg]
+    return ("", "+", "*", "", "**", "ReLU", "tanh", "exp", "log", "sigmoid", "sum",
+            "dot")[op]
+
+
+cdef str describe(cg_node *n):
+    cdef cg_node **k = cg_kids(n)
+    cdef uint8_t op = n.op
+    if op == CG_ADD or op == CG_MUL or op == CG_POWV:
+        return f"{k[0].data!r} {op_name(n)} {k[1].data!r}"
+    if op == CG_POW:
+        return f"{k[0].data!r} ** {n.arg!r}"
+    if op == CG_SUM:
+        return f"a sum of {n.n_kids} values"
+    if op == CG_DOT:
+        return f"a dot product of {n.n_kids // 2} pairs"
+    return f"{op_name(n)}({k[0].data!r})"
+
+
+cdef int raise_status(cg_status status, cg_node *failed, bint in_backward) except -1:
+    where = "backward() of " if in_backward else ""
+    if status == CG_ERR_NOMEM:
+        raise MemoryError("out of memory while walking the graph")
+    what = describe(failed)
+    if status == CG_ERR_ZERODIV:
+        raise ZeroDivisionError(
+            f"{where}{what}: 0.0 cannot be raised to a negative power")
+    if status == CG_ERR_DOMAIN:
+        if failed.op == CG_LOG:
+            raise ValueError(f"math domain error: {what} is undefined for inputs <= 0")
+        if failed.op == CG_POWV:
+            raise ValueError(
+                f"{what}: Value ** Value needs a base >= 0 (its gradient with respect "
+                f"to the exponent is log(base)); raise to a constant exponent instead")
+        raise ValueError(
+            f"{what}: a negative number cannot be raised to a fractional power "
+            f"(the result would be complex)")
+    if in_backward:
+        raise OverflowError(
+            f"backward() of {what}: a gradient overflowed to inf or nan "
+            f"(gradient flowing in: {failed.grad!r})")
+    raise OverflowError(f"{what} overflows a float (the result would be inf or nan)")
+
+
+# ---- building nodes ---------------------------------------------------------------------
+
+cdef Value unary(uint8_t op, Value a, double arg=0.0, uint8_t flags=0):
+    cdef Value out = Value.__new__(Value)
+    out.node.op = op
+    out.node.arg = arg
+    out.node.flags = flags
+    out.node.n_kids = 1
+    out.node.kids.pair[0] = &a.node
+    cdef cg_status status = cg_eval_inline(&out.node)
+    if status != CG_OK:
+        out.node.n_kids = 0
+        raise_status(status, &out.node, False)
+    Py_INCREF(a)
+    return out
+
+
+cdef Value binary(uint8_t op, Value a, Value b):
+    cdef Value out = Value.__new__(Value)
+    out.node.op = op
+    out.node.n_kids = 2
+    out.node.kids.pair[0] = &a.node
+    out.node.kids.pair[1] = &b.node
+    cdef cg_status status = cg_eval_inline(&out.node)
+    if status != CG_OK:
+        out.node.n_kids = 0
+        raise_status(status, &out.node, False)
+    Py_INCREF(a)
+    Py_INCREF(b)
+    return out
+
+
+cdef Value nary(uint8_t op, kids, uint8_t flags):
+    cdef Value out = Value.__new__(Value)
+    out.node.op = op
+    out.node.flags = flags
+    set_kids(&out.node, kids)
+    cdef cg_status status = cg_eval_inline(&out.node)
+    if status != CG_OK:
+        raise_status(status, &out.node, False)
+    return out
+
+
+cdef Value power(Value base, object exponent):
+    """base ** exponent for a number exponent; None if exponent is not a number."""
+    cdef double k
+    if type(exponent) is int or isinstance(exponent, numbers.Integral):
+        return unary(CG_POW, base, float(exponent), CG_FLAG_INT_EXPONENT)
+    if as_double(exponent, &k):
+        return unary(CG_POW, base, k, 0)
+    return None
+
+
+cdef object reciprocal(object number):
+    """number ** -1 as Python computes it, so a / 2 multiplies by the same 0.5."""
+    cdef double d
+    if not as_double(number, &d):
+        return None
+    if d == 0.0:
+        raise ZeroDivisionError(f"division by zero: cannot divide a Value by {number!r}")
+    return pow(d, -1.0)
+
+
+# ---- the Value --------------------------------------------------------------------------
+
+@cython.final
+@cython.no_gc
+@cython.freelist(4096)
+cdef class Value:
+    """A scalar in a computation graph: its data, its gradient and how it was made.
+
+    micrograd's API: ``Value(data, _children=(), _op='', label='')``, the operators
+    ``+ - * / **``, ``relu()``, ``backward()``.  Beyond micrograd: ``tanh()``, ``exp()``,
+    ``log()``, ``sigmoid()``, ``Value ** Value`` and ``number ** Value``.
+    """
+
+    __array_ufunc__ = None  # numpy scalars hand `np.float64(2) * v` to Value.__rmul__
+
+    def __init__(self, data, _children=(), _op='', label=''):
+        self.node.data = to_double(data, "Value() data")
+        if self.node.n_kids:
+            release_kids(&self.node)
+        if _children:
+            set_kids(&self.node, tuple(_children))
+        self.node.op = CG_LEAF
+        if _children or _op:
+            # a node built by hand, as micrograd's internals do: kept as is, no math
+            name = str(_op)
+            if name not in OPAQUE_INDEX:
+                OPAQUE_INDEX[name] = len(OPAQUE_NAMES)
+                OPAQUE_NAMES.append(name)
+            self.node.op = CG_OPAQUE
+            self.node.arg = OPAQUE_INDEX[name]
+        self._label = label
+
+    def __dealloc__(self):
+        if self.node.n_kids:
+            release_kids(&self.node)
+
+    # -- attributes --
+
+    @property
+    def data(self):
+        return self.node.data
+
+    @data.setter
+    def data(self, value):
+        self.node.data = to_double(value, "Value.data")
+
+    @property
+    def grad(self):
+        return self.node.grad
+
+    @grad.setter
+    def grad(self, value):
+        self.node.grad = to_double(value, "Value.grad")
+
+    @property
+    def label(self):
+        return '' if self._label is None else self._label
+
+    @label.setter
+    def label(self, value):
+        self._label = value
+
+    @property
+    def _op(self):
+        return op_name(&self.node)
+
+    @property
+    def _prev(self):
+        """The set of the Values this one was computed from."""
+        cdef cg_node **kids = cg_kids(&self.node)
+        return {owner_of(kids[i]) for i in range(self.node.n_kids)}
+
+    def __repr__(self):
+        return f"Value(data={self.node.data!r}, grad={self.node.grad!r})"
+
+    # -- arithmetic, decomposed exactly as micrograd does --
+
+    def __add__(self, other):
+        cdef Value b = as_value(other)
+        if b is None:
+            return NotImplemented
+        return binary(CG_ADD, self, b)
+
+    def __radd__(self, other):
+        return self.__add__(other)
+
+    def __mul__(self, other):
+        cdef Value b = as_value(other)
+        if b is None:
+            return NotImplemented
+        return binary(CG_MUL, self, b)
+
+    def __rmul__(self, other):
+        return self.__mul__(other)
+
+    def __neg__(self):
+        return binary(CG_MUL, self, leaf(-1.0))
+
+    def __sub__(self, other):
+        if type(other) is Value:
+            return binary(CG_ADD, self, -other)
+        cdef Value b = as_value(other)
+        if b is None:
+            return NotImplemented
+        b.node.data = -b.node.data
+        return binary(CG_ADD, self, b)
+
+    def __rsub__(self, other):
+        cdef Value a = as_value(other)
+        if a is None:
+            return NotImplemented
+        return binary(CG_ADD, -self, a)
+
+    def __truediv__(self, other):
+        if type(other) is Value:
+            return binary(CG_MUL, self, power(<Value>other, -1))
+        inverse = reciprocal(other)
+        if inverse is None:
+            return NotImplemented
+        return binary(CG_MUL, self, leaf(inverse))
+
+    def __rtruediv__(self, other):
+        cdef Value a = as_value(other)
+        if a is None:
+            return NotImplemented
+        return binary(CG_MUL, power(self, -1), a)
+
+    def __pow__(self, other, modulo=None):
+        if modulo is not None:
+            return NotImplemented
+        if type(other) is Value:
+            return binary(CG_POWV, self, <Value>other)
+        out = power(self, other)
+        return NotImplemented if out is None else out
+
+    def __rpow__(self, other, modulo=None):
+        cdef Value base = as_value(other)
+        if base is None or modulo is not None:
+            return NotImplemented
+        return binary(CG_POWV, base, self)
+
+    # -- functions --
+
+    def relu(self):
+        return unary(CG_RELU, self)
+
+    def tanh(self):
+        return unary(CG_TANH, self)
+
+    def exp(self):
+        return unary(CG_EXP, self)
+
+    def log(self):
+        return unary(CG_LOG, self)
+
+    def sigmoid(self):
+        return unary(CG_SIGMOID, self)
+
+    # -- gradients --
+
+    def backward(self):
+        """Set the gradient of every node this one depends on (leaf grads accumulate)."""
+        cdef cg_vec order
+        cdef cg_node *failed = NULL
+        memset(&order, 0, sizeof(order))
+        cdef cg_status status = cg_backward(&self.node, &order, &failed)
+        cg_vec_free(&order)
+        if status != CG_OK:
+            raise_status(status, failed, True)
+
+    def _backward(self):
+        """Apply this node's local chain rule once: add to its children's grads."""
+        cdef cg_status status = cg_backward_inline(&self.node)
+        if status != CG_OK:
+            raise_status(status, &self.node, True)
+
+    # -- copying --
+
+    def __reduce__(self):
+        cdef cg_node **k = cg_kids(&self.node)
+        kids = tuple(owner_of(k[i]) for i in range(self.node.n_kids))
+        return (_restore, (self.node.data, self.node.grad, self._label, self.node.op,
+                           self.node.arg, self.node.flags, kids, self._op))
+
+
+def _restore(data, grad, label, op, arg, flags, kids, op_text):
+    """Rebuild a pickled Value (data is stored, not recomputed)."""
+    cdef Value v
+    if op == CG_OPAQUE:
+        v = Value(data, kids, op_text, label)
+    else:
+        if not (0 <= op < CG_OPAQUE):
+            raise ValueError(f"corrupt pickled Value: unknown op code {op!r}")
+        v = Value(data, (), '', label)
+        set_kids(&v.node, kids)
+        v.node.op = op
+        v.node.arg = arg
+        v.node.flags = flags
+    v.node.grad = grad
+    return v
+
+
+# ---- fused n-ary nodes ------------------------------------------------------------------
+
+def vsum(values):
+    """Sum of Values and numbers as one node, in exactly the order of Python's sum()."""
+    kids = [v if type(v) is Value else as_value(v) for v in values]
+    for k, v in zip(kids, values):
+        if k is None:
+            raise TypeError(f"sum() needs Values or numbers, got {type(v).__name__}")
+    if not kids:
+        return leaf(0.0)
+    return nary(CG_SUM, kids, 0)
+
+
+def dot(ws, xs, bias=None):
+    """sum(w*x for w, x in zip(ws, xs)) + bias as one node: the neuron's pre-activation.
+
+    Summed as micrograd's ``sum((wi*xi for wi, xi in zip(w, x)), b)``, so the value is
+    bit for bit the same."""
+    ws = [w if type(w) is Value else as_value(w) for w in ws]
+    xs = [x if type(x) is Value else as_value(x) for x in xs]
+    if len(ws) != len(xs):
+        raise ValueError(f"dot() needs as many weights as inputs: got {len(ws)} "
+                         f"weights and {len(xs)} inputs")
+    if None in ws or None in xs:
+        raise TypeError("dot() needs Values or numbers")
+    kids = ws + xs
+    if bias is not None:
+        b = as_value(bias)
+        if b is None:
+            raise TypeError(f"dot() bias must be a Value or a number, "
+                            f"not {type(bias).__name__}")
+        kids.append(b)
+    return nary(CG_DOT, kids, CG_FLAG_HAS_BIAS if bias is not None else 0)
+
+
+cdef Py_ssize_t node_offset():
+    cdef Value probe = Value.__new__(Value)
+    return <char *>&probe.node - <char *><PyObject *>probe
+
+
+NODE_OFFSET = node_offset()
+memset(&dying, 0, sizeof(dying))
