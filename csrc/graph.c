@@ -45,8 +45,10 @@ typedef struct {
 } dfs_frame;
 
 /* Iterative depth-first post-order: the same order micrograd's recursive build_topo
- * gives when kids are visited in their stored order. */
-int cg_topo_order(cg_node *root, cg_vec *order)
+ * gives when kids are visited in their stored order.  For backward, leaves are left
+ * out (they have nothing to pass on, so they need neither a mark nor a slot) and each
+ * interior node's grad is zeroed as it is emitted. */
+static int depth_first(cg_node *root, cg_vec *order, int for_backward)
 {
     uint32_t epoch = next_epoch();
     size_t cap = 64, depth = 0;
@@ -61,7 +63,7 @@ int cg_topo_order(cg_node *root, cg_vec *order)
         cg_node *n = top->node;
         if (top->next_kid < n->n_kids) {
             cg_node *kid = cg_kids(n)[top->next_kid++];
-            if (kid->mark == epoch)
+            if (kid->mark == epoch || (for_backward && kid->n_kids == 0))
                 continue;
             kid->mark = epoch;
             if (depth == cap) {
@@ -73,6 +75,8 @@ int cg_topo_order(cg_node *root, cg_vec *order)
             }
             stack[depth++] = (dfs_frame){kid, 0};
         } else {
+            if (for_backward)
+                n->grad = 0.0;
             if (cg_vec_push(order, n) < 0)
                 goto nomem;
             depth--;
@@ -85,12 +89,13 @@ nomem:
     return -1;
 }
 
-cg_status cg_backward_all(cg_node **nodes, size_t n, cg_node **failed)
+int cg_topo_order(cg_node *root, cg_vec *order)
 {
-    for (size_t i = 0; i < n; i++)
-        if (nodes[i]->n_kids)
-            nodes[i]->grad = 0.0;
-    nodes[n - 1]->grad = 1.0;
+    return depth_first(root, order, 0);
+}
+
+static cg_status sweep(cg_node **nodes, size_t n, cg_node **failed)
+{
     for (size_t i = n; i-- > 0;) {
         cg_status st = cg_backward_inline(nodes[i]);
         if (st != CG_OK) {
@@ -101,12 +106,26 @@ cg_status cg_backward_all(cg_node **nodes, size_t n, cg_node **failed)
     return CG_OK;
 }
 
+cg_status cg_backward_all(cg_node **nodes, size_t n, cg_node **failed)
+{
+    for (size_t i = 0; i < n; i++)
+        if (nodes[i]->n_kids)
+            nodes[i]->grad = 0.0;
+    nodes[n - 1]->grad = 1.0;
+    return sweep(nodes, n, failed);
+}
+
 cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed)
 {
     order->len = 0;
-    if (cg_topo_order(root, order) < 0)
+    if (root->n_kids == 0) {
+        root->grad = 1.0;
+        return CG_OK;
+    }
+    if (depth_first(root, order, 1) < 0)
         return CG_ERR_NOMEM;
-    return cg_backward_all((cg_node **)order->items, order->len, failed);
+    root->grad = 1.0;
+    return sweep((cg_node **)order->items, order->len, failed);
 }
 
 cg_status cg_forward_all(cg_node **nodes, size_t n, cg_node **failed)

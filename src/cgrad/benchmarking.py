@@ -1,0 +1,228 @@
+"""Benchmark workloads, engines and the timing loop.
+
+One workload is the same work for every engine: ``prepare(engine, size)`` returns a
+callable that does one repetition and the number of units (ops, nodes, steps) it covers.
+An engine that cannot run a workload raises ``Unsupported`` with the reason, which the
+report prints instead of a time.  Used by ``benchmarks/`` (pytest-benchmark) and by
+``python -m cgrad bench``.
+"""
+import gc
+import importlib
+import random
+import statistics
+import sys
+import time
+import tracemalloc
+
+
+class Unsupported(Exception):
+    """This engine cannot run this workload; the message says why."""
+
+
+# ---- engines ------------------------------------------------------------------------------
+
+ENGINES = ["cgrad", "reference", "micrograd", "micrograd (gc off)", "torch (scalar)",
+           "torch (batched)"]
+
+
+def gc_enabled(engine):
+    return "gc off" not in engine
+
+
+def value_class(engine):
+    """The engine's Value class (torch engines have none)."""
+    if engine == "cgrad":
+        from cgrad import Value
+        return Value
+    if engine == "reference":
+        from cgrad.reference import Value
+        return Value
+    if engine.startswith("micrograd"):
+        try:
+            return importlib.import_module("micrograd.engine").Value
+        except ImportError:
+            raise Unsupported("micrograd is not installed (pip install micrograd==0.1.0)")
+    raise Unsupported(f"{engine} has no Value class")
+
+
+def torch_module():
+    try:
+        import torch
+    except ImportError:
+        raise Unsupported("torch is not installed (pip install torch==2.13.0)")
+    torch.set_num_threads(1)
+    return torch
+
+
+def pairs(n, seed=0):
+    rng = random.Random(seed)
+    return [(rng.uniform(-1, 1), rng.uniform(-1, 1)) for _ in range(n)]
+
+
+# ---- engine workloads ---------------------------------------------------------------------
+
+def build_ops(engine, size):
+    """c = a*b + a over `size` pairs of leaves, every result kept: time per op."""
+    data = pairs(size)
+    if engine.startswith("torch"):
+        torch = torch_module()
+        if engine == "torch (batched)":
+            a = torch.tensor([p[0] for p in data], dtype=torch.float64, requires_grad=True)
+            b = torch.tensor([p[1] for p in data], dtype=torch.float64, requires_grad=True)
+            return (lambda: a * b + a), 2 * size
+        leaves = [(torch.tensor(x, dtype=torch.float64, requires_grad=True),
+                   torch.tensor(y, dtype=torch.float64, requires_grad=True)) for x, y in data]
+    else:
+        Value = value_class(engine)
+        leaves = [(Value(x), Value(y)) for x, y in data]
+    return (lambda: [a * b + a for a, b in leaves]), 2 * size
+
+
+def wide_graph(engine, size):
+    """A graph of `size` terms a*b + a summed into one root, and its node count."""
+    data = pairs(size)
+    if engine.startswith("torch"):
+        torch = torch_module()
+        if engine == "torch (batched)":
+            a = torch.tensor([p[0] for p in data], dtype=torch.float64, requires_grad=True)
+            b = torch.tensor([p[1] for p in data], dtype=torch.float64, requires_grad=True)
+            return (a * b + a).sum(), 5 * size
+        terms = [torch.tensor(x, dtype=torch.float64, requires_grad=True)
+                 * torch.tensor(y, dtype=torch.float64, requires_grad=True)
+                 + torch.tensor(x, dtype=torch.float64, requires_grad=True) for x, y in data]
+    else:
+        Value = value_class(engine)
+        terms = [a * b + a for a, b in ((Value(x), Value(y)) for x, y in data)]
+    while len(terms) > 1:  # a balanced tree of sums: wide, only log2(size) deep
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0], 5 * size  # per term: 2 leaves, *, +, and the + that sums it in
+
+
+def backward_wide(engine, size):
+    """backward() over a wide graph (`size` terms a*b + a summed): time per node."""
+    root, nodes = wide_graph(engine, size)
+    if engine.startswith("torch"):
+        return (lambda: root.backward(retain_graph=True)), nodes
+    return root.backward, nodes
+
+
+def chain(engine, depth):
+    if engine.startswith("torch"):
+        torch = torch_module()
+        if engine == "torch (batched)":
+            raise Unsupported("a scalar chain has nothing to batch")
+        y = x = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+        for _ in range(depth):
+            y = y * 1.0 + 1.0
+        return y, x
+    Value = value_class(engine)
+    y = x = Value(0.5)
+    for _ in range(depth):
+        y = y + 1.0
+    return y, x
+
+
+CHAIN_DEPTH_FOR_MICROGRAD = 900  # micrograd's recursive sort fails past ~1,000 levels
+
+
+def backward_chain(engine, size):
+    """backward() on a chain of 900 nodes (deep enough to hurt, shallow enough for
+    micrograd's recursion): time per node."""
+    y, _ = chain(engine, CHAIN_DEPTH_FOR_MICROGRAD)
+    nodes = 2 * CHAIN_DEPTH_FOR_MICROGRAD + 1
+    if engine.startswith("torch"):
+        return (lambda: y.backward(retain_graph=True)), nodes
+    return y.backward, nodes
+
+
+def bytes_per_node(engine, size):
+    """Memory of a kept graph, measured by tracemalloc: bytes per node of a*b."""
+    if engine.startswith("torch"):
+        raise Unsupported("torch allocates outside Python's allocator; tracemalloc cannot see it")
+    Value = value_class(engine)
+    a, b = Value(1.5), Value(2.5)
+    free_list_drain = [a * b for _ in range(10000)]  # so every measured node is allocated
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [a * b for _ in range(size)]
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    list_bytes = sys.getsizeof(kept)
+    del free_list_drain
+    return (used - list_bytes) / size
+
+
+def deepest_chain(engine, limit):
+    """The deepest chain y = y + 1 that builds and differentiates, trying 10**3 .. limit."""
+    depth, best = 1000, 0
+    while depth <= limit:
+        try:
+            y, x = chain(engine, depth)
+            y.backward()
+            del y
+        except RecursionError:
+            break
+        best = depth
+        depth *= 10
+    return best
+
+
+# ---- the table of workloads ---------------------------------------------------------------
+
+class Workload:
+    def __init__(self, name, prepare, unit, sizes, kind="time"):
+        self.name, self.prepare, self.unit, self.sizes, self.kind = \
+            name, prepare, unit, sizes, kind
+
+
+WORKLOADS = [
+    Workload("build ops (c = a*b + a, kept)", build_ops, "op", {"quick": 5000, "full": 50000}),
+    Workload("backward, wide graph", backward_wide, "node", {"quick": 5000, "full": 50000}),
+    Workload("backward, 900-deep chain", backward_chain, "node", {"quick": 0, "full": 0}),
+    Workload("bytes per node", bytes_per_node, "byte", {"quick": 20000, "full": 100000},
+             kind="memory"),
+    Workload("deepest differentiable chain", deepest_chain, "node",
+             {"quick": 100000, "full": 1000000}, kind="depth"),
+]
+
+
+# ---- timing -------------------------------------------------------------------------------
+
+def time_once(fn, engine):
+    enabled = gc.isenabled()
+    if not gc_enabled(engine):
+        gc.disable()
+    try:
+        start = time.perf_counter()
+        result = fn()
+        elapsed = time.perf_counter() - start
+    finally:
+        if enabled:
+            gc.enable()
+    del result
+    return elapsed
+
+
+def measure(workload, engine, mode="full", repeats=7, budget=10.0):
+    """Run one workload on one engine: {'median', 'spread', 'unit', 'repeats'} where
+    median is per unit (seconds, bytes or depth) and spread the relative IQR.
+    Raises Unsupported."""
+    size = workload.sizes[mode]
+    if workload.kind == "memory":
+        return {"median": workload.prepare(engine, size), "spread": 0.0, "repeats": 1}
+    if workload.kind == "depth":
+        if engine == "torch (batched)":
+            raise Unsupported("a scalar chain has nothing to batch")
+        return {"median": workload.prepare(engine, size), "spread": 0.0, "repeats": 1}
+    fn, units = workload.prepare(engine, size)
+    times = [time_once(fn, engine)]  # warm-up, also sizes the run
+    n = max(3, min(repeats, int(budget / max(times[0], 1e-9))))
+    times = [time_once(fn, engine) for _ in range(n)]
+    per_unit = [t / units for t in times]
+    med = statistics.median(per_unit)
+    q = statistics.quantiles(per_unit, n=4) if len(per_unit) >= 4 else [min(per_unit), 0, max(per_unit)]
+    return {"median": med, "spread": (q[2] - q[0]) / med if med else 0.0, "repeats": n}
