@@ -3,12 +3,15 @@ from setuptools import Extension, setup
 
 # -ffp-contract=off: no fused multiply-add, so every result rounds exactly as
 # micrograd's Python float arithmetic does.
-extension = Extension(
-    "cgrad._core",
-    sources=["src/cgrad/_core.pyx", "csrc/graph.c"],
-    include_dirs=["csrc"],
-    depends=["csrc/cgrad.h", "csrc/ops.h", "src/cgrad/_core.pxd"],
-    extra_compile_args=["-O3", "-ffp-contract=off", "-Wall", "-Wextra"],
-)
+FLAGS = ["-O3", "-ffp-contract=off", "-Wall", "-Wextra"]
+HEADERS = ["csrc/cgrad.h", "csrc/ops.h", "src/cgrad/_core.pxd"]
 
-setup(ext_modules=cythonize([extension], compiler_directives={"language_level": 3}))
+extensions = [
+    Extension("cgrad._core", sources=["src/cgrad/_core.pyx", "csrc/graph.c"],
+              include_dirs=["csrc"], depends=HEADERS, extra_compile_args=FLAGS),
+    Extension("cgrad._optim", sources=["src/cgrad/_optim.pyx", "csrc/optim.c"],
+              include_dirs=["csrc"], depends=HEADERS, extra_compile_args=FLAGS),
+]
+
+setup(ext_modules=cythonize(extensions, include_path=["src"],
+                            compiler_directives={"language_level": 3}))

@@ -88,4 +88,16 @@ cg_status cg_forward_all(cg_node **nodes, size_t n, cg_node **failed);
  * root with 1 and sweeps.  root is nodes[n-1]. */
 cg_status cg_backward_all(cg_node **nodes, size_t n, cg_node **failed);
 
+/* Optimizer updates over an array of parameter nodes, as PyTorch defines them.
+ * SGD: g = grad + weight_decay * data; v = momentum * v + g; data -= lr * v
+ * (with momentum 0 and no decay this is micrograd's `p.data -= lr * p.grad`). */
+void cg_sgd_step(cg_node **params, size_t n, double lr, double momentum,
+                 double weight_decay, double *velocity);
+
+/* Adam; step counts from 1.  m and v hold the moment estimates. */
+void cg_adam_step(cg_node **params, size_t n, double lr, double beta1, double beta2,
+                  double eps, double weight_decay, long step, double *m, double *v);
+
+void cg_zero_grads(cg_node **params, size_t n);
+
 #endif

@@ -7,6 +7,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="cgrad", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
+    demo = sub.add_parser("demo", help="train micrograd's moons demo (the main job)")
+    demo.add_argument("--steps", type=int, default=100, help="training steps (default 100)")
+    demo.add_argument("--compare-steps", type=int, default=3, metavar="N",
+                      help="steps to time on the pure-Python reference (0: skip)")
+    demo.add_argument("--plot", metavar="FILE.png",
+                      help="save the decision boundary and loss curve (needs matplotlib)")
+
     bench = sub.add_parser("bench", help="benchmark cgrad against the reference, "
                                          "micrograd and PyTorch")
     bench.add_argument("--quick", action="store_true", help="small sizes: seconds, not minutes")
@@ -14,6 +21,11 @@ def main(argv=None):
     bench.add_argument("--plot", metavar="FILE.png", help="bar chart of the ratios (matplotlib)")
 
     args = parser.parse_args(argv)
+    if args.command == "demo":
+        if args.steps < 1 or args.compare_steps < 0:
+            parser.error("--steps must be >= 1 and --compare-steps >= 0")
+        from cgrad import demo
+        return demo.main(args)
     if args.command == "bench":
         from cgrad import report
         return report.main(args)

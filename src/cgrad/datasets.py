@@ -1,0 +1,39 @@
+"""Small datasets: two moons in numpy, and scikit-learn's bundled digits when installed."""
+import numpy as np
+
+
+def make_moons(n_samples=100, noise=None, seed=None):
+    """Two interleaving half circles, as scikit-learn's make_moons (same draws for the
+    same seed; seed=None draws from numpy's global generator, as micrograd's demo does).
+    Returns X of shape (n_samples, 2) and labels y in {0, 1}."""
+    if int(n_samples) != n_samples or n_samples < 2:
+        raise ValueError(f"n_samples must be an integer >= 2, got {n_samples!r}")
+    n_out = n_samples // 2
+    n_in = n_samples - n_out
+    rng = np.random.mtrand._rand if seed is None else np.random.RandomState(seed)
+    t_out, t_in = np.linspace(0, np.pi, n_out), np.linspace(0, np.pi, n_in)
+    X = np.vstack([np.append(np.cos(t_out), 1 - np.cos(t_in)),
+                   np.append(np.sin(t_out), 1 - np.sin(t_in) - 0.5)]).T
+    y = np.hstack([np.zeros(n_out, dtype=np.intp), np.ones(n_in, dtype=np.intp)])
+    order = np.arange(n_samples)
+    rng.shuffle(order)
+    X, y = X[order], y[order]
+    if noise is not None:
+        X += rng.normal(scale=noise, size=X.shape)
+    return X, y
+
+
+def load_digits(test_fraction=0.2, seed=0):
+    """scikit-learn's 1,797 8x8 handwritten digits, pixels scaled to [0, 1], split into
+    (X_train, y_train, X_test, y_test).  Needs scikit-learn (pip install "cgrad[data]")."""
+    try:
+        from sklearn.datasets import load_digits as sklearn_digits
+    except ImportError:
+        raise ImportError("the digits data ships with scikit-learn: "
+                          "pip install scikit-learn (or cgrad[data])") from None
+    digits = sklearn_digits()
+    X, y = digits.data / 16.0, digits.target
+    order = np.random.RandomState(seed).permutation(len(y))
+    n_test = int(round(len(y) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    return X[train], y[train], X[test], y[test]

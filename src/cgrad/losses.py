@@ -1,0 +1,68 @@
+"""Losses built from engine ops, so backward() differentiates them.  Each returns a Value."""
+from cgrad._core import vsum
+from cgrad.engine import Value
+
+
+def _pairs(predictions, targets):
+    predictions, targets = list(predictions), list(targets)
+    if len(predictions) != len(targets):
+        raise ValueError(f"got {len(predictions)} predictions but {len(targets)} targets")
+    if not predictions:
+        raise ValueError("a loss needs at least one prediction")
+    return predictions, targets
+
+
+def mse(predictions, targets):
+    """Mean squared error: mean((p - t)**2)."""
+    predictions, targets = _pairs(predictions, targets)
+    return vsum([(p - t) ** 2 for p, t in zip(predictions, targets)]) * (1.0 / len(targets))
+
+
+def hinge(scores, labels):
+    """micrograd's max-margin loss: mean(relu(1 - y * score)), labels in {-1, +1}."""
+    scores, labels = _pairs(scores, labels)
+    for y in labels:
+        if y not in (-1, 1):
+            raise ValueError(f"hinge loss needs labels -1 or +1, got {y!r}")
+    losses = [(1 + -y * s).relu() for y, s in zip(labels, scores)]
+    return vsum(losses) * (1.0 / len(losses))
+
+
+def l2(parameters, alpha):
+    """alpha * sum(p*p): micrograd's demo regularizer."""
+    return alpha * vsum([p * p for p in parameters])
+
+
+def binary_cross_entropy_with_logits(logits, labels):
+    """mean(log(1 + exp(z)) - y*z) for labels in {0, 1}, computed without overflow as
+    relu(z) - y*z + log(1 + exp(-|z|))."""
+    logits, labels = _pairs(logits, labels)
+    terms = []
+    for z, y in zip(logits, labels):
+        if y not in (0, 1):
+            raise ValueError(f"binary cross-entropy needs labels 0 or 1, got {y!r}")
+        z = z if isinstance(z, Value) else Value(z)
+        abs_z = z.relu() + (-z).relu()
+        terms.append(z.relu() - y * z + (1 + (-abs_z).exp()).log())
+    return vsum(terms) * (1.0 / len(terms))
+
+
+def cross_entropy(logits, target):
+    """Softmax cross-entropy of one example: logsumexp(logits) - logits[target].
+    The max logit is subtracted (as a constant) before exp, so nothing overflows."""
+    logits = [z if isinstance(z, Value) else Value(z) for z in logits]
+    if not isinstance(target, int) and not hasattr(target, '__index__'):
+        raise TypeError(f"target must be a class index, got {type(target).__name__}")
+    target = int(target)
+    if not 0 <= target < len(logits):
+        raise ValueError(f"target class {target} is out of range for {len(logits)} logits")
+    shift = max(z.data for z in logits)
+    log_sum = vsum([(z - shift).exp() for z in logits]).log() + shift
+    return log_sum - logits[target]
+
+
+def softmax_cross_entropy(batch_logits, targets):
+    """Mean softmax cross-entropy over a batch: a list of logit lists and class indices."""
+    batch_logits, targets = _pairs(batch_logits, targets)
+    return vsum([cross_entropy(z, t) for z, t in zip(batch_logits, targets)]) \
+        * (1.0 / len(targets))
