@@ -171,6 +171,99 @@ def deepest_chain(engine, limit):
     return best
 
 
+# ---- training-step workloads --------------------------------------------------------------
+
+def generic_cross_entropy(logits, target):
+    """Softmax cross-entropy from the ops every Value engine with exp/log has."""
+    shift = max(z.data for z in logits)
+    return sum((z - shift).exp() for z in logits).log() + shift - logits[target]
+
+
+def step_data(nin, n_points):
+    if nin == 2:
+        from cgrad.demo import moons
+        X, y = moons()
+        return X[:n_points], y[:n_points]
+    rng = random.Random(1)
+    X = [[rng.uniform(0, 1) for _ in range(nin)] for _ in range(n_points)]
+    import numpy as np
+    return np.array(X), [rng.randrange(10) for _ in range(n_points)]
+
+
+def torch_step(nin, nouts, X, y, classify):
+    torch = torch_module()
+    sizes = [nin] + list(nouts)
+    layers = []
+    for i in range(len(nouts)):
+        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1], dtype=torch.float64))
+        if i != len(nouts) - 1:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    Xt = torch.tensor(X, dtype=torch.float64)
+    yt = torch.tensor(y, dtype=torch.int64 if classify else torch.float64)
+
+    def step():
+        scores = model(Xt)
+        if classify:
+            loss = torch.nn.functional.cross_entropy(scores, yt)
+        else:
+            loss = torch.relu(1 - yt * scores[:, 0]).mean() \
+                + 1e-4 * sum((p * p).sum() for p in model.parameters())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return step
+
+
+def training_step(nin, nouts, classify):
+    """One full step (forward, zero_grad, backward, SGD update) of MLP(nin, nouts):
+    micrograd's hinge + L2 on moons for 2 inputs, softmax cross-entropy otherwise."""
+    def prepare(engine, n_points):
+        X, y = step_data(nin, n_points)
+        if engine == "torch (batched)":
+            return torch_step(nin, nouts, X, y, classify), 1
+        if engine == "torch (scalar)":
+            raise Unsupported("an MLP of 0-d tensors is not how torch is used; "
+                              "see torch (batched)")
+        from cgrad import demo, losses, nn
+        from cgrad.optim import SGD
+        if engine == "cgrad":
+            model = nn.MLP(nin, nouts)
+            opt = SGD(model.parameters(), lr=0.1)
+            if not classify:
+                return (lambda: demo.cgrad_step(model, opt, X, y, 0, 100)), 1
+
+            def step():
+                logits = [model(row) for row in X.tolist()]
+                loss = losses.softmax_cross_entropy(logits, y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            return step, 1
+        Value = value_class(engine)
+        if engine.startswith("micrograd"):
+            if classify:
+                raise Unsupported("micrograd 0.1.0 has no exp or log for softmax cross-entropy")
+            model = importlib.import_module("micrograd.nn").MLP(nin, nouts)
+        else:
+            from cgrad import nn
+            model = nn.MLP(nin, nouts, value_type=Value)
+        if not classify:
+            return (lambda: demo.micrograd_step(model, X, y, 0, 100, Value=Value)), 1
+
+        def step():
+            rows = [list(map(Value, r)) for r in X.tolist()]
+            loss = sum(generic_cross_entropy(model(r), t) for r, t in zip(rows, y)) \
+                * (1.0 / len(y))
+            model.zero_grad()
+            loss.backward()
+            for p in model.parameters():
+                p.data -= 0.1 * p.grad
+        return step, 1
+    return prepare
+
+
 # ---- the table of workloads ---------------------------------------------------------------
 
 class Workload:
@@ -183,6 +276,12 @@ WORKLOADS = [
     Workload("build ops (c = a*b + a, kept)", build_ops, "op", {"quick": 5000, "full": 50000}),
     Workload("backward, wide graph", backward_wide, "node", {"quick": 5000, "full": 50000}),
     Workload("backward, 900-deep chain", backward_chain, "node", {"quick": 0, "full": 0}),
+    Workload("demo step: MLP(2, [16, 16, 1]), 100 moons", training_step(2, [16, 16, 1], False),
+             "step", {"quick": 100, "full": 100}),
+    Workload("step: MLP(2, [64, 64, 1]), 100 moons", training_step(2, [64, 64, 1], False),
+             "step", {"quick": 10, "full": 100}),
+    Workload("step: MLP(64, [128, 10]), batch 32", training_step(64, [128, 10], True),
+             "step", {"quick": 4, "full": 32}),
     Workload("bytes per node", bytes_per_node, "byte", {"quick": 20000, "full": 100000},
              kind="memory"),
     Workload("deepest differentiable chain", deepest_chain, "node",
@@ -219,7 +318,11 @@ def measure(workload, engine, mode="full", repeats=7, budget=10.0):
             raise Unsupported("a scalar chain has nothing to batch")
         return {"median": workload.prepare(engine, size), "spread": 0.0, "repeats": 1}
     fn, units = workload.prepare(engine, size)
-    times = [time_once(fn, engine)]  # warm-up, also sizes the run
+    try:
+        times = [time_once(fn, engine)]  # warm-up, also sizes the run
+    except RecursionError:
+        raise Unsupported("RecursionError: its recursive topological sort cannot go "
+                          f"{sys.getrecursionlimit()} levels deep (Python's limit)")
     n = max(3, min(repeats, int(budget / max(times[0], 1e-9))))
     times = [time_once(fn, engine) for _ in range(n)]
     per_unit = [t / units for t in times]

@@ -59,7 +59,7 @@ def run(mode="full", engines=None, progress=sys.stderr):
 
 def table(results):
     kinds = {w.name: w for w in WORKLOADS}
-    lines = [f"| workload | engine | median per unit | spread (IQR) | vs micrograd | vs torch (scalar) |",
+    lines = [f"| workload | engine | median per unit | spread (IQR) | vs micrograd | vs torch (scalar, else batched) |",
              "|---|---|---|---|---|---|"]
     for name, row in results.items():
         w = kinds[name]
@@ -68,6 +68,8 @@ def table(results):
                 lines.append(f"| {name} | {engine} | {r} | | | |")
                 continue
             base = [row.get(b) for b in BASELINES]
+            if not isinstance(base[1], dict):  # no scalar-torch figure: compare with batched
+                base[1] = row.get("torch (batched)")
             base = [b["median"] if isinstance(b, dict) else None for b in base]
             unit = f" / {w.unit}" if w.kind == "time" else ""
             lines.append(

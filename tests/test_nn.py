@@ -1,0 +1,110 @@
+"""cgrad.nn against micrograd's nn, plus what cgrad adds (activations, files, torch)."""
+import copy
+import pickle
+import random
+
+import numpy as np
+import pytest
+
+from cgrad import Value, nn, reference
+from cgrad.demo import micrograd_step, moons
+
+micrograd_nn = pytest.importorskip("micrograd.nn")
+micrograd_engine = pytest.importorskip("micrograd.engine")
+
+
+def test_same_seed_gives_micrograds_model_and_reprs():
+    random.seed(1337)
+    ours = nn.MLP(2, [16, 16, 1])
+    random.seed(1337)
+    theirs = micrograd_nn.MLP(2, [16, 16, 1])
+    assert [p.data for p in ours.parameters()] == [float(p.data) for p in theirs.parameters()]
+    assert repr(ours) == repr(theirs)
+    assert repr(nn.Neuron(3, nonlin=False)) == "LinearNeuron(3)"
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_loss_curve_equals_micrograds_for_10_steps(fused):
+    X, y = moons()
+    random.seed(1337)
+    ours = nn.MLP(2, [16, 16, 1], fused=fused)
+    random.seed(1337)
+    theirs = micrograd_nn.MLP(2, [16, 16, 1])
+    for k in range(10):
+        a, acc_a = micrograd_step(ours, X, y, k, 100, Value=Value)
+        b, acc_b = micrograd_step(theirs, X, y, k, 100, Value=micrograd_engine.Value)
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-12) and acc_a == acc_b
+
+
+def test_fused_neuron_equals_unfused_bit_for_bit():
+    random.seed(3)
+    fused = nn.Neuron(5, activation='tanh')
+    random.seed(3)
+    plain = nn.Neuron(5, activation='tanh', fused=False)
+    x = [0.3, -1.2, 2.0, 0.7, -0.1]
+    a, b = fused(x), plain(x)
+    assert a.data == b.data
+    a.backward(), b.backward()
+    assert [p.grad for p in fused.parameters()] == [p.grad for p in plain.parameters()]
+
+
+@pytest.mark.parametrize("activation", nn.ACTIVATIONS)
+def test_activations_match_the_reference(activation):
+    random.seed(5)
+    ours = nn.MLP(3, [4, 2], activation=activation)
+    random.seed(5)
+    ref = nn.MLP(3, [4, 2], activation=activation, value_type=reference.Value)
+    x = [0.5, -0.25, 1.5]
+    for a, b in zip(ours(x), ref(x)):
+        assert a.data == pytest.approx(b.data, rel=1e-15)
+
+
+def test_wrong_input_length_and_unknown_activation_raise():
+    with pytest.raises(ValueError, match="takes 3 inputs, got 2"):
+        nn.Neuron(3)([1.0, 2.0])
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        nn.MLP(2, [3, 1], activation='swish')
+
+
+def test_parameters_as_numpy_round_trip():
+    model = nn.MLP(3, [4, 2])
+    values = model.get_parameters()
+    assert values.shape == (len(model.parameters()),)
+    model.set_parameters(values * 2)
+    assert np.array_equal(model.get_parameters(), values * 2)
+    with pytest.raises(ValueError, match="has 26 parameters"):
+        model.set_parameters(values[:-1])
+    W, b = model.weights()[0]
+    assert W.shape == (4, 3) and b.shape == (4,)
+
+
+def test_save_load_pickle_deepcopy_round_trips(tmp_path):
+    model = nn.MLP(3, [4, 4, 2], activation='tanh')
+    x = [0.1, 0.2, -0.3]
+    expected = [v.data for v in model(x)]
+    path = tmp_path / "model.npz"
+    model.save(path)
+    clones = [nn.load(path), pickle.loads(pickle.dumps(model)), copy.deepcopy(model)]
+    for clone in clones:
+        assert repr(clone) == repr(model)
+        assert [v.data for v in clone(x)] == expected
+        clone.parameters()[0].data += 1  # independent of the original
+    assert [v.data for v in model(x)] == expected
+
+
+def test_unreadable_model_file_raises(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a model file saved by cgrad"):
+        nn.load(bad)
+    with pytest.raises(ValueError, match="not a model file"):
+        nn.load(tmp_path / "missing.npz")
+
+
+def test_to_torch_gives_the_same_outputs():
+    torch = pytest.importorskip("torch")
+    model = nn.MLP(3, [5, 4, 2], activation='tanh')
+    x = [0.3, -0.6, 0.9]
+    ours = [v.data for v in model(x)]
+    theirs = model.to_torch()(torch.tensor(x, dtype=torch.float64)).tolist()
+    assert theirs == pytest.approx(ours, rel=1e-12)

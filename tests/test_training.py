@@ -1,0 +1,177 @@
+"""Losses, optimizers, gradcheck, viz, datasets and the demo CLI."""
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cgrad import Value, losses
+from cgrad.datasets import load_digits, make_moons
+from cgrad.gradcheck import GradcheckError, gradcheck
+from cgrad.optim import SGD, Adam
+from cgrad.viz import draw_dot, dot_source, trace
+
+
+def test_mse_and_hinge_by_hand():
+    p = [Value(0.5), Value(-1.0)]
+    assert losses.mse(p, [1.0, 1.0]).data == (0.25 + 4.0) / 2
+    assert losses.hinge([Value(0.5), Value(-2.0)], [1, -1]).data == (0.5 + 0.0) / 2
+
+
+def test_binary_cross_entropy_is_stable_and_correct():
+    z = [Value(0.3), Value(-800.0), Value(800.0)]
+    loss = losses.binary_cross_entropy_with_logits(z, [1, 1, 0])
+    expected = (math.log1p(math.exp(-0.3)) + 800.0 + 800.0) / 3
+    assert loss.data == pytest.approx(expected, rel=1e-14)
+    loss.backward()
+    assert z[1].grad == pytest.approx(-1 / 3)
+
+
+def test_cross_entropy_matches_a_hand_softmax_and_survives_big_logits():
+    z = [1.0, 2.0, 0.5]
+    expected = math.log(sum(math.exp(v) for v in z)) - z[1]
+    assert losses.cross_entropy([Value(v) for v in z], 1).data == pytest.approx(expected, rel=1e-14)
+    assert losses.cross_entropy([Value(1000.0), Value(0.0)], 0).data == pytest.approx(0.0, abs=1e-300)
+    logits = [Value(v) for v in z]
+    losses.cross_entropy(logits, 1).backward()
+    soft = [math.exp(v) / sum(math.exp(u) for u in z) for v in z]
+    assert [v.grad for v in logits] == pytest.approx([soft[0], soft[1] - 1, soft[2]], rel=1e-12)
+
+
+@pytest.mark.parametrize("loss", [
+    lambda a, b: losses.mse([a, b], [0.5, -0.5]),
+    lambda a, b: losses.hinge([a, b], [1, -1]),
+    lambda a, b: losses.binary_cross_entropy_with_logits([a, b], [1, 0]),
+    lambda a, b: losses.softmax_cross_entropy([[a, b], [b, a]], [0, 0]),
+])
+def test_loss_gradients_pass_gradcheck(loss):
+    assert gradcheck(loss, [0.3, -0.7])
+
+
+def test_losses_refuse_bad_labels():
+    with pytest.raises(ValueError, match="2 predictions but 1 targets"):
+        losses.mse([Value(1), Value(2)], [1])
+    with pytest.raises(ValueError, match="-1 or \\+1"):
+        losses.hinge([Value(1)], [0])
+    with pytest.raises(ValueError, match="out of range"):
+        losses.cross_entropy([Value(1), Value(2)], 2)
+    with pytest.raises(TypeError, match="class index"):
+        losses.cross_entropy([Value(1), Value(2)], [0, 1])
+
+
+def test_gradcheck_catches_a_wrong_gradient():
+    with pytest.raises(GradcheckError, match="input 0"):
+        gradcheck(lambda a: Value(a.data ** 2, (a,), 'fake square'), [1.5])
+
+
+def params_with_grads():
+    ps = [Value(0.5), Value(-1.5), Value(2.0)]
+    for p, g in zip(ps, [0.1, -0.2, 0.3]):
+        p.grad = g
+    return ps
+
+
+def test_sgd_with_momentum_and_decay_matches_the_written_out_update():
+    ps = params_with_grads()
+    opt = SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01)
+    data, v = [0.5, -1.5, 2.0], [0.0] * 3
+    for _ in range(3):
+        opt.step()
+        for i, g in enumerate([0.1, -0.2, 0.3]):
+            g = g + 0.01 * data[i]
+            v[i] = 0.9 * v[i] + g
+            data[i] -= 0.1 * v[i]
+    assert [p.data for p in ps] == data
+    opt.zero_grad()
+    assert [p.grad for p in ps] == [0.0] * 3
+
+
+def test_adam_matches_the_written_out_update():
+    ps = params_with_grads()
+    opt = Adam(ps, lr=0.01, weight_decay=0.1)
+    data, m, v = [0.5, -1.5, 2.0], [0.0] * 3, [0.0] * 3
+    for t in range(1, 4):
+        opt.step()
+        for i, g in enumerate([0.1, -0.2, 0.3]):
+            g = g + 0.1 * data[i]
+            m[i] = 0.9 * m[i] + 0.1 * g
+            v[i] = 0.999 * v[i] + 0.001 * g * g
+            denom = math.sqrt(v[i]) / math.sqrt(1 - 0.999 ** t) + 1e-8
+            data[i] -= (0.01 / (1 - 0.9 ** t)) * m[i] / denom
+    assert [p.data for p in ps] == pytest.approx(data, rel=1e-15)
+
+
+def test_adam_matches_torch():
+    torch = pytest.importorskip("torch")
+    ps = params_with_grads()
+    ts = torch.tensor([0.5, -1.5, 2.0], dtype=torch.float64, requires_grad=True)
+    opt, topt = Adam(ps, lr=0.05), torch.optim.Adam([ts], lr=0.05)
+    for _ in range(5):
+        ts.grad = torch.tensor([0.1, -0.2, 0.3], dtype=torch.float64)
+        opt.step(), topt.step()
+    assert [p.data for p in ps] == pytest.approx(ts.tolist(), rel=1e-13)
+
+
+def test_optimizer_refuses_non_values():
+    with pytest.raises(TypeError, match="cgrad Values"):
+        SGD([1.0, 2.0])
+
+
+def test_trace_and_dot_source():
+    a, b = Value(2.0, label='a'), Value(-3.0, label='b')
+    c = a * b
+    c.label = 'c'
+    nodes, edges = trace(c)
+    assert nodes == {a, b, c} and edges == {(a, c), (b, c)}
+    src = dot_source(c)
+    assert src.startswith('digraph') and '{ c | data -6.0000 | grad 0.0000 }' in src
+    assert f'{id(a)} -> "{id(c)}*"' in src
+
+
+def test_draw_dot_with_and_without_graphviz(monkeypatch):
+    c = Value(2.0, label='x') * 3
+    out = draw_dot(c)
+    try:
+        import graphviz
+        assert isinstance(out, graphviz.Source) and 'digraph' in out.source
+    except ImportError:
+        assert isinstance(out, str) and 'digraph' in out
+    monkeypatch.setitem(sys.modules, 'graphviz', None)  # as if not installed
+    assert isinstance(draw_dot(c), str)
+
+
+def test_trace_handles_deep_graphs():
+    y = x = Value(1.0)
+    for _ in range(5000):
+        y = y + 1
+    nodes, _ = trace(y)
+    assert len(nodes) == 10001
+
+
+def test_make_moons_matches_scikit_learn_when_installed():
+    X, y = make_moons(100, noise=0.1, seed=0)
+    assert X.shape == (100, 2) and set(y) == {0, 1}
+    sk = pytest.importorskip("sklearn.datasets")
+    X2, y2 = sk.make_moons(100, noise=0.1, random_state=0)
+    assert np.array_equal(X, X2) and np.array_equal(y, y2)
+
+
+def test_digits_loader():
+    pytest.importorskip("sklearn")
+    X_train, y_train, X_test, y_test = load_digits()
+    assert X_train.shape[1] == 64 and len(X_train) + len(X_test) == 1797
+    assert X_train.max() <= 1.0 and set(y_test) <= set(range(10))
+
+
+def test_demo_cli_runs_end_to_end():
+    out = subprocess.run([sys.executable, "-m", "cgrad", "demo", "--steps", "3",
+                          "--compare-steps", "1"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "step   0  loss 0.895844" in out.stdout and "x faster" in out.stdout
+
+
+def test_demo_cli_refuses_bad_arguments():
+    out = subprocess.run([sys.executable, "-m", "cgrad", "demo", "--steps", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--steps must be >= 1" in out.stderr
