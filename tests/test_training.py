@@ -8,7 +8,7 @@ import pytest
 
 from cgrad import Value, losses
 from cgrad.datasets import load_digits, make_moons
-from cgrad.gradcheck import GradcheckError, gradcheck
+from cgrad import GradcheckError, gradcheck
 from cgrad.optim import SGD, Adam
 from cgrad.viz import draw_dot, dot_source, trace
 
@@ -175,3 +175,13 @@ def test_demo_cli_refuses_bad_arguments():
     out = subprocess.run([sys.executable, "-m", "cgrad", "demo", "--steps", "0"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--steps must be >= 1" in out.stderr
+
+
+def test_demo_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "demo.png"
+    out = subprocess.run([sys.executable, "-m", "cgrad", "demo", "--steps", "2",
+                          "--compare-steps", "0", "--plot", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
