@@ -61,38 +61,36 @@ def pairs(n, seed=0):
 
 # ---- engine workloads ---------------------------------------------------------------------
 
-def build_ops(engine, size):
-    """c = a*b + a over `size` pairs of leaves, every result kept: time per op."""
+def leaf_pairs(engine, size):
+    """Leaves for `size` pairs (a, b): one pair of 1-d tensors for torch (batched),
+    else a list of scalar pairs of the engine's kind."""
     data = pairs(size)
     if engine.startswith("torch"):
         torch = torch_module()
+        leaf = lambda x: torch.tensor(x, dtype=torch.float64, requires_grad=True)
         if engine == "torch (batched)":
-            a = torch.tensor([p[0] for p in data], dtype=torch.float64, requires_grad=True)
-            b = torch.tensor([p[1] for p in data], dtype=torch.float64, requires_grad=True)
-            return (lambda: a * b + a), 2 * size
-        leaves = [(torch.tensor(x, dtype=torch.float64, requires_grad=True),
-                   torch.tensor(y, dtype=torch.float64, requires_grad=True)) for x, y in data]
+            return leaf([p[0] for p in data]), leaf([p[1] for p in data])
     else:
-        Value = value_class(engine)
-        leaves = [(Value(x), Value(y)) for x, y in data]
+        leaf = value_class(engine)
+    return [(leaf(x), leaf(y)) for x, y in data]
+
+
+def build_ops(engine, size):
+    """c = a*b + a over `size` pairs of leaves, every result kept: time per op."""
+    leaves = leaf_pairs(engine, size)
+    if engine == "torch (batched)":
+        a, b = leaves
+        return (lambda: a * b + a), 2 * size
     return (lambda: [a * b + a for a, b in leaves]), 2 * size
 
 
 def wide_graph(engine, size):
     """A graph of `size` terms a*b + a summed into one root, and its node count."""
-    data = pairs(size)
-    if engine.startswith("torch"):
-        torch = torch_module()
-        if engine == "torch (batched)":
-            a = torch.tensor([p[0] for p in data], dtype=torch.float64, requires_grad=True)
-            b = torch.tensor([p[1] for p in data], dtype=torch.float64, requires_grad=True)
-            return (a * b + a).sum(), 5 * size
-        terms = [torch.tensor(x, dtype=torch.float64, requires_grad=True)
-                 * torch.tensor(y, dtype=torch.float64, requires_grad=True)
-                 + torch.tensor(x, dtype=torch.float64, requires_grad=True) for x, y in data]
-    else:
-        Value = value_class(engine)
-        terms = [a * b + a for a, b in ((Value(x), Value(y)) for x, y in data)]
+    leaves = leaf_pairs(engine, size)
+    if engine == "torch (batched)":
+        a, b = leaves
+        return (a * b + a).sum(), 5 * size
+    terms = [a * b + a for a, b in leaves]
     while len(terms) > 1:  # a balanced tree of sums: wide, only log2(size) deep
         terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
                  for i in range(0, len(terms), 2)]
