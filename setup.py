@@ -9,6 +9,9 @@ HEADERS = ["csrc/cgrad.h", "csrc/ops.h", "src/cgrad/_core.pxd"]
 extensions = [
     Extension("cgrad._core", sources=["src/cgrad/_core.pyx", "csrc/graph.c"],
               include_dirs=["csrc"], depends=HEADERS, extra_compile_args=FLAGS),
+    Extension("cgrad._replay", sources=["src/cgrad/_replay.pyx", "csrc/replay.c"],
+              include_dirs=["csrc"], depends=HEADERS,
+              extra_compile_args=FLAGS),
     Extension("cgrad._optim", sources=["src/cgrad/_optim.pyx", "csrc/optim.c"],
               include_dirs=["csrc"], depends=HEADERS, extra_compile_args=FLAGS),
 ]

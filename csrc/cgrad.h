@@ -18,6 +18,7 @@ typedef enum {
     CG_SIGMOID,
     CG_SUM,       /* ((0 + k0) + k1) + ...: Python's sum() order */
     CG_DOT,       /* ((bias + w0*x0) + w1*x1) + ...; kids are w..., x..., [bias] */
+    CG_LOGSUMEXP, /* log(sum(exp(k))), computed as m + log(sum(exp(k - m))), m = max(k) */
     CG_OPAQUE,    /* built by the user with explicit children: no math, no gradient */
     CG_N_OPS
 } cg_op;
@@ -68,8 +69,10 @@ typedef struct {
 int cg_vec_push(cg_vec *v, void *item);  /* 0 on success, -1 out of memory */
 void cg_vec_free(cg_vec *v);
 
-/* Every node reachable from root, kids before parents.  0 or -1 (out of memory). */
-int cg_topo_order(cg_node *root, cg_vec *order);
+/* Every interior (non-leaf) node reachable from any of the roots, kids before parents,
+ * each once, in the order backward() would sweep them from roots[0].
+ * 0 or -1 (out of memory). */
+int cg_interior_order(cg_node **roots, size_t n_roots, cg_vec *order);
 
 /* Zero the grads of interior nodes in order, set root's grad to 1 and apply the
  * chain rule from root down.  On error *failed is the node that failed. */
@@ -81,11 +84,16 @@ cg_status cg_backward_node(cg_node *n);
 /* Recomputes n->data from its kids. */
 cg_status cg_eval(cg_node *n);
 
+/* Replay (replay.c).  Write data[0..n) into leaves (zeroing their grads, as for fresh
+ * leaves); read nodes' data into out. */
+void cg_load(cg_node **leaves, const double *data, size_t n);
+void cg_gather(cg_node **nodes, size_t n, double *out);
+
 /* Recompute data for nodes[0..n) in order; on error *failed is the node that failed. */
 cg_status cg_forward_all(cg_node **nodes, size_t n, cg_node **failed);
 
-/* Backward over a recorded order (kids before parents): zeroes interior grads, seeds
- * root with 1 and sweeps.  root is nodes[n-1]. */
+/* Backward over a recorded interior order (kids before parents), as cg_backward does:
+ * zeroes their grads, seeds the root nodes[n-1] with 1 and sweeps.  n > 0. */
 cg_status cg_backward_all(cg_node **nodes, size_t n, cg_node **failed);
 
 /* Optimizer updates over an array of parameter nodes, as PyTorch defines them.

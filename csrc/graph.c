@@ -1,4 +1,4 @@
-/* Whole-graph work: topological order, backward sweep, forward replay. */
+/* Whole-graph work from a root: topological order and backward(). */
 #include <stdlib.h>
 #include "cgrad.h"
 #include "ops.h"
@@ -44,14 +44,16 @@ typedef struct {
     uint32_t next_kid;
 } dfs_frame;
 
-/* Iterative depth-first post-order: the same order micrograd's recursive build_topo
- * gives when kids are visited in their stored order.  For backward, leaves are left
- * out (they have nothing to pass on, so they need neither a mark nor a slot) and each
- * interior node's grad is zeroed as it is emitted. */
-static int depth_first(cg_node *root, cg_vec *order, int for_backward)
+/* Iterative depth-first post-order from root, skipping nodes already marked with
+ * epoch: the same order micrograd's recursive build_topo gives when kids are visited in
+ * their stored order.  Leaves are left out (they have nothing to compute or pass on, so
+ * they need neither a mark nor a slot).  With zero_grads, each node's grad is zeroed as
+ * it is emitted, which is what backward() needs before its sweep. */
+static int depth_first(cg_node *root, uint32_t epoch, cg_vec *order, int zero_grads)
 {
-    uint32_t epoch = next_epoch();
     size_t cap = 64, depth = 0;
+    if (root->n_kids == 0 || root->mark == epoch)
+        return 0;
     dfs_frame *stack = malloc(cap * sizeof *stack);
     if (!stack)
         return -1;
@@ -63,7 +65,7 @@ static int depth_first(cg_node *root, cg_vec *order, int for_backward)
         cg_node *n = top->node;
         if (top->next_kid < n->n_kids) {
             cg_node *kid = cg_kids(n)[top->next_kid++];
-            if (kid->mark == epoch || (for_backward && kid->n_kids == 0))
+            if (kid->mark == epoch || kid->n_kids == 0)
                 continue;
             kid->mark = epoch;
             if (depth == cap) {
@@ -75,7 +77,7 @@ static int depth_first(cg_node *root, cg_vec *order, int for_backward)
             }
             stack[depth++] = (dfs_frame){kid, 0};
         } else {
-            if (for_backward)
+            if (zero_grads)
                 n->grad = 0.0;
             if (cg_vec_push(order, n) < 0)
                 goto nomem;
@@ -89,30 +91,13 @@ nomem:
     return -1;
 }
 
-int cg_topo_order(cg_node *root, cg_vec *order)
+int cg_interior_order(cg_node **roots, size_t n_roots, cg_vec *order)
 {
-    return depth_first(root, order, 0);
-}
-
-static cg_status sweep(cg_node **nodes, size_t n, cg_node **failed)
-{
-    for (size_t i = n; i-- > 0;) {
-        cg_status st = cg_backward_inline(nodes[i]);
-        if (st != CG_OK) {
-            *failed = nodes[i];
-            return st;
-        }
-    }
-    return CG_OK;
-}
-
-cg_status cg_backward_all(cg_node **nodes, size_t n, cg_node **failed)
-{
-    for (size_t i = 0; i < n; i++)
-        if (nodes[i]->n_kids)
-            nodes[i]->grad = 0.0;
-    nodes[n - 1]->grad = 1.0;
-    return sweep(nodes, n, failed);
+    uint32_t epoch = next_epoch();
+    for (size_t i = 0; i < n_roots; i++)
+        if (depth_first(roots[i], epoch, order, 0) < 0)
+            return -1;
+    return 0;
 }
 
 cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed)
@@ -122,20 +107,8 @@ cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed)
         root->grad = 1.0;
         return CG_OK;
     }
-    if (depth_first(root, order, 1) < 0)
+    if (depth_first(root, next_epoch(), order, 1) < 0)
         return CG_ERR_NOMEM;
     root->grad = 1.0;
-    return sweep((cg_node **)order->items, order->len, failed);
-}
-
-cg_status cg_forward_all(cg_node **nodes, size_t n, cg_node **failed)
-{
-    for (size_t i = 0; i < n; i++) {
-        cg_status st = cg_eval_inline(nodes[i]);
-        if (st != CG_OK) {
-            *failed = nodes[i];
-            return st;
-        }
-    }
-    return CG_OK;
+    return cg_sweep((cg_node **)order->items, order->len, failed);
 }

@@ -98,6 +98,20 @@ static inline cg_status cg_eval_inline(cg_node *n)
         n->data = s;
         return (isfinite(s) || !finite_in) ? CG_OK : CG_ERR_OVERFLOW;
     }
+    case CG_LOGSUMEXP: {
+        double m = -INFINITY, s = 0.0;
+        for (uint32_t i = 0; i < n->n_kids; i++)
+            if (k[i]->data > m)
+                m = k[i]->data;
+        if (isinf(m)) { /* all -inf, or an inf input: the max is the answer */
+            n->data = m;
+            return CG_OK;
+        }
+        for (uint32_t i = 0; i < n->n_kids; i++)
+            s = s + exp(k[i]->data - m);
+        n->data = m + log(s);
+        return CG_OK;
+    }
     default: /* CG_LEAF, CG_OPAQUE: data is whatever was set */
         return CG_OK;
     }
@@ -172,10 +186,27 @@ static inline cg_status cg_backward_inline(cg_node *n)
             bad |= cg_accumulate(k[2 * m], g);
         break;
     }
+    case CG_LOGSUMEXP: /* d/dk_i = softmax(k)_i */
+        for (uint32_t i = 0; i < n->n_kids; i++)
+            bad |= cg_accumulate(k[i], exp(k[i]->data - n->data) * g);
+        break;
     default:
         break;
     }
     return (bad && isfinite(g)) ? CG_ERR_OVERFLOW : CG_OK;
+}
+
+/* The chain rule over nodes[0..n) in reverse: kids come before parents in nodes. */
+static inline cg_status cg_sweep(cg_node **nodes, size_t n, cg_node **failed)
+{
+    for (size_t i = n; i-- > 0;) {
+        cg_status st = cg_backward_inline(nodes[i]);
+        if (st != CG_OK) {
+            *failed = nodes[i];
+            return st;
+        }
+    }
+    return CG_OK;
 }
 
 #endif

@@ -44,6 +44,7 @@ def test_cross_entropy_matches_a_hand_softmax_and_survives_big_logits():
     lambda a, b: losses.hinge([a, b], [1, -1]),
     lambda a, b: losses.binary_cross_entropy_with_logits([a, b], [1, 0]),
     lambda a, b: losses.softmax_cross_entropy([[a, b], [b, a]], [0, 0]),
+    lambda a, b: losses.softmax_cross_entropy([[a, b], [b, a]], [[0.25, 0.75], [1, 0]]),
 ])
 def test_loss_gradients_pass_gradcheck(loss):
     assert gradcheck(loss, [0.3, -0.7])
@@ -56,8 +57,18 @@ def test_losses_refuse_bad_labels():
         losses.hinge([Value(1)], [0])
     with pytest.raises(ValueError, match="out of range"):
         losses.cross_entropy([Value(1), Value(2)], 2)
+    with pytest.raises(ValueError, match="3 entries for 2 logits"):
+        losses.cross_entropy([Value(1), Value(2)], [0, 1, 0])
     with pytest.raises(TypeError, match="class index"):
-        losses.cross_entropy([Value(1), Value(2)], [0, 1])
+        losses.cross_entropy([Value(1), Value(2)], "1")
+
+
+def test_cross_entropy_takes_one_hot_rows_of_numbers_or_values():
+    z = [1.0, 2.0, 0.5]
+    by_index = losses.cross_entropy([Value(v) for v in z], 1)
+    for row in ([0, 1, 0], [Value(0), Value(1), Value(0)]):
+        assert losses.cross_entropy([Value(v) for v in z], row).data == \
+            pytest.approx(by_index.data, rel=1e-15)
 
 
 def test_gradcheck_catches_a_wrong_gradient():

@@ -14,6 +14,15 @@ def main(argv=None):
     demo.add_argument("--plot", metavar="FILE.png",
                       help="save the decision boundary and loss curve (needs matplotlib)")
 
+    train = sub.add_parser("train", help="train an MLP on the handwritten digits with "
+                                         "graph replay (needs scikit-learn)")
+    train.add_argument("--epochs", type=int, default=20, help="passes over the data (default 20)")
+    train.add_argument("--batch-size", type=int, default=32, help="minibatch size (default 32)")
+    train.add_argument("--hidden", type=int, nargs="+", default=[32], metavar="N",
+                       help="hidden layer sizes (default: 32)")
+    train.add_argument("--lr", type=float, default=0.01, help="Adam's learning rate (default 0.01)")
+    train.add_argument("--seed", type=int, default=0, help="weights, split and shuffling")
+
     bench = sub.add_parser("bench", help="benchmark cgrad against the reference, "
                                          "micrograd and PyTorch")
     bench.add_argument("--quick", action="store_true", help="small sizes: seconds, not minutes")
@@ -26,6 +35,11 @@ def main(argv=None):
             parser.error("--steps must be >= 1 and --compare-steps >= 0")
         from cgrad import demo
         return demo.main(args)
+    if args.command == "train":
+        if args.epochs < 1 or args.batch_size < 1 or min(args.hidden) < 1 or args.lr <= 0:
+            parser.error("--epochs, --batch-size, --hidden and --lr must be positive")
+        from cgrad import train
+        return train.main(args)
     if args.command == "bench":
         from cgrad import report
         return report.main(args)

@@ -4,7 +4,7 @@ from libc.stdint cimport uint8_t, uint32_t
 cdef extern from "cgrad.h" nogil:
     ctypedef enum cg_op:
         CG_LEAF, CG_ADD, CG_MUL, CG_POW, CG_POWV, CG_RELU, CG_TANH, CG_EXP, CG_LOG,
-        CG_SIGMOID, CG_SUM, CG_DOT, CG_OPAQUE, CG_N_OPS
+        CG_SIGMOID, CG_SUM, CG_DOT, CG_LOGSUMEXP, CG_OPAQUE, CG_N_OPS
 
     ctypedef enum cg_status:
         CG_OK, CG_ERR_OVERFLOW, CG_ERR_ZERODIV, CG_ERR_DOMAIN, CG_ERR_NOMEM
@@ -37,8 +37,10 @@ cdef extern from "cgrad.h" nogil:
     cg_node **cg_kids(cg_node *n)
     int cg_vec_push(cg_vec *v, void *item)
     void cg_vec_free(cg_vec *v)
-    int cg_topo_order(cg_node *root, cg_vec *order)
+    int cg_interior_order(cg_node **roots, size_t n_roots, cg_vec *order)
     cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed)
+    void cg_load(cg_node **leaves, const double *data, size_t n)
+    void cg_gather(cg_node **nodes, size_t n, double *out)
     cg_status cg_forward_all(cg_node **nodes, size_t n, cg_node **failed)
     cg_status cg_backward_all(cg_node **nodes, size_t n, cg_node **failed)
 
@@ -55,6 +57,7 @@ cdef class Value:
 
 cdef Value leaf(double data)
 cdef object owner_of(cg_node *n)
+cdef int interior_order(cg_node **roots, size_t n_roots, cg_vec *order) noexcept nogil
 cdef int raise_status(cg_status status, cg_node *failed, bint in_backward) except -1
 
 

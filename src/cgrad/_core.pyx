@@ -88,6 +88,12 @@ cdef int set_kids(cg_node *n, kids) except -1:
     return 0
 
 
+cdef int interior_order(cg_node **roots, size_t n_roots, cg_vec *order) noexcept nogil:
+    """cg_interior_order for other modules: graph.c is linked into this one only, so
+    every traversal draws its visit marks from the same epoch counter."""
+    return cg_interior_order(roots, n_roots, order)
+
+
 # ---- numbers ----------------------------------------------------------------------------
 
 cdef int as_double(object o, double *out) except -1:
@@ -145,7 +151,7 @@ cdef str op_name(cg_node *n):
     if op == CG_OPAQUE:
         return OPAQUE_NAMES[<Py_ssize_t>n.arg]
     return ("", "+", "*", "", "**", "ReLU", "tanh", "exp", "log", "sigmoid", "sum",
-            "dot")[op]
+            "dot", "logsumexp")[op]
 
 
 cdef str describe(cg_node *n):
@@ -159,6 +165,8 @@ cdef str describe(cg_node *n):
         return f"a sum of {n.n_kids} values"
     if op == CG_DOT:
         return f"a dot product of {n.n_kids // 2} pairs"
+    if op == CG_LOGSUMEXP:
+        return f"logsumexp of {n.n_kids} values"
     return f"{op_name(n)}({k[0].data!r})"
 
 
@@ -454,15 +462,32 @@ def _restore(data, grad, label, op, arg, flags, kids, op_text):
 
 # ---- fused n-ary nodes ------------------------------------------------------------------
 
+cdef list values_of(values, str what):
+    """The items of values as Values (numbers become leaves)."""
+    cdef list out = []
+    for v in values:
+        k = as_value(v)
+        if k is None:
+            raise TypeError(f"{what} needs Values or numbers, got {type(v).__name__}")
+        out.append(k)
+    return out
+
+
 def vsum(values):
     """Sum of Values and numbers as one node, in exactly the order of Python's sum()."""
-    kids = [v if type(v) is Value else as_value(v) for v in values]
-    for k, v in zip(kids, values):
-        if k is None:
-            raise TypeError(f"sum() needs Values or numbers, got {type(v).__name__}")
+    kids = values_of(values, "sum()")
     if not kids:
         return leaf(0.0)
     return nary(CG_SUM, kids, 0)
+
+
+def logsumexp(values):
+    """log(sum(exp(v) for v in values)) as one node, without overflow (the max is
+    subtracted before exp).  Its gradient is the softmax of the values."""
+    kids = values_of(values, "logsumexp()")
+    if not kids:
+        raise ValueError("logsumexp() of no values is -inf: give it at least one")
+    return nary(CG_LOGSUMEXP, kids, 0)
 
 
 def dot(ws, xs, bias=None):
@@ -470,14 +495,12 @@ def dot(ws, xs, bias=None):
 
     Summed as micrograd's ``sum((wi*xi for wi, xi in zip(w, x)), b)``, so the value is
     bit for bit the same."""
-    ws = [w if type(w) is Value else as_value(w) for w in ws]
-    xs = [x if type(x) is Value else as_value(x) for x in xs]
-    if len(ws) != len(xs):
-        raise ValueError(f"dot() needs as many weights as inputs: got {len(ws)} "
-                         f"weights and {len(xs)} inputs")
-    if None in ws or None in xs:
-        raise TypeError("dot() needs Values or numbers")
-    kids = ws + xs
+    kids = values_of(ws, "dot() weights")
+    cdef Py_ssize_t n_weights = len(kids)
+    kids += values_of(xs, "dot() inputs")
+    if 2 * n_weights != len(kids):
+        raise ValueError(f"dot() needs as many weights as inputs: got {n_weights} "
+                         f"weights and {len(kids) - n_weights} inputs")
     if bias is not None:
         b = as_value(bias)
         if b is None:

@@ -1,5 +1,8 @@
-"""Losses built from engine ops, so backward() differentiates them.  Each returns a Value."""
-from cgrad._core import vsum
+"""Losses built from engine ops, so backward() differentiates them.  Each returns a Value.
+
+Targets may be numbers, or Values (leaves from ``cgrad.inputs``) so that a recorded
+``cgrad.Graph`` can be replayed over new labels."""
+from cgrad._core import dot, logsumexp, vsum
 from cgrad.engine import Value
 
 
@@ -22,7 +25,7 @@ def hinge(scores, labels):
     """micrograd's max-margin loss: mean(relu(1 - y * score)), labels in {-1, +1}."""
     scores, labels = _pairs(scores, labels)
     for y in labels:
-        if y not in (-1, 1):
+        if not isinstance(y, Value) and y not in (-1, 1):
             raise ValueError(f"hinge loss needs labels -1 or +1, got {y!r}")
     losses = [(1 + -y * s).relu() for y, s in zip(labels, scores)]
     return vsum(losses) * (1.0 / len(losses))
@@ -39,7 +42,7 @@ def binary_cross_entropy_with_logits(logits, labels):
     logits, labels = _pairs(logits, labels)
     terms = []
     for z, y in zip(logits, labels):
-        if y not in (0, 1):
+        if not isinstance(y, Value) and y not in (0, 1):
             raise ValueError(f"binary cross-entropy needs labels 0 or 1, got {y!r}")
         z = z if isinstance(z, Value) else Value(z)
         abs_z = z.relu() + (-z).relu()
@@ -49,20 +52,27 @@ def binary_cross_entropy_with_logits(logits, labels):
 
 def cross_entropy(logits, target):
     """Softmax cross-entropy of one example: logsumexp(logits) - logits[target].
-    The max logit is subtracted (as a constant) before exp, so nothing overflows."""
-    logits = [z if isinstance(z, Value) else Value(z) for z in logits]
+
+    target is a class index, or a row of class probabilities (a one-hot row; numbers
+    or Values), giving logsumexp(logits) - dot(target, logits)."""
+    logits = list(logits)
+    if isinstance(target, (list, tuple)):
+        if len(target) != len(logits):
+            raise ValueError(f"the target row has {len(target)} entries "
+                             f"for {len(logits)} logits")
+        return logsumexp(logits) - dot(target, logits)
     if not isinstance(target, int) and not hasattr(target, '__index__'):
-        raise TypeError(f"target must be a class index, got {type(target).__name__}")
+        raise TypeError(f"target must be a class index or a row of class probabilities, "
+                        f"got {type(target).__name__}")
     target = int(target)
     if not 0 <= target < len(logits):
         raise ValueError(f"target class {target} is out of range for {len(logits)} logits")
-    shift = max(z.data for z in logits)
-    log_sum = vsum([(z - shift).exp() for z in logits]).log() + shift
-    return log_sum - logits[target]
+    return logsumexp(logits) - logits[target]
 
 
 def softmax_cross_entropy(batch_logits, targets):
-    """Mean softmax cross-entropy over a batch: a list of logit lists and class indices."""
+    """Mean softmax cross-entropy over a batch: a list of logit rows and, per row, a
+    class index or a row of class probabilities."""
     batch_logits, targets = _pairs(batch_logits, targets)
     return vsum([cross_entropy(z, t) for z, t in zip(batch_logits, targets)]) \
         * (1.0 / len(targets))

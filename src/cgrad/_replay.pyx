@@ -1,0 +1,250 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""Replay: a graph built once over input leaves, re-run in C for new data.
+
+The graph records two orders of its interior nodes: every node the outputs depend on
+(for forward) and the nodes the loss depends on, in the order backward() would sweep
+them (so replayed gradients are bit for bit those of a rebuilt graph).  Forward, backward
+and the input copy run over those C arrays with the GIL released.  The Graph holds a
+reference to every node it points at, so nothing it replays can be freed under it.
+"""
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
+
+import numpy as np
+
+from cgrad._core cimport (Value, cg_node, cg_vec, cg_status, CG_OK, CG_LEAF,
+                          cg_load, cg_gather, cg_forward_all, cg_backward_all,
+                          interior_order, owner_of, raise_status)
+
+
+def inputs(*shape):
+    """Fresh leaves standing for one batch of data: nested lists of Value(0.0).
+
+    ``inputs(32, 64)`` is 32 lists of 64 leaves, ``inputs(3)`` a list of 3."""
+    for n in shape:
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"inputs() takes non-negative int sizes, got {shape!r}")
+    if not shape:
+        return Value(0.0)
+    if len(shape) == 1:
+        return [Value(0.0) for _ in range(shape[0])]
+    return [inputs(*shape[1:]) for _ in range(shape[0])]
+
+
+def flatten(obj, what):
+    """(the Values of a nested list, in row-major order; its shape)."""
+    if type(obj) is Value:
+        return [obj], ()
+    if isinstance(obj, np.ndarray) and obj.dtype == object:
+        obj = obj.tolist()
+    if not isinstance(obj, (list, tuple)):
+        raise TypeError(f"{what} must be a Value or nested lists of Values, "
+                        f"not {type(obj).__name__}")
+    values, shapes = [], set()
+    for item in obj:
+        sub, shape = flatten(item, what)
+        values += sub
+        shapes.add(shape)
+    if len(shapes) > 1:
+        raise ValueError(f"{what} is ragged: its rows have shapes {sorted(shapes)}")
+    return values, (len(obj),) + (shapes.pop() if shapes else ())
+
+
+cdef class NodeArray:
+    """A C array of nodes, holding a reference to each node's Value."""
+    cdef cg_node **nodes
+    cdef readonly Py_ssize_t size
+    cdef list values
+
+    def __dealloc__(self):
+        free(self.nodes)
+
+
+cdef NodeArray from_vec(cg_vec *vec):
+    """Take over the items of vec (a list of nodes) as a NodeArray."""
+    cdef NodeArray array = NodeArray.__new__(NodeArray)
+    array.nodes = <cg_node **>vec.items
+    array.size = vec.len
+    vec.items = NULL
+    vec.len = vec.cap = 0
+    array.values = [owner_of(array.nodes[i]) for i in range(array.size)]
+    return array
+
+
+cdef NodeArray from_values(list values):
+    cdef NodeArray array = NodeArray.__new__(NodeArray)
+    array.nodes = <cg_node **>malloc(max(len(values), 1) * sizeof(cg_node *))
+    if array.nodes == NULL:
+        raise MemoryError()
+    array.size = len(values)
+    array.values = values
+    for i in range(array.size):
+        array.nodes[i] = &(<Value>values[i]).node
+    return array
+
+
+cdef NodeArray recorded_order(list roots):
+    cdef NodeArray root_array = from_values(roots)
+    cdef cg_vec vec
+    cdef int failed
+    memset(&vec, 0, sizeof(vec))
+    with nogil:
+        failed = interior_order(root_array.nodes, root_array.size, &vec)
+    if failed:
+        free(vec.items)
+        raise MemoryError("out of memory while recording the graph")
+    return from_vec(&vec)
+
+
+cdef class Graph:
+    """A training step (or any computation) recorded once and replayed in C.
+
+    Build the graph as usual over leaves from :func:`inputs`, then::
+
+        graph = Graph(loss, inputs=(xs, ys), outputs=scores)
+        for xb, yb in batches:
+            loss = graph.step(xb, yb, optimizer=optimizer)
+
+    ``loss`` is the scalar Value to differentiate (None for a graph that only computes
+    ``outputs``).  ``inputs`` is one nested list of leaves, or a tuple of them, each
+    filled from a numpy array of the same shape on every call.  ``outputs`` (a Value or
+    nested lists of them) are read back as an array by :meth:`outputs`.
+
+    Replay recomputes every node from the current data of its leaves (parameters
+    included) with the op it was built with: which ReLUs are active is decided anew each
+    time.  Numbers fixed at build time stay fixed: constants, and which nodes exist.
+    """
+    cdef NodeArray forward_order
+    cdef NodeArray backward_order
+    cdef NodeArray input_nodes
+    cdef NodeArray output_nodes
+    cdef readonly object loss
+    cdef readonly tuple input_shapes
+    cdef object output_shape
+    cdef bint running
+
+    def __init__(self, loss=None, *, inputs=(), outputs=None):
+        if loss is not None and type(loss) is not Value:
+            raise TypeError(f"the loss must be a Value (or None), not {type(loss).__name__}")
+        self.loss = loss
+        groups = inputs if type(inputs) is tuple else (inputs,)
+        flat, shapes = [], []
+        for i, group in enumerate(groups):
+            values, shape = flatten(group, f"input {i}")
+            flat += values
+            shapes.append(shape)
+        for v in flat:
+            if (<Value>v).node.n_kids != 0 or (<Value>v).node.op != CG_LEAF:
+                raise ValueError(f"inputs must be leaves (Values not computed from others), "
+                                 f"got {v!r} made by {v._op!r}")
+        if len(set(map(id, flat))) != len(flat):
+            raise ValueError("the same Value appears twice among the inputs")
+        self.input_shapes = tuple(shapes)
+        self.input_nodes = from_values(flat)
+        out_values, self.output_shape = flatten([] if outputs is None else outputs, "outputs")
+        self.output_nodes = from_values(out_values)
+        loss_roots = [] if loss is None else [loss]
+        self.backward_order = recorded_order(loss_roots)
+        self.forward_order = recorded_order(loss_roots + out_values)
+
+    @property
+    def n_nodes(self):
+        """How many nodes each forward pass recomputes."""
+        return self.forward_order.size
+
+    def __repr__(self):
+        loss = "no loss" if self.loss is None else "a loss"
+        return (f"Graph({self.forward_order.size} nodes, inputs of shape "
+                f"{', '.join(map(str, self.input_shapes)) or 'none'}, {loss}, "
+                f"outputs of shape {self.output_shape})")
+
+    # -- running --
+
+    def forward(self, *arrays):
+        """Load the arrays into the input leaves and recompute every node.
+
+        Returns the loss, or for a graph without one, ``outputs()``."""
+        self.load(arrays)
+        self.run(True, False)
+        return self.outputs() if self.loss is None else (<Value>self.loss).node.data
+
+    def backward(self):
+        """``loss.backward()`` over the recorded order: interior grads restart from zero,
+        leaf grads accumulate."""
+        self.need_loss("backward()")
+        self.run(False, True)
+
+    def step(self, *arrays, optimizer):
+        """One training step: ``optimizer.zero_grad()``, forward, backward,
+        ``optimizer.step()``.  Returns the loss (computed before the update)."""
+        self.need_loss("step()")
+        self.load(arrays)
+        optimizer.zero_grad()
+        self.run(True, True)
+        loss = (<Value>self.loss).node.data
+        optimizer.step()
+        return loss
+
+    def outputs(self):
+        """The outputs' current data, as an array shaped like the outputs."""
+        out = np.empty(self.output_nodes.size, dtype=np.float64)
+        cdef double[::1] view = out
+        if self.output_nodes.size:
+            cg_gather(self.output_nodes.nodes, self.output_nodes.size, &view[0])
+        return out.reshape(self.output_shape)
+
+    # -- internals --
+
+    cdef int need_loss(self, str what) except -1:
+        if self.loss is None:
+            raise TypeError(f"{what} needs a loss: this Graph was made without one")
+        return 0
+
+    cdef int load(self, tuple arrays) except -1:
+        if len(arrays) != len(self.input_shapes):
+            raise TypeError(f"this Graph takes {len(self.input_shapes)} input array(s) of "
+                            f"shape {', '.join(map(str, self.input_shapes)) or '-'}, "
+                            f"got {len(arrays)}")
+        cdef Py_ssize_t offset = 0, n
+        cdef const double[::1] view
+        for i, (array, shape) in enumerate(zip(arrays, self.input_shapes)):
+            try:
+                data = np.asarray(array)
+            except ValueError as error:  # e.g. ragged rows
+                raise ValueError(f"input {i}: {error}") from None
+            if data.dtype.kind not in "biuf":
+                raise TypeError(f"input {i} must be an array of real numbers, "
+                                f"got {type(array).__name__} of dtype {data.dtype}")
+            if data.shape != shape:
+                raise ValueError(f"input {i} has shape {data.shape}, but the graph was "
+                                 f"built over inputs of shape {shape}")
+            n = data.size
+            if n:
+                view = np.ascontiguousarray(data, dtype=np.float64).reshape(-1)
+                cg_load(self.input_nodes.nodes + offset, &view[0], n)
+            offset += n
+        return 0
+
+    cdef int run(self, bint forward, bint backward) except -1:
+        cdef cg_status status = CG_OK
+        cdef cg_node *failed = NULL
+        cdef bint in_backward = False
+        cdef NodeArray fwd = self.forward_order, bwd = self.backward_order
+        if self.running:
+            raise RuntimeError("this Graph is already running (in another thread)")
+        self.running = True
+        try:
+            with nogil:
+                if forward and fwd.size:
+                    status = cg_forward_all(fwd.nodes, fwd.size, &failed)
+                if status == CG_OK and backward:
+                    in_backward = True
+                    if bwd.size:
+                        status = cg_backward_all(bwd.nodes, bwd.size, &failed)
+            if backward and bwd.size == 0:
+                (<Value>self.loss).node.grad = 1.0  # the loss is a leaf
+        finally:
+            self.running = False
+        if status != CG_OK:
+            raise_status(status, failed, in_backward)
+        return 0

@@ -1,0 +1,224 @@
+"""Graph replay: the same numbers as rebuilding the graph every step, and clear errors."""
+import gc
+import math
+import random
+import threading
+
+import numpy as np
+import pytest
+
+import cgrad
+from cgrad import Graph, Value, demo, losses, nn
+from cgrad.optim import SGD, Adam
+
+
+def twin_models(*args, **kwargs):
+    """Two models with the same weights: one to replay, one to rebuild."""
+    random.seed(7)
+    first = nn.MLP(*args, **kwargs)
+    random.seed(7)
+    return first, nn.MLP(*args, **kwargs)
+
+
+def params(model):
+    return [p.data for p in model.parameters()]
+
+
+def test_demo_replay_equals_rebuilding_bit_for_bit():
+    X, y = demo.moons()
+    replayed, rebuilt = twin_models(2, [16, 16, 1])
+    xs = cgrad.inputs(100, 2)
+    scores = [replayed(x) for x in xs]
+    loss = losses.hinge(scores, y) + losses.l2(replayed.parameters(), 1e-4)
+    graph = Graph(loss, inputs=xs, outputs=scores)
+    opt_replay, opt_rebuild = SGD(replayed.parameters()), SGD(rebuilt.parameters())
+    for k in range(40):
+        opt_replay.lr = opt_rebuild.lr = demo.learning_rate(k)
+        replay_loss = graph.step(X, optimizer=opt_replay)
+        rebuild_loss, _ = demo.cgrad_step(rebuilt, opt_rebuild, X, y, k, 100)
+        assert replay_loss == rebuild_loss, k
+    assert params(replayed) == params(rebuilt)
+    fresh = [rebuilt(list(x)).data for x in X.tolist()]
+    graph.forward(X)
+    assert graph.outputs().tolist() == fresh
+
+
+def minibatches(seed, n_batches, batch, nin, n_classes):
+    rng = np.random.RandomState(seed)
+    for _ in range(n_batches):
+        X = rng.uniform(-1, 1, (batch, nin))
+        labels = rng.randint(0, n_classes, batch)
+        yield X, labels, np.eye(n_classes)[labels]
+
+
+def test_minibatch_adam_replay_equals_rebuilding_bit_for_bit():
+    replayed, rebuilt = twin_models(5, [8, 4], activation='tanh')
+    xs, ys = cgrad.inputs(6, 5), cgrad.inputs(6, 4)
+    graph = Graph(losses.softmax_cross_entropy([replayed(x) for x in xs], ys), inputs=(xs, ys))
+    opt_replay = Adam(replayed.parameters(), lr=0.05)
+    opt_rebuild = Adam(rebuilt.parameters(), lr=0.05)
+    for X, labels, one_hot in minibatches(0, 30, 6, 5, 4):
+        replay_loss = graph.step(X, one_hot, optimizer=opt_replay)
+        inputs = [[Value(v) for v in row] for row in X.tolist()]
+        loss = losses.softmax_cross_entropy([rebuilt(x) for x in inputs], one_hot.tolist())
+        opt_rebuild.zero_grad()
+        loss.backward()
+        opt_rebuild.step()
+        assert replay_loss == loss.data
+        # the input leaves get this batch's gradients, as fresh leaves would
+        assert [v.grad for row in xs for v in row] == [v.grad for row in inputs for v in row]
+    assert params(replayed) == params(rebuilt)
+
+
+def test_relu_pattern_is_recomputed_for_new_data():
+    model = nn.MLP(3, [6, 6, 2])
+    xs = cgrad.inputs(4, 3)
+    graph = Graph(inputs=xs, outputs=[model(x) for x in xs])
+    for X, _, _ in minibatches(3, 5, 4, 3, 2):
+        expected = [[v.data for v in model(row)] for row in X.tolist()]
+        assert graph.forward(X).tolist() == expected
+
+
+def test_backward_keeps_micrograds_accumulate_semantics():
+    a, b = Value(0.0), Value(0.0)
+    w = Value(1.5)
+    loss = (a * w + b).tanh() * w
+    graph = Graph(loss, inputs=[a, b])
+    graph.forward([0.3, -0.2])
+    graph.backward()
+    graph.backward()  # leaf grads pile up; interior grads restart
+    twin_a, twin_b, twin_w = Value(0.3), Value(-0.2), Value(1.5)
+    twin = (twin_a * twin_w + twin_b).tanh() * twin_w
+    twin.backward()
+    twin.backward()
+    assert (a.grad, b.grad, w.grad) == (twin_a.grad, twin_b.grad, twin_w.grad)
+    assert w.grad == pytest.approx(2 * (math.tanh(0.45 - 0.2)
+                                        + 1.5 * 0.3 * (1 - math.tanh(0.25) ** 2)))
+
+
+def test_a_graph_without_inputs_replays_the_parameters_current_values():
+    w = Value(2.0)
+    loss = w * w
+    graph = Graph(loss)
+    w.data = 3.0
+    assert graph.forward() == 9.0
+    graph.backward()
+    assert w.grad == 6.0
+
+
+def test_a_leaf_loss_gets_grad_one():
+    x = Value(0.0)
+    graph = Graph(x, inputs=x)
+    assert graph.forward(np.float64(4.5)) == 4.5
+    graph.backward()
+    assert x.grad == 1.0
+
+
+def test_inputs_helper_shapes():
+    assert len(cgrad.inputs(3)) == 3 and all(v.data == 0.0 for v in cgrad.inputs(3))
+    grid = cgrad.inputs(2, 3, 4)
+    assert [len(grid), len(grid[0]), len(grid[0][0])] == [2, 3, 4]
+    with pytest.raises(ValueError, match="non-negative int"):
+        cgrad.inputs(2, -1)
+
+
+# ---- errors --------------------------------------------------------------------------
+
+@pytest.fixture
+def small_graph():
+    xs = cgrad.inputs(2, 3)
+    model = nn.MLP(3, [2])
+    loss = cgrad.sum(sum(model(x)) for x in xs)
+    return Graph(loss, inputs=xs, outputs=[model(x) for x in xs])
+
+
+def test_wrong_shapes_and_counts_raise(small_graph):
+    with pytest.raises(ValueError, match=r"shape \(3, 2\).*shape \(2, 3\)"):
+        small_graph.forward(np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"shape \(2, 2\)"):
+        small_graph.forward([[1, 2], [3, 4]])
+    with pytest.raises(TypeError, match="takes 1 input array"):
+        small_graph.forward(np.zeros((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(TypeError, match="takes 1 input array"):
+        small_graph.forward()
+    with pytest.raises(TypeError, match="array of real numbers"):
+        small_graph.forward([["a", "b", "c"], ["d", "e", "f"]])
+    with pytest.raises(TypeError, match="array of real numbers"):
+        small_graph.forward([[1, None, 3], [4, 5, 6]])
+    with pytest.raises(TypeError, match="array of real numbers"):
+        small_graph.forward(None)
+    with pytest.raises(ValueError, match="input 0"):
+        small_graph.forward([[1, 2, 3], [4, 5]])
+
+
+def test_building_from_bad_pieces_raises():
+    a, b = Value(1.0), Value(2.0)
+    with pytest.raises(ValueError, match="must be leaves"):
+        Graph(a * b, inputs=[a * b])
+    with pytest.raises(ValueError, match="twice"):
+        Graph(a * b, inputs=[a, a])
+    with pytest.raises(ValueError, match="ragged"):
+        Graph(a * b, inputs=[[a], [b, Value(0)]])
+    with pytest.raises(TypeError, match="must be a Value"):
+        Graph(3.0)
+    with pytest.raises(TypeError, match="nested lists of Values"):
+        Graph(a * b, inputs=[1.0, 2.0])
+    graph = Graph(inputs=[a], outputs=[a * b])
+    with pytest.raises(TypeError, match="needs a loss"):
+        graph.backward()
+    with pytest.raises(TypeError, match="needs a loss"):
+        graph.step([1.0], optimizer=SGD([b]))
+
+
+def test_math_errors_during_replay_raise_and_the_graph_stays_usable():
+    x = Value(1.0)
+    loss = (x * 2).log()
+    graph = Graph(loss, inputs=x)
+    with pytest.raises(ValueError, match="math domain error"):
+        graph.forward(-1.0)
+    with pytest.raises(OverflowError):
+        Graph((x * 800).exp(), inputs=x).forward(2.0)
+    assert graph.forward(0.5) == 0.0
+
+
+def test_the_graph_keeps_its_nodes_alive_when_everything_else_is_dropped():
+    model = nn.MLP(4, [5, 1])
+    xs = cgrad.inputs(3, 4)
+    scores = [model(x) for x in xs]
+    graph = Graph(cgrad.sum(scores), inputs=xs, outputs=scores)
+    expected = graph.forward(np.ones((3, 4)))
+    optimizer = SGD(model.parameters(), lr=0.0)
+    del model, xs, scores
+    gc.collect()
+    assert graph.step(np.ones((3, 4)), optimizer=optimizer) == expected
+
+
+def test_reinitialising_a_recorded_node_does_not_crash():
+    a = Value(0.0)
+    hidden = (a * 2).relu()
+    loss = hidden * 3 + 1
+    graph = Graph(loss, inputs=a)
+    Value.__init__(hidden, 5.0)  # hostile: the node is now a plain leaf
+    del hidden
+    gc.collect()
+    assert graph.forward(1.0) == 16.0
+    graph.backward()
+
+
+def test_graphs_run_in_threads_give_the_same_numbers():
+    X, _ = demo.moons()
+    results = {}
+
+    def work(name):
+        random.seed(1)
+        model = nn.MLP(2, [16, 16, 1])
+        xs = cgrad.inputs(100, 2)
+        graph = Graph(cgrad.sum(model(x) for x in xs), inputs=xs)
+        results[name] = [graph.forward(X * k) for k in range(50)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results[0] == results[1] == results[2]
