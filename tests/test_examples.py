@@ -20,7 +20,12 @@ def test_moons_example_reaches_full_accuracy_as_micrograds_demo():
     assert lines[-1].startswith("step 99 loss 0.0109") and lines[-1].endswith("accuracy 100.0%")
 
 
-def test_digits_example_reaches_95_percent():
+def test_train_command_reaches_95_percent_with_replay():
     pytest.importorskip("sklearn")
-    last = run("digits.py").splitlines()[-1]
-    assert float(last.split()[-1].rstrip('%')) >= 95.0, last
+    out = subprocess.run([sys.executable, "-m", "cgrad", "train"], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert sum(line.startswith("epoch") and line.endswith("ms)") for line in lines) == 20
+    last = lines[-1]
+    assert last.startswith("test accuracy") and float(last.split()[2].rstrip('%;')) >= 95.0, last
