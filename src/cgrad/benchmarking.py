@@ -21,7 +21,7 @@ class Unsupported(Exception):
 
 # ---- engines ------------------------------------------------------------------------------
 
-ENGINES = ["cgrad", "reference", "micrograd", "micrograd (gc off)", "torch (scalar)",
+ENGINES = ["cgrad", "cgrad (replay)", "reference", "micrograd", "micrograd (gc off)", "torch (scalar)",
            "torch (batched)"]
 
 
@@ -34,6 +34,9 @@ def value_class(engine):
     if engine == "cgrad":
         from cgrad import Value
         return Value
+    if engine == "cgrad (replay)":
+        raise Unsupported("replay re-runs a recorded training step; "
+                          "it applies to the step workloads")
     if engine == "reference":
         from cgrad.reference import Value
         return Value
@@ -214,6 +217,28 @@ def torch_step(nin, nouts, X, y, classify):
     return step
 
 
+def replayed_step(nin, nouts, X, y, classify):
+    """The cgrad step recorded once as a Graph and replayed: graph.step(X, labels)."""
+    import numpy as np
+    import cgrad
+    from cgrad import demo, losses, nn
+    from cgrad.optim import SGD
+    model = nn.MLP(nin, nouts)
+    xs = cgrad.inputs(len(X), nin)
+    scores = [model(x) for x in xs]
+    if classify:
+        ys = cgrad.inputs(len(y), nouts[-1])
+        labels = np.eye(nouts[-1])[y]
+        loss = losses.softmax_cross_entropy(scores, ys)
+        graph, arrays = cgrad.Graph(loss, inputs=(xs, ys)), (X, labels)
+    else:
+        ys = cgrad.inputs(len(y))
+        loss = losses.hinge(scores, ys) + losses.l2(model.parameters(), 1e-4)
+        graph, arrays = cgrad.Graph(loss, inputs=(xs, ys)), (X, np.array(y, dtype=float))
+    opt = SGD(model.parameters(), lr=demo.learning_rate(0))
+    return lambda: graph.step(*arrays, optimizer=opt)
+
+
 def training_step(nin, nouts, classify):
     """One full step (forward, zero_grad, backward, SGD update) of MLP(nin, nouts):
     micrograd's hinge + L2 on moons for 2 inputs, softmax cross-entropy otherwise."""
@@ -226,6 +251,8 @@ def training_step(nin, nouts, classify):
                               "see torch (batched)")
         from cgrad import demo, losses, nn
         from cgrad.optim import SGD
+        if engine == "cgrad (replay)":
+            return replayed_step(nin, nouts, X, y, classify), 1
         if engine == "cgrad":
             model = nn.MLP(nin, nouts)
             opt = SGD(model.parameters(), lr=0.1)
