@@ -70,9 +70,9 @@ int cg_vec_push(cg_vec *v, void *item);  /* 0 on success, -1 out of memory */
 void cg_vec_free(cg_vec *v);
 
 /* Every interior (non-leaf) node reachable from any of the roots, kids before parents,
- * each once, in the order backward() would sweep them from roots[0].
- * 0 or -1 (out of memory). */
-int cg_interior_order(cg_node **roots, size_t n_roots, cg_vec *order);
+ * each once.  The first *n_first are those roots[0] depends on, in the order backward()
+ * from roots[0] sweeps them.  0 or -1 (out of memory). */
+int cg_interior_order(cg_node **roots, size_t n_roots, cg_vec *order, size_t *n_first);
 
 /* Zero the grads of interior nodes in order, set root's grad to 1 and apply the
  * chain rule from root down.  On error *failed is the node that failed. */
@@ -84,17 +84,24 @@ cg_status cg_backward_node(cg_node *n);
 /* Recomputes n->data from its kids. */
 cg_status cg_eval(cg_node *n);
 
-/* Replay (replay.c).  Write data[0..n) into leaves (zeroing their grads, as for fresh
- * leaves); read nodes' data into out. */
+/* Replay (replay.c): a recorded graph packed for re-running.  nodes[0..n) are interior
+ * nodes, kids first, as cg_interior_order gives them; the first n_backward are the ones
+ * the root nodes[n_backward - 1] depends on.  NULL when out of memory. */
+typedef struct cg_plan cg_plan;
+cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward);
+void cg_plan_free(cg_plan *p);
+/* Every node the plan reads or writes (its leaves included): *nodes, the count. */
+size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes);
+/* Recompute every node from its leaves' current data; on error *failed is the node. */
+cg_status cg_plan_forward(cg_plan *p, cg_node **failed);
+/* root.backward() over the plan: interior grads restart at zero, leaf grads accumulate.
+ * refresh: first re-read every node's data (needed unless forward just ran). */
+cg_status cg_plan_backward(cg_plan *p, int refresh, cg_node **failed);
+
+/* Write data[0..n) into leaves, zeroing their grads as for fresh leaves. */
 void cg_load(cg_node **leaves, const double *data, size_t n);
+/* Read nodes' data into out. */
 void cg_gather(cg_node **nodes, size_t n, double *out);
-
-/* Recompute data for nodes[0..n) in order; on error *failed is the node that failed. */
-cg_status cg_forward_all(cg_node **nodes, size_t n, cg_node **failed);
-
-/* Backward over a recorded interior order (kids before parents), as cg_backward does:
- * zeroes their grads, seeds the root nodes[n-1] with 1 and sweeps.  n > 0. */
-cg_status cg_backward_all(cg_node **nodes, size_t n, cg_node **failed);
 
 /* Optimizer updates over an array of parameter nodes, as PyTorch defines them.
  * SGD: g = grad + weight_decay * data; v = momentum * v + g; data -= lr * v

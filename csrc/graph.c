@@ -91,12 +91,16 @@ nomem:
     return -1;
 }
 
-int cg_interior_order(cg_node **roots, size_t n_roots, cg_vec *order)
+int cg_interior_order(cg_node **roots, size_t n_roots, cg_vec *order, size_t *n_first)
 {
     uint32_t epoch = next_epoch();
-    for (size_t i = 0; i < n_roots; i++)
+    *n_first = 0;
+    for (size_t i = 0; i < n_roots; i++) {
         if (depth_first(roots[i], epoch, order, 0) < 0)
             return -1;
+        if (i == 0)
+            *n_first = order->len;
+    }
     return 0;
 }
 

@@ -1,5 +1,8 @@
 /* The math of every op, written once: forward value and local derivatives.
- * Eager ops, backward and replay all come through these two functions.
+ *
+ * The kernels work on plain values (scalar ops) or arrays of values (n-ary ops), so
+ * that the eager path (cg_eval_inline / cg_backward_inline, over nodes) and replay
+ * (replay.c, over a packed array of slots) compute with the very same code.
  *
  * Each formula follows micrograd's Python expression operation for operation (and
  * Python's float ** is C pow), so with -ffp-contract=off the results are bit for bit
@@ -8,6 +11,7 @@
 #define CGRAD_OPS_H
 
 #include <math.h>
+#include <stdlib.h>
 #include "cgrad.h"
 
 /* A finite input that gives a non-finite result is an overflow; a non-finite input
@@ -27,97 +31,195 @@ static inline double cg_sigmoid(double x)
     return e / (1.0 + e);
 }
 
-static inline cg_status cg_eval_inline(cg_node *n)
+static inline int cg_is_binary(uint8_t op)
 {
-    cg_node **k = cg_kids(n);
-    double a, b, out;
-    switch (n->op) {
+    return op == CG_ADD || op == CG_MUL || op == CG_POWV;
+}
+
+static inline int cg_is_nary(uint8_t op)
+{
+    return op == CG_SUM || op == CG_DOT || op == CG_LOGSUMEXP;
+}
+
+/* ---- scalar ops: a (and b for binary ops) in, *out written ---------------------------- */
+
+static inline cg_status cg_forward_scalar(uint8_t op, double arg, double a, double b,
+                                          double *out)
+{
+    switch (op) {
     case CG_ADD:
-        a = k[0]->data; b = k[1]->data;
-        out = a + b;
-        n->data = out;
-        return cg_check_finite(out, a, b);
+        *out = a + b;
+        return cg_check_finite(*out, a, b);
     case CG_MUL:
-        a = k[0]->data; b = k[1]->data;
-        out = a * b;
-        n->data = out;
-        return cg_check_finite(out, a, b);
+        *out = a * b;
+        return cg_check_finite(*out, a, b);
     case CG_POW:
     case CG_POWV:
-        a = k[0]->data;
-        b = n->op == CG_POW ? n->arg : k[1]->data;
+        if (op == CG_POW)
+            b = arg;
         if (a == 0.0 && b < 0.0)
             return CG_ERR_ZERODIV;
-        if (a < 0.0 && (n->op == CG_POWV || b != floor(b)))
+        if (a < 0.0 && (op == CG_POWV || b != floor(b)))
             return CG_ERR_DOMAIN;
-        out = pow(a, b);
-        n->data = out;
-        return cg_check_finite(out, a, b);
+        *out = pow(a, b);
+        return cg_check_finite(*out, a, b);
     case CG_RELU:
-        a = k[0]->data;
-        n->data = a < 0.0 ? 0.0 : a;
+        *out = a < 0.0 ? 0.0 : a;
         return CG_OK;
     case CG_TANH:
-        n->data = tanh(k[0]->data);
+        *out = tanh(a);
         return CG_OK;
     case CG_EXP:
-        a = k[0]->data;
-        out = exp(a);
-        n->data = out;
-        return cg_check_finite(out, a, 0.0);
+        *out = exp(a);
+        return cg_check_finite(*out, a, 0.0);
     case CG_LOG:
-        a = k[0]->data;
         if (a <= 0.0)
             return CG_ERR_DOMAIN;
-        n->data = log(a);
+        *out = log(a);
         return CG_OK;
     case CG_SIGMOID:
-        n->data = cg_sigmoid(k[0]->data);
+        *out = cg_sigmoid(a);
         return CG_OK;
-    case CG_SUM: {
-        double s = 0.0;
-        int finite_in = 1;
-        for (uint32_t i = 0; i < n->n_kids; i++) {
-            s = s + k[i]->data;
-            finite_in &= isfinite(k[i]->data);
-        }
-        n->data = s;
-        return (isfinite(s) || !finite_in) ? CG_OK : CG_ERR_OVERFLOW;
-    }
-    case CG_DOT: {
-        int has_bias = (n->flags & CG_FLAG_HAS_BIAS) != 0;
-        uint32_t m = (n->n_kids - (uint32_t)has_bias) / 2;
-        cg_node **w = k, **x = k + m;
-        double s = has_bias ? k[2 * m]->data : 0.0;
-        int finite_in = isfinite(s);
-        for (uint32_t i = 0; i < m; i++) {
-            double p = w[i]->data * x[i]->data;
-            s = s + p;
-            finite_in &= isfinite(w[i]->data) & isfinite(x[i]->data);
-        }
-        n->data = s;
-        return (isfinite(s) || !finite_in) ? CG_OK : CG_ERR_OVERFLOW;
-    }
-    case CG_LOGSUMEXP: {
-        double m = -INFINITY, s = 0.0;
-        for (uint32_t i = 0; i < n->n_kids; i++)
-            if (k[i]->data > m)
-                m = k[i]->data;
-        if (isinf(m)) { /* all -inf, or an inf input: the max is the answer */
-            n->data = m;
-            return CG_OK;
-        }
-        for (uint32_t i = 0; i < n->n_kids; i++)
-            s = s + exp(k[i]->data - m);
-        n->data = m + log(s);
-        return CG_OK;
-    }
-    default: /* CG_LEAF, CG_OPAQUE: data is whatever was set */
+    default:
         return CG_OK;
     }
 }
 
-/* kid->grad += d, reporting a non-finite contribution born of a finite grad. */
+/* The contributions g * d(out)/da and g * d(out)/db. */
+static inline cg_status cg_backward_scalar(uint8_t op, double arg, double a, double b,
+                                           double out, double g, double *da, double *db)
+{
+    *da = *db = 0.0;
+    switch (op) {
+    case CG_ADD:
+        *da = g;
+        *db = g;
+        break;
+    case CG_MUL:
+        *da = b * g;
+        *db = a * g;
+        break;
+    case CG_POW:
+    case CG_POWV:
+        if (op == CG_POW)
+            b = arg;
+        if (a == 0.0 && b - 1.0 < 0.0)
+            return CG_ERR_ZERODIV;
+        *da = (b * pow(a, b - 1.0)) * g;
+        /* d(a**b)/db = a**b * log(a), taken as 0 at a == 0 as PyTorch does */
+        if (op == CG_POWV)
+            *db = a == 0.0 ? 0.0 : (out * log(a)) * g;
+        break;
+    case CG_RELU:
+        *da = (out > 0.0 ? 1.0 : 0.0) * g;
+        break;
+    case CG_TANH:
+        *da = (1.0 - pow(out, 2.0)) * g;
+        break;
+    case CG_EXP:
+        *da = out * g;
+        break;
+    case CG_LOG:
+        *da = (1.0 / a) * g;
+        break;
+    case CG_SIGMOID:
+        *da = (out * (1.0 - out)) * g;
+        break;
+    default:
+        break;
+    }
+    return CG_OK;
+}
+
+/* ---- n-ary ops over arrays of values --------------------------------------------------- */
+
+/* ((0 + v0) + v1) + ...: Python's sum() order. */
+static inline cg_status cg_sum_values(const double *v, size_t n, double *out)
+{
+    double s = 0.0;
+    int finite_in = 1;
+    for (size_t i = 0; i < n; i++) {
+        s = s + v[i];
+        finite_in &= isfinite(v[i]);
+    }
+    *out = s;
+    return (isfinite(s) || !finite_in) ? CG_OK : CG_ERR_OVERFLOW;
+}
+
+/* ((bias + w0*x0) + w1*x1) + ...: micrograd's sum((wi*xi ...), b) order.
+ * Backward: d/dw_i = x_i, d/dx_i = w_i, d/dbias = 1. */
+static inline cg_status cg_dot_values(const double *w, const double *x, size_t m,
+                                      double bias, double *out)
+{
+    double s = bias;
+    int finite_in = isfinite(bias);
+    for (size_t i = 0; i < m; i++) {
+        s = s + w[i] * x[i];
+        finite_in &= isfinite(w[i]) & isfinite(x[i]);
+    }
+    *out = s;
+    return (isfinite(s) || !finite_in) ? CG_OK : CG_ERR_OVERFLOW;
+}
+
+/* max + log(sum(exp(v - max))).  Backward: d/dv_i = cg_logsumexp_partial(v_i, out). */
+static inline cg_status cg_logsumexp_values(const double *v, size_t n, double *out)
+{
+    double m = -INFINITY, s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] > m)
+            m = v[i];
+    if (isinf(m)) { /* all -inf, or an inf input: the max is the answer */
+        *out = m;
+        return CG_OK;
+    }
+    for (size_t i = 0; i < n; i++)
+        s = s + exp(v[i] - m);
+    *out = m + log(s);
+    return CG_OK;
+}
+
+static inline double cg_logsumexp_partial(double v, double out)
+{
+    return exp(v - out);  /* softmax(v)_i */
+}
+
+/* ---- on nodes: the eager path -------------------------------------------------------- */
+
+static inline cg_status cg_eval_nary(cg_node *n)
+{
+    cg_node **k = cg_kids(n);
+    double stack[64], *v = stack;
+    cg_status st;
+    if (n->n_kids > 64 && !(v = malloc(n->n_kids * sizeof *v)))
+        return CG_ERR_NOMEM;
+    for (uint32_t i = 0; i < n->n_kids; i++)
+        v[i] = k[i]->data;
+    if (n->op == CG_SUM) {
+        st = cg_sum_values(v, n->n_kids, &n->data);
+    } else if (n->op == CG_LOGSUMEXP) {
+        st = cg_logsumexp_values(v, n->n_kids, &n->data);
+    } else {
+        int has_bias = (n->flags & CG_FLAG_HAS_BIAS) != 0;
+        uint32_t m = (n->n_kids - (uint32_t)has_bias) / 2;
+        st = cg_dot_values(v, v + m, m, has_bias ? v[2 * m] : 0.0, &n->data);
+    }
+    if (v != stack)
+        free(v);
+    return st;
+}
+
+static inline cg_status cg_eval_inline(cg_node *n)
+{
+    cg_node **k = cg_kids(n);
+    if (n->op == CG_LEAF || n->op == CG_OPAQUE)  /* data is whatever was set */
+        return CG_OK;
+    if (cg_is_nary(n->op))
+        return cg_eval_nary(n);
+    return cg_forward_scalar(n->op, n->arg, k[0]->data,
+                             cg_is_binary(n->op) ? k[1]->data : 0.0, &n->data);
+}
+
+/* kid->grad += d, reporting a non-finite contribution. */
 static inline int cg_accumulate(cg_node *kid, double d)
 {
     kid->grad += d;
@@ -127,71 +229,44 @@ static inline int cg_accumulate(cg_node *kid, double d)
 static inline cg_status cg_backward_inline(cg_node *n)
 {
     cg_node **k = cg_kids(n);
-    double g = n->grad;
-    double a, b;
+    double g = n->grad, da, db;
     int bad = 0;
+    cg_status st;
     switch (n->op) {
-    case CG_ADD:
-        bad |= cg_accumulate(k[0], g);
-        bad |= cg_accumulate(k[1], g);
-        break;
-    case CG_MUL:
-        a = k[0]->data; b = k[1]->data;
-        bad |= cg_accumulate(k[0], b * g);
-        bad |= cg_accumulate(k[1], a * g);
-        break;
-    case CG_POW:
-        a = k[0]->data; b = n->arg;
-        if (a == 0.0 && b - 1.0 < 0.0)
-            return CG_ERR_ZERODIV;
-        bad |= cg_accumulate(k[0], (b * pow(a, b - 1.0)) * g);
-        break;
-    case CG_POWV:
-        a = k[0]->data; b = k[1]->data;
-        if (a == 0.0 && b - 1.0 < 0.0)
-            return CG_ERR_ZERODIV;
-        bad |= cg_accumulate(k[0], (b * pow(a, b - 1.0)) * g);
-        /* d(a**b)/db = a**b * log(a), taken as 0 at a == 0 as PyTorch does */
-        bad |= cg_accumulate(k[1], a == 0.0 ? 0.0 : (n->data * log(a)) * g);
-        break;
-    case CG_RELU:
-        bad |= cg_accumulate(k[0], (n->data > 0.0 ? 1.0 : 0.0) * g);
-        break;
-    case CG_TANH:
-        bad |= cg_accumulate(k[0], (1.0 - pow(n->data, 2.0)) * g);
-        break;
-    case CG_EXP:
-        bad |= cg_accumulate(k[0], n->data * g);
-        break;
-    case CG_LOG:
-        bad |= cg_accumulate(k[0], (1.0 / k[0]->data) * g);
-        break;
-    case CG_SIGMOID:
-        bad |= cg_accumulate(k[0], (n->data * (1.0 - n->data)) * g);
-        break;
+    case CG_LEAF:
+    case CG_OPAQUE:
+        return CG_OK;
     case CG_SUM:
         for (uint32_t i = 0; i < n->n_kids; i++)
             bad |= cg_accumulate(k[i], g);
+        break;
+    case CG_LOGSUMEXP:
+        for (uint32_t i = 0; i < n->n_kids; i++)
+            bad |= cg_accumulate(k[i], cg_logsumexp_partial(k[i]->data, n->data) * g);
         break;
     case CG_DOT: {
         int has_bias = (n->flags & CG_FLAG_HAS_BIAS) != 0;
         uint32_t m = (n->n_kids - (uint32_t)has_bias) / 2;
         cg_node **w = k, **x = k + m;
         for (uint32_t i = 0; i < m; i++) {
-            a = w[i]->data; b = x[i]->data;
-            bad |= cg_accumulate(w[i], b * g);
-            bad |= cg_accumulate(x[i], a * g);
+            double wi = w[i]->data, xi = x[i]->data;
+            bad |= cg_accumulate(w[i], xi * g);
+            bad |= cg_accumulate(x[i], wi * g);
         }
         if (has_bias)
             bad |= cg_accumulate(k[2 * m], g);
         break;
     }
-    case CG_LOGSUMEXP: /* d/dk_i = softmax(k)_i */
-        for (uint32_t i = 0; i < n->n_kids; i++)
-            bad |= cg_accumulate(k[i], exp(k[i]->data - n->data) * g);
-        break;
-    default:
-        break;
+    default: {
+        int binary = cg_is_binary(n->op);
+        st = cg_backward_scalar(n->op, n->arg, k[0]->data, binary ? k[1]->data : 0.0,
+                                n->data, g, &da, &db);
+        if (st != CG_OK)
+            return st;
+        bad |= cg_accumulate(k[0], da);
+        if (binary)
+            bad |= cg_accumulate(k[1], db);
+    }
     }
     return (bad && isfinite(g)) ? CG_ERR_OVERFLOW : CG_OK;
 }

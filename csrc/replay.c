@@ -1,6 +1,318 @@
-/* Replay: forward and backward over a recorded order of nodes, for new input data. */
+/* Replay: a recorded graph packed into a plan of steps over an array of slots.
+ *
+ * Every node the graph touches gets a slot in two contiguous arrays (val, grad), and
+ * every interior node a step naming its kids by slot.  Slots are handed out so that a
+ * neuron's weights, and the inputs a dot product reads, sit next to each other: such a
+ * "dense" dot reads two runs of doubles instead of chasing 2n pointers.  The math is
+ * ops.h's; the order of every sum and of every gradient contribution is that of the
+ * node-by-node sweep, so replay is bit for bit the same as rebuilding the graph. */
+#include <stdlib.h>
+#include <string.h>
 #include "cgrad.h"
 #include "ops.h"
+
+typedef struct {
+    uint32_t out;     /* this node's slot */
+    uint32_t n_kids;
+    size_t kids;      /* offset of its kids' slots in plan->kid_slots (not for dense) */
+    uint32_t w, x;    /* a dense dot: first slot of the weights' run and of the inputs' */
+    uint32_t bias;    /* a dense dot with bias: the bias's slot */
+    uint8_t op, flags, dense;
+    double arg;
+} cg_step;
+
+struct cg_plan {
+    size_t n_slots, n_steps, n_backward, n_leaves;
+    cg_node **slot_node;   /* the node each slot stands for */
+    uint32_t *leaf_slots;  /* slots of leaves: read in before forward, grads written back */
+    double *val, *grad;
+    cg_step *steps;        /* interior nodes, kids first; the first n_backward feed root */
+    uint32_t *kid_slots;
+    double *scratch;       /* gathered kid values of a non-dense n-ary step */
+};
+
+/* While planning, a node's mark holds its slot + 1 (0: none yet).  Marks go back to 0
+ * afterwards, which no traversal epoch uses. */
+static uint32_t slot_of(cg_node *n) { return n->mark - 1; }
+
+static void assign(cg_plan *p, cg_node *n)
+{
+    if (n->mark == 0) {
+        p->slot_node[p->n_slots] = n;
+        n->mark = (uint32_t)++p->n_slots;
+    }
+}
+
+static int is_run(cg_node **kids, uint32_t m)
+{
+    for (uint32_t i = 1; i < m; i++)
+        if (slot_of(kids[i]) != slot_of(kids[0]) + i)
+            return 0;
+    return 1;
+}
+
+static int outside(uint32_t s, uint32_t start, uint32_t len)
+{
+    return s < start || s >= start + len;
+}
+
+/* A dot whose weights and inputs are two disjoint runs of slots (bias apart from both):
+ * each slot then gets exactly one contribution, so the loops can run run by run. */
+static int dense_dot(cg_node *n, cg_step *s)
+{
+    cg_node **k = cg_kids(n);
+    int has_bias = (n->flags & CG_FLAG_HAS_BIAS) != 0;
+    uint32_t m = (n->n_kids - (uint32_t)has_bias) / 2;
+    if (m == 0 || !is_run(k, m) || !is_run(k + m, m))
+        return 0;
+    s->w = slot_of(k[0]);
+    s->x = slot_of(k[m]);
+    if (!outside(s->w, s->x, m) || !outside(s->x, s->w, m))
+        return 0;
+    if (has_bias) {
+        s->bias = slot_of(k[2 * m]);
+        if (!outside(s->bias, s->w, m) || !outside(s->bias, s->x, m))
+            return 0;
+    }
+    return 1;
+}
+
+void cg_plan_free(cg_plan *p)
+{
+    if (!p)
+        return;
+    free(p->slot_node);
+    free(p->leaf_slots);
+    free(p->val);
+    free(p->grad);
+    free(p->steps);
+    free(p->kid_slots);
+    free(p->scratch);
+    free(p);
+}
+
+cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward)
+{
+    size_t total_kids = 0, max_gather = 1;
+    cg_plan *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        total_kids += nodes[i]->n_kids;
+        nodes[i]->mark = 0;
+        for (uint32_t j = 0; j < nodes[i]->n_kids; j++)
+            cg_kids(nodes[i])[j]->mark = 0;
+    }
+    p->slot_node = malloc((n + total_kids + 1) * sizeof *p->slot_node);
+    p->steps = malloc((n + 1) * sizeof *p->steps);
+    p->kid_slots = malloc((total_kids + 1) * sizeof *p->kid_slots);
+    if (!p->slot_node || !p->steps || !p->kid_slots)
+        goto nomem;
+
+    /* Parents first, dots' kids before anything else: a neuron's weights, and the
+     * inputs of a sample's first dot, get consecutive slots. */
+    for (size_t i = n; i-- > 0;)
+        if (nodes[i]->op == CG_DOT)
+            for (uint32_t j = 0; j < nodes[i]->n_kids; j++)
+                assign(p, cg_kids(nodes[i])[j]);
+    for (size_t i = n; i-- > 0;) {
+        assign(p, nodes[i]);
+        for (uint32_t j = 0; j < nodes[i]->n_kids; j++)
+            assign(p, cg_kids(nodes[i])[j]);
+    }
+
+    size_t used_kids = 0;
+    for (size_t i = 0; i < n; i++) {
+        cg_node *node = nodes[i];
+        cg_step *s = &p->steps[i];
+        memset(s, 0, sizeof *s);
+        s->out = slot_of(node);
+        s->n_kids = node->n_kids;
+        s->op = node->op;
+        s->flags = node->flags;
+        s->arg = node->arg;
+        if (node->op == CG_DOT && dense_dot(node, s)) {
+            s->dense = 1;
+            continue;
+        }
+        s->kids = used_kids;
+        for (uint32_t j = 0; j < node->n_kids; j++)
+            p->kid_slots[used_kids++] = slot_of(cg_kids(node)[j]);
+        if (cg_is_nary(node->op) && node->n_kids > max_gather)
+            max_gather = node->n_kids;
+    }
+    p->n_steps = n;
+    p->n_backward = n_backward;
+
+    /* Slots of nodes not in the list are leaves (or nodes treated as such). */
+    uint8_t *interior = calloc(p->n_slots + 1, 1);
+    p->leaf_slots = malloc((p->n_slots + 1) * sizeof *p->leaf_slots);
+    p->val = calloc(p->n_slots + 1, sizeof *p->val);
+    p->grad = calloc(p->n_slots + 1, sizeof *p->grad);
+    p->scratch = malloc(max_gather * sizeof *p->scratch);
+    if (!interior || !p->leaf_slots || !p->val || !p->grad || !p->scratch) {
+        free(interior);
+        goto nomem;
+    }
+    for (size_t i = 0; i < n; i++)
+        interior[p->steps[i].out] = 1;
+    for (uint32_t s = 0; s < p->n_slots; s++)
+        if (!interior[s])
+            p->leaf_slots[p->n_leaves++] = s;
+    free(interior);
+    for (size_t s = 0; s < p->n_slots; s++)
+        p->slot_node[s]->mark = 0;
+    return p;
+nomem:
+    for (size_t s = 0; s < p->n_slots; s++)
+        p->slot_node[s]->mark = 0;
+    cg_plan_free(p);
+    return NULL;
+}
+
+size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes)
+{
+    *nodes = p->slot_node;
+    return p->n_slots;
+}
+
+static cg_status forward_step(cg_plan *p, const cg_step *s)
+{
+    double *val = p->val;
+    const uint32_t *k = p->kid_slots + s->kids;
+    int has_bias = (s->flags & CG_FLAG_HAS_BIAS) != 0;
+    if (s->op == CG_DOT && s->dense) {
+        uint32_t m = (s->n_kids - (uint32_t)has_bias) / 2;
+        return cg_dot_values(val + s->w, val + s->x, m, has_bias ? val[s->bias] : 0.0,
+                             &val[s->out]);
+    }
+    if (cg_is_nary(s->op)) {
+        double *v = p->scratch;
+        for (uint32_t i = 0; i < s->n_kids; i++)
+            v[i] = val[k[i]];
+        if (s->op == CG_SUM)
+            return cg_sum_values(v, s->n_kids, &val[s->out]);
+        if (s->op == CG_LOGSUMEXP)
+            return cg_logsumexp_values(v, s->n_kids, &val[s->out]);
+        uint32_t m = (s->n_kids - (uint32_t)has_bias) / 2;
+        return cg_dot_values(v, v + m, m, has_bias ? v[2 * m] : 0.0, &val[s->out]);
+    }
+    if (s->op == CG_OPAQUE || s->op == CG_LEAF) {
+        val[s->out] = p->slot_node[s->out]->data;
+        return CG_OK;
+    }
+    return cg_forward_scalar(s->op, s->arg, val[k[0]], cg_is_binary(s->op) ? val[k[1]] : 0.0,
+                             &val[s->out]);
+}
+
+cg_status cg_plan_forward(cg_plan *p, cg_node **failed)
+{
+    cg_status st = CG_OK;
+    size_t i;
+    for (size_t j = 0; j < p->n_leaves; j++)
+        p->val[p->leaf_slots[j]] = p->slot_node[p->leaf_slots[j]]->data;
+    for (i = 0; i < p->n_steps; i++) {
+        st = forward_step(p, &p->steps[i]);
+        if (st != CG_OK) {
+            *failed = p->slot_node[p->steps[i].out];
+            break;
+        }
+    }
+    for (size_t j = 0; j < i; j++)  /* the nodes show their new data */
+        p->slot_node[p->steps[j].out]->data = p->val[p->steps[j].out];
+    return st;
+}
+
+static cg_status backward_step(cg_plan *p, const cg_step *s)
+{
+    double *val = p->val, *grad = p->grad, g = grad[s->out], da, db;
+    const uint32_t *k = p->kid_slots + s->kids;
+    int has_bias = (s->flags & CG_FLAG_HAS_BIAS) != 0, bad = 0;
+    uint32_t m = (s->n_kids - (uint32_t)has_bias) / 2;
+    switch (s->op) {
+    case CG_LEAF:
+    case CG_OPAQUE:
+        return CG_OK;
+    case CG_SUM:
+        for (uint32_t i = 0; i < s->n_kids; i++)
+            grad[k[i]] += g;
+        bad = !isfinite(g);
+        break;
+    case CG_LOGSUMEXP:
+        for (uint32_t i = 0; i < s->n_kids; i++) {
+            double d = cg_logsumexp_partial(val[k[i]], val[s->out]) * g;
+            grad[k[i]] += d;
+            bad |= !isfinite(d);
+        }
+        break;
+    case CG_DOT:
+        if (s->dense) {
+            double *gw = grad + s->w, *gx = grad + s->x;
+            const double *w = val + s->w, *x = val + s->x;
+            for (uint32_t i = 0; i < m; i++)
+                gw[i] += x[i] * g;
+            for (uint32_t i = 0; i < m; i++)
+                gx[i] += w[i] * g;
+            for (uint32_t i = 0; i < m; i++)
+                bad |= !isfinite(x[i] * g) | !isfinite(w[i] * g);
+            if (has_bias)
+                grad[s->bias] += g;
+        } else {
+            for (uint32_t i = 0; i < m; i++) {
+                double wi = val[k[i]], xi = val[k[m + i]];
+                grad[k[i]] += xi * g;
+                grad[k[m + i]] += wi * g;
+                bad |= !isfinite(xi * g) | !isfinite(wi * g);
+            }
+            if (has_bias)
+                grad[k[2 * m]] += g;
+        }
+        bad |= !isfinite(g);
+        break;
+    default: {
+        int binary = cg_is_binary(s->op);
+        cg_status st = cg_backward_scalar(s->op, s->arg, val[k[0]], binary ? val[k[1]] : 0.0,
+                                          val[s->out], g, &da, &db);
+        if (st != CG_OK)
+            return st;
+        grad[k[0]] += da;
+        bad |= !isfinite(da);
+        if (binary) {
+            grad[k[1]] += db;
+            bad |= !isfinite(db);
+        }
+    }
+    }
+    return (bad && isfinite(g)) ? CG_ERR_OVERFLOW : CG_OK;
+}
+
+cg_status cg_plan_backward(cg_plan *p, int refresh, cg_node **failed)
+{
+    cg_status st = CG_OK;
+    size_t nb = p->n_backward;
+    if (nb == 0)
+        return CG_OK;
+    if (refresh)  /* the nodes' data may have changed since the last forward */
+        for (size_t s = 0; s < p->n_slots; s++)
+            p->val[s] = p->slot_node[s]->data;
+    for (size_t j = 0; j < p->n_leaves; j++)  /* leaf grads accumulate from where they are */
+        p->grad[p->leaf_slots[j]] = p->slot_node[p->leaf_slots[j]]->grad;
+    for (size_t i = 0; i < nb; i++)
+        p->grad[p->steps[i].out] = 0.0;
+    p->grad[p->steps[nb - 1].out] = 1.0;
+    for (size_t i = nb; i-- > 0;) {
+        st = backward_step(p, &p->steps[i]);
+        if (st != CG_OK) {
+            *failed = p->slot_node[p->steps[i].out];
+            break;
+        }
+    }
+    for (size_t j = 0; j < p->n_leaves; j++)
+        p->slot_node[p->leaf_slots[j]]->grad = p->grad[p->leaf_slots[j]];
+    for (size_t i = 0; i < nb; i++)
+        p->slot_node[p->steps[i].out]->grad = p->grad[p->steps[i].out];
+    return st;
+}
 
 void cg_load(cg_node **leaves, const double *data, size_t n)
 {
@@ -14,24 +326,4 @@ void cg_gather(cg_node **nodes, size_t n, double *out)
 {
     for (size_t i = 0; i < n; i++)
         out[i] = nodes[i]->data;
-}
-
-cg_status cg_forward_all(cg_node **nodes, size_t n, cg_node **failed)
-{
-    for (size_t i = 0; i < n; i++) {
-        cg_status st = cg_eval_inline(nodes[i]);
-        if (st != CG_OK) {
-            *failed = nodes[i];
-            return st;
-        }
-    }
-    return CG_OK;
-}
-
-cg_status cg_backward_all(cg_node **nodes, size_t n, cg_node **failed)
-{
-    for (size_t i = 0; i < n; i++)
-        nodes[i]->grad = 0.0;
-    nodes[n - 1]->grad = 1.0;
-    return cg_sweep(nodes, n, failed);
 }

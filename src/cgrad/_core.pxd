@@ -37,12 +37,16 @@ cdef extern from "cgrad.h" nogil:
     cg_node **cg_kids(cg_node *n)
     int cg_vec_push(cg_vec *v, void *item)
     void cg_vec_free(cg_vec *v)
-    int cg_interior_order(cg_node **roots, size_t n_roots, cg_vec *order)
+    int cg_interior_order(cg_node **roots, size_t n_roots, cg_vec *order, size_t *n_first)
     cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed)
     void cg_load(cg_node **leaves, const double *data, size_t n)
     void cg_gather(cg_node **nodes, size_t n, double *out)
-    cg_status cg_forward_all(cg_node **nodes, size_t n, cg_node **failed)
-    cg_status cg_backward_all(cg_node **nodes, size_t n, cg_node **failed)
+    ctypedef struct cg_plan
+    cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward)
+    void cg_plan_free(cg_plan *p)
+    size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes)
+    cg_status cg_plan_forward(cg_plan *p, cg_node **failed)
+    cg_status cg_plan_backward(cg_plan *p, int refresh, cg_node **failed)
 
 
 cdef extern from "ops.h" nogil:
@@ -57,7 +61,8 @@ cdef class Value:
 
 cdef Value leaf(double data)
 cdef object owner_of(cg_node *n)
-cdef int interior_order(cg_node **roots, size_t n_roots, cg_vec *order) noexcept nogil
+cdef int interior_order(cg_node **roots, size_t n_roots, cg_vec *order,
+                        size_t *n_first) noexcept nogil
 cdef int raise_status(cg_status status, cg_node *failed, bint in_backward) except -1
 
 

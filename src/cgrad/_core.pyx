@@ -88,10 +88,11 @@ cdef int set_kids(cg_node *n, kids) except -1:
     return 0
 
 
-cdef int interior_order(cg_node **roots, size_t n_roots, cg_vec *order) noexcept nogil:
+cdef int interior_order(cg_node **roots, size_t n_roots, cg_vec *order,
+                        size_t *n_first) noexcept nogil:
     """cg_interior_order for other modules: graph.c is linked into this one only, so
     every traversal draws its visit marks from the same epoch counter."""
-    return cg_interior_order(roots, n_roots, order)
+    return cg_interior_order(roots, n_roots, order, n_first)
 
 
 # ---- numbers ----------------------------------------------------------------------------

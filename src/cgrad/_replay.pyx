@@ -1,11 +1,10 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
 """Replay: a graph built once over input leaves, re-run in C for new data.
 
-The graph records two orders of its interior nodes: every node the outputs depend on
-(for forward) and the nodes the loss depends on, in the order backward() would sweep
-them (so replayed gradients are bit for bit those of a rebuilt graph).  Forward, backward
-and the input copy run over those C arrays with the GIL released.  The Graph holds a
-reference to every node it points at, so nothing it replays can be freed under it.
+The graph's interior nodes are recorded in the order backward() would sweep them (so
+replayed gradients are bit for bit those of a rebuilt graph) and packed into a C plan
+(csrc/replay.c); forward and backward run over it with the GIL released.  The Graph
+holds a reference to every node the plan touches, so nothing can be freed under it.
 """
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
@@ -13,7 +12,8 @@ from libc.string cimport memset
 import numpy as np
 
 from cgrad._core cimport (Value, cg_node, cg_vec, cg_status, CG_OK, CG_LEAF,
-                          cg_load, cg_gather, cg_forward_all, cg_backward_all,
+                          cg_load, cg_gather, cg_plan, cg_plan_new, cg_plan_free,
+                          cg_plan_slots, cg_plan_forward, cg_plan_backward,
                           interior_order, owner_of, raise_status)
 
 
@@ -60,17 +60,6 @@ cdef class NodeArray:
         free(self.nodes)
 
 
-cdef NodeArray from_vec(cg_vec *vec):
-    """Take over the items of vec (a list of nodes) as a NodeArray."""
-    cdef NodeArray array = NodeArray.__new__(NodeArray)
-    array.nodes = <cg_node **>vec.items
-    array.size = vec.len
-    vec.items = NULL
-    vec.len = vec.cap = 0
-    array.values = [owner_of(array.nodes[i]) for i in range(array.size)]
-    return array
-
-
 cdef NodeArray from_values(list values):
     cdef NodeArray array = NodeArray.__new__(NodeArray)
     array.nodes = <cg_node **>malloc(max(len(values), 1) * sizeof(cg_node *))
@@ -83,17 +72,23 @@ cdef NodeArray from_values(list values):
     return array
 
 
-cdef NodeArray recorded_order(list roots):
+cdef cg_plan *record(list roots, bint with_loss) except NULL:
+    """Plan the interior nodes the roots depend on (with_loss: roots[0] is the loss)."""
     cdef NodeArray root_array = from_values(roots)
-    cdef cg_vec vec
+    cdef cg_vec order
+    cdef size_t n_first = 0
     cdef int failed
-    memset(&vec, 0, sizeof(vec))
+    cdef cg_plan *plan = NULL
+    memset(&order, 0, sizeof(order))
     with nogil:
-        failed = interior_order(root_array.nodes, root_array.size, &vec)
-    if failed:
-        free(vec.items)
+        failed = interior_order(root_array.nodes, root_array.size, &order, &n_first)
+        if not failed:
+            plan = cg_plan_new(<cg_node **>order.items, order.len,
+                               n_first if with_loss else 0)
+    free(order.items)
+    if plan == NULL:
         raise MemoryError("out of memory while recording the graph")
-    return from_vec(&vec)
+    return plan
 
 
 cdef class Graph:
@@ -114,8 +109,8 @@ cdef class Graph:
     included) with the op it was built with: which ReLUs are active is decided anew each
     time.  Numbers fixed at build time stay fixed: constants, and which nodes exist.
     """
-    cdef NodeArray forward_order
-    cdef NodeArray backward_order
+    cdef cg_plan *plan
+    cdef NodeArray slots          # every node the plan touches, kept alive by the Graph
     cdef NodeArray input_nodes
     cdef NodeArray output_nodes
     cdef readonly object loss
@@ -143,18 +138,22 @@ cdef class Graph:
         self.input_nodes = from_values(flat)
         out_values, self.output_shape = flatten([] if outputs is None else outputs, "outputs")
         self.output_nodes = from_values(out_values)
-        loss_roots = [] if loss is None else [loss]
-        self.backward_order = recorded_order(loss_roots)
-        self.forward_order = recorded_order(loss_roots + out_values)
+        self.plan = record(([] if loss is None else [loss]) + out_values, loss is not None)
+        cdef cg_node **slot_nodes
+        cdef size_t n_slots = cg_plan_slots(self.plan, &slot_nodes)
+        self.slots = from_values([owner_of(slot_nodes[i]) for i in range(n_slots)])
+
+    def __dealloc__(self):
+        cg_plan_free(self.plan)
 
     @property
     def n_nodes(self):
-        """How many nodes each forward pass recomputes."""
-        return self.forward_order.size
+        """How many nodes the graph holds (leaves included)."""
+        return self.slots.size
 
     def __repr__(self):
         loss = "no loss" if self.loss is None else "a loss"
-        return (f"Graph({self.forward_order.size} nodes, inputs of shape "
+        return (f"Graph({self.slots.size} nodes, inputs of shape "
                 f"{', '.join(map(str, self.input_shapes)) or 'none'}, {loss}, "
                 f"outputs of shape {self.output_shape})")
 
@@ -165,14 +164,14 @@ cdef class Graph:
 
         Returns the loss, or for a graph without one, ``outputs()``."""
         self.load(arrays)
-        self.run(True, False)
+        self.run(True, False, False)
         return self.outputs() if self.loss is None else (<Value>self.loss).node.data
 
     def backward(self):
         """``loss.backward()`` over the recorded order: interior grads restart from zero,
         leaf grads accumulate."""
         self.need_loss("backward()")
-        self.run(False, True)
+        self.run(False, True, True)
 
     def step(self, *arrays, optimizer):
         """One training step: ``optimizer.zero_grad()``, forward, backward,
@@ -180,7 +179,7 @@ cdef class Graph:
         self.need_loss("step()")
         self.load(arrays)
         optimizer.zero_grad()
-        self.run(True, True)
+        self.run(True, True, False)
         loss = (<Value>self.loss).node.data
         optimizer.step()
         return loss
@@ -225,23 +224,21 @@ cdef class Graph:
             offset += n
         return 0
 
-    cdef int run(self, bint forward, bint backward) except -1:
+    cdef int run(self, bint forward, bint backward, bint refresh) except -1:
         cdef cg_status status = CG_OK
         cdef cg_node *failed = NULL
         cdef bint in_backward = False
-        cdef NodeArray fwd = self.forward_order, bwd = self.backward_order
         if self.running:
             raise RuntimeError("this Graph is already running (in another thread)")
         self.running = True
         try:
             with nogil:
-                if forward and fwd.size:
-                    status = cg_forward_all(fwd.nodes, fwd.size, &failed)
+                if forward:
+                    status = cg_plan_forward(self.plan, &failed)
                 if status == CG_OK and backward:
                     in_backward = True
-                    if bwd.size:
-                        status = cg_backward_all(bwd.nodes, bwd.size, &failed)
-            if backward and bwd.size == 0:
+                    status = cg_plan_backward(self.plan, refresh, &failed)
+            if backward and self.loss is not None and (<Value>self.loss).node.n_kids == 0:
                 (<Value>self.loss).node.grad = 1.0  # the loss is a leaf
         finally:
             self.running = False
