@@ -223,6 +223,29 @@ cg_status cg_plan_forward(cg_plan *p, cg_node **failed)
     return st;
 }
 
+/* y[i] += x[i] * g for a run (y and x are in different arrays).  Returns 0, or NaN if
+ * some contribution was inf or NaN (d - d is NaN exactly then).  The two accumulators
+ * are the two lanes of a vector register, so the loop vectorizes without reordering
+ * any floating-point sum. */
+static double add_scaled(double *restrict y, const double *restrict x, uint32_t m, double g)
+{
+    double bad0 = 0.0, bad1 = 0.0;
+    uint32_t i = 0;
+    for (; i + 1 < m; i += 2) {
+        double d0 = x[i] * g, d1 = x[i + 1] * g;
+        y[i] += d0;
+        y[i + 1] += d1;
+        bad0 = bad0 + (d0 - d0);
+        bad1 = bad1 + (d1 - d1);
+    }
+    if (i < m) {
+        double d = x[i] * g;
+        y[i] += d;
+        bad0 = bad0 + (d - d);
+    }
+    return bad0 + bad1;
+}
+
 static cg_status backward_step(cg_plan *p, const cg_step *s)
 {
     double *val = p->val, *grad = p->grad, g = grad[s->out], da, db;
@@ -247,14 +270,9 @@ static cg_status backward_step(cg_plan *p, const cg_step *s)
         break;
     case CG_DOT:
         if (s->dense) {
-            double *gw = grad + s->w, *gx = grad + s->x;
-            const double *w = val + s->w, *x = val + s->x;
-            for (uint32_t i = 0; i < m; i++)
-                gw[i] += x[i] * g;
-            for (uint32_t i = 0; i < m; i++)
-                gx[i] += w[i] * g;
-            for (uint32_t i = 0; i < m; i++)
-                bad |= !isfinite(x[i] * g) | !isfinite(w[i] * g);
+            double nan_if_bad = add_scaled(grad + s->w, val + s->x, m, g)
+                              + add_scaled(grad + s->x, val + s->w, m, g);
+            bad = nan_if_bad != 0.0;
             if (has_bias)
                 grad[s->bias] += g;
         } else {

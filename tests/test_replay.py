@@ -278,3 +278,18 @@ def test_random_graphs_replay_as_they_rebuild(case):
     assert graph.outputs().tolist() == [n.data for n in rebuilt]
     graph.backward()
     assert [v.grad for v in inputs] == [v.grad for v in fresh]
+
+
+def test_overflow_in_a_replayed_dot_backward_raises_as_eagerly():
+    w, x = Value(1e-300), Value(0.0)
+    loss = cgrad.dot([w], [x]) * 1e300            # d loss / d w = x * 1e300
+    graph = Graph(loss, inputs=[x])
+    eager_x = Value(1e10)
+    with pytest.raises(OverflowError, match="gradient overflowed"):
+        (cgrad.dot([Value(1e-300)], [eager_x]) * 1e300).backward()
+    graph.forward([1e10])
+    with pytest.raises(OverflowError, match="gradient overflowed"):
+        graph.backward()
+    graph.forward([1.0])
+    graph.backward()
+    assert x.grad == 1e-300 * 1e300
