@@ -491,17 +491,13 @@ def logsumexp(values):
     return nary(CG_LOGSUMEXP, kids, 0)
 
 
-def dot(ws, xs, bias=None):
-    """sum(w*x for w, x in zip(ws, xs)) + bias as one node: the neuron's pre-activation.
-
-    Summed as micrograd's ``sum((wi*xi for wi, xi in zip(w, x)), b)``, so the value is
-    bit for bit the same."""
+cdef Value dot_of(ws, list xs, object bias):
+    """The dot node of ws (Values or numbers) and xs (a list of Values)."""
     kids = values_of(ws, "dot() weights")
-    cdef Py_ssize_t n_weights = len(kids)
-    kids += values_of(xs, "dot() inputs")
-    if 2 * n_weights != len(kids):
-        raise ValueError(f"dot() needs as many weights as inputs: got {n_weights} "
-                         f"weights and {len(kids) - n_weights} inputs")
+    if len(kids) != len(xs):
+        raise ValueError(f"dot() needs as many weights as inputs: got {len(kids)} "
+                         f"weights and {len(xs)} inputs")
+    kids += xs
     if bias is not None:
         b = as_value(bias)
         if b is None:
@@ -509,6 +505,38 @@ def dot(ws, xs, bias=None):
                             f"not {type(bias).__name__}")
         kids.append(b)
     return nary(CG_DOT, kids, CG_FLAG_HAS_BIAS if bias is not None else 0)
+
+
+def dot(ws, xs, bias=None):
+    """sum(w*x for w, x in zip(ws, xs)) + bias as one node: the neuron's pre-activation.
+
+    Summed as micrograd's ``sum((wi*xi for wi, xi in zip(w, x)), b)``, so the value is
+    bit for bit the same."""
+    return dot_of(ws, values_of(xs, "dot() inputs"), bias)
+
+
+cdef dict ACTIVATION_OPS = {'relu': CG_RELU, 'tanh': CG_TANH, 'sigmoid': CG_SIGMOID}
+
+
+def fused_layer(neurons, x):
+    """``[n(x) for n in neurons]`` for nn.Neurons, with x converted once and no Python
+    call per fused neuron: each is ``dot(n.w, x, n.b)`` and its activation.  Any other
+    neuron is simply called."""
+    cdef list xs = None
+    cdef list out = []
+    cdef Value pre
+    for n in neurons:
+        activation = n.activation
+        if not n.fused or (activation != 'linear' and activation not in ACTIVATION_OPS):
+            out.append(n(x))
+            continue
+        if xs is None:
+            xs = values_of(x, "a layer's inputs")
+        if len(n.w) != len(xs):
+            raise ValueError(f"this neuron takes {len(n.w)} inputs, got {len(xs)}")
+        pre = dot_of(n.w, xs, n.b)
+        out.append(pre if activation == 'linear' else unary(ACTIVATION_OPS[activation], pre))
+    return out
 
 
 cdef Py_ssize_t node_offset():
