@@ -104,6 +104,19 @@ int cg_interior_order(cg_node **roots, size_t n_roots, cg_vec *order, size_t *n_
     return 0;
 }
 
+/* The chain rule over nodes[0..n) in reverse: kids come before parents in nodes. */
+static cg_status sweep(cg_node **nodes, size_t n, cg_node **failed)
+{
+    for (size_t i = n; i-- > 0;) {
+        cg_status st = cg_backward_inline(nodes[i]);
+        if (st != CG_OK) {
+            *failed = nodes[i];
+            return st;
+        }
+    }
+    return CG_OK;
+}
+
 cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed)
 {
     order->len = 0;
@@ -114,5 +127,5 @@ cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed)
     if (depth_first(root, next_epoch(), order, 1) < 0)
         return CG_ERR_NOMEM;
     root->grad = 1.0;
-    return cg_sweep((cg_node **)order->items, order->len, failed);
+    return sweep((cg_node **)order->items, order->len, failed);
 }

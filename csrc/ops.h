@@ -271,17 +271,4 @@ static inline cg_status cg_backward_inline(cg_node *n)
     return (bad && isfinite(g)) ? CG_ERR_OVERFLOW : CG_OK;
 }
 
-/* The chain rule over nodes[0..n) in reverse: kids come before parents in nodes. */
-static inline cg_status cg_sweep(cg_node **nodes, size_t n, cg_node **failed)
-{
-    for (size_t i = n; i-- > 0;) {
-        cg_status st = cg_backward_inline(nodes[i]);
-        if (st != CG_OK) {
-            *failed = nodes[i];
-            return st;
-        }
-    }
-    return CG_OK;
-}
-
 #endif

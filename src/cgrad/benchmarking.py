@@ -227,16 +227,14 @@ def replayed_step(nin, nouts, X, y, classify):
     xs = cgrad.inputs(len(X), nin)
     scores = [model(x) for x in xs]
     if classify:
-        ys = cgrad.inputs(len(y), nouts[-1])
-        labels = np.eye(nouts[-1])[y]
+        ys, labels = cgrad.inputs(len(y), nouts[-1]), np.eye(nouts[-1])[y]
         loss = losses.softmax_cross_entropy(scores, ys)
-        graph, arrays = cgrad.Graph(loss, inputs=(xs, ys)), (X, labels)
     else:
-        ys = cgrad.inputs(len(y))
+        ys, labels = cgrad.inputs(len(y)), np.array(y, dtype=float)
         loss = losses.hinge(scores, ys) + losses.l2(model.parameters(), 1e-4)
-        graph, arrays = cgrad.Graph(loss, inputs=(xs, ys)), (X, np.array(y, dtype=float))
+    graph = cgrad.Graph(loss, inputs=(xs, ys))
     opt = SGD(model.parameters(), lr=demo.learning_rate(0))
-    return lambda: graph.step(*arrays, optimizer=opt)
+    return lambda: graph.step(X, labels, optimizer=opt)
 
 
 def training_step(nin, nouts, classify):
