@@ -88,3 +88,17 @@ def test_error_leaves_operands_usable():
 def test_non_finite_inputs_pass_through_as_in_python():
     assert math.isinf((Value(float('inf')) + 1).data)
     assert math.isnan((Value(float('nan')) * 2).data)
+
+
+@pytest.mark.parametrize("op, kids", [
+    (1, 1), (2, 3), (4, 0), (6, 0), (6, 2), (10, 0), (11, 3), (0, 1),
+])
+def test_corrupt_pickle_is_refused_not_crashed(op, kids):
+    """A pickled node whose children do not fit its op (a + with one child) would make
+    the C code read a child that is not there: unpickling refuses it."""
+    import pickle
+    good = pickle.dumps(Value(1.5) * Value(2.0))
+    from cgrad._core import _restore
+    with pytest.raises(ValueError, match="corrupt pickled Value"):
+        _restore(1.0, 0.0, '', op, 0.0, 0, tuple(Value(1.0) for _ in range(kids)), '')
+    assert pickle.loads(good).data == 3.0

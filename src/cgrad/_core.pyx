@@ -444,6 +444,20 @@ cdef class Value:
                            self.node.arg, self.node.flags, kids, self._op))
 
 
+cdef bint kid_count_fits(int op, Py_ssize_t n, int flags):
+    """Whether a node of this op can have n kids (the C code relies on it)."""
+    if op == CG_LEAF:
+        return n == 0
+    if op == CG_ADD or op == CG_MUL or op == CG_POWV:
+        return n == 2
+    if op == CG_SUM or op == CG_LOGSUMEXP:
+        return n >= 1
+    if op == CG_DOT:
+        n -= (flags & CG_FLAG_HAS_BIAS) != 0
+        return n >= 0 and n % 2 == 0 and n + ((flags & CG_FLAG_HAS_BIAS) != 0) >= 1
+    return n == 1  # the unary ops
+
+
 def _restore(data, grad, label, op, arg, flags, kids, op_text):
     """Rebuild a pickled Value (data is stored, not recomputed)."""
     cdef Value v
@@ -452,6 +466,9 @@ def _restore(data, grad, label, op, arg, flags, kids, op_text):
     else:
         if not (0 <= op < CG_OPAQUE):
             raise ValueError(f"corrupt pickled Value: unknown op code {op!r}")
+        if not kid_count_fits(op, len(kids), flags):
+            raise ValueError(f"corrupt pickled Value: op code {op!r} cannot have "
+                             f"{len(kids)} children")
         v = Value(data, (), '', label)
         set_kids(&v.node, kids)
         v.node.op = op
