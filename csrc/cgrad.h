@@ -66,8 +66,16 @@ typedef struct {
     size_t cap;
 } cg_vec;
 
-int cg_vec_push(cg_vec *v, void *item);  /* 0 on success, -1 out of memory */
+int cg_vec_grow(cg_vec *v);  /* double the capacity: 0, or -1 out of memory */
 void cg_vec_free(cg_vec *v);
+
+static inline int cg_vec_push(cg_vec *v, void *item)  /* 0, or -1 out of memory */
+{
+    if (v->len == v->cap && cg_vec_grow(v) < 0)
+        return -1;
+    v->items[v->len++] = item;
+    return 0;
+}
 
 /* Every interior (non-leaf) node reachable from any of the roots, kids before parents,
  * each once.  The first *n_first are those roots[0] depends on, in the order backward()

@@ -3,17 +3,14 @@
 #include "cgrad.h"
 #include "ops.h"
 
-int cg_vec_push(cg_vec *v, void *item)
+int cg_vec_grow(cg_vec *v)
 {
-    if (v->len == v->cap) {
-        size_t cap = v->cap ? 2 * v->cap : 64;
-        void **items = realloc(v->items, cap * sizeof *items);
-        if (!items)
-            return -1;
-        v->items = items;
-        v->cap = cap;
-    }
-    v->items[v->len++] = item;
+    size_t cap = v->cap ? 2 * v->cap : 64;
+    void **items = realloc(v->items, cap * sizeof *items);
+    if (!items)
+        return -1;
+    v->items = items;
+    v->cap = cap;
     return 0;
 }
 
@@ -41,8 +38,15 @@ static uint32_t next_epoch(void)
 
 typedef struct {
     cg_node *node;
-    uint32_t next_kid;
+    cg_node **next_kid;  /* the kid to look at next */
+    cg_node **end;       /* one past the last kid */
 } dfs_frame;
+
+static dfs_frame frame_of(cg_node *n)
+{
+    cg_node **kids = cg_kids(n);
+    return (dfs_frame){n, kids, kids + n->n_kids};
+}
 
 /* Iterative depth-first post-order from root, skipping nodes already marked with
  * epoch: the same order micrograd's recursive build_topo gives when kids are visited in
@@ -51,39 +55,53 @@ typedef struct {
  * it is emitted, which is what backward() needs before its sweep. */
 static int depth_first(cg_node *root, uint32_t epoch, cg_vec *order, int zero_grads)
 {
-    size_t cap = 64, depth = 0;
+    size_t cap = 64, len = order->len;
     if (root->n_kids == 0 || root->mark == epoch)
         return 0;
     dfs_frame *stack = malloc(cap * sizeof *stack);
     if (!stack)
         return -1;
 
+    dfs_frame *top = stack;
     root->mark = epoch;
-    stack[depth++] = (dfs_frame){root, 0};
-    while (depth) {
-        dfs_frame *top = &stack[depth - 1];
-        cg_node *n = top->node;
-        if (top->next_kid < n->n_kids) {
-            cg_node *kid = cg_kids(n)[top->next_kid++];
-            if (kid->mark == epoch || kid->n_kids == 0)
-                continue;
+    *top = frame_of(root);
+    for (;;) {
+        /* the next kid of top that is neither a leaf nor visited, if any */
+        cg_node **next = top->next_kid, *kid = NULL;
+        while (next != top->end) {
+            cg_node *k = *next++;
+            if (k->n_kids != 0 && k->mark != epoch) {
+                kid = k;
+                break;
+            }
+        }
+        top->next_kid = next;
+        if (kid) {
             kid->mark = epoch;
-            if (depth == cap) {
+            if (++top == stack + cap) {
                 dfs_frame *grown = realloc(stack, 2 * cap * sizeof *stack);
                 if (!grown)
                     goto nomem;
+                top = grown + cap;
                 stack = grown;
                 cap *= 2;
             }
-            stack[depth++] = (dfs_frame){kid, 0};
-        } else {
-            if (zero_grads)
-                n->grad = 0.0;
-            if (cg_vec_push(order, n) < 0)
-                goto nomem;
-            depth--;
+            *top = frame_of(kid);
+            continue;
         }
+        if (zero_grads)
+            top->node->grad = 0.0;
+        if (len == order->cap) {
+            order->len = len;
+            if (cg_vec_grow(order) < 0)
+                goto nomem;
+        }
+        order->items[len++] = top->node;
+        if (top == stack)
+            break;
+        top--;
     }
+    order->len = len;
     free(stack);
     return 0;
 nomem:

@@ -85,6 +85,15 @@ static inline cg_status cg_forward_scalar(uint8_t op, double arg, double a, doub
     }
 }
 
+/* The contributions of a + b (mul = 0) and a * b (mul = 1) without a branch on the
+ * op: the local derivatives of + are 1.0, and 1.0 * g == g exactly. */
+static inline void cg_add_mul_partials(int mul, double a, double b, double g,
+                                       double *da, double *db)
+{
+    *da = (mul ? b : 1.0) * g;
+    *db = (mul ? a : 1.0) * g;
+}
+
 /* The contributions g * d(out)/da and g * d(out)/db. */
 static inline cg_status cg_backward_scalar(uint8_t op, double arg, double a, double b,
                                            double out, double g, double *da, double *db)
@@ -92,12 +101,8 @@ static inline cg_status cg_backward_scalar(uint8_t op, double arg, double a, dou
     *da = *db = 0.0;
     switch (op) {
     case CG_ADD:
-        *da = g;
-        *db = g;
-        break;
     case CG_MUL:
-        *da = b * g;
-        *db = a * g;
+        cg_add_mul_partials(op == CG_MUL, a, b, g, da, db);
         break;
     case CG_POW:
     case CG_POWV:
@@ -226,7 +231,14 @@ static inline int cg_accumulate(cg_node *kid, double d)
     return !isfinite(d);
 }
 
-static inline cg_status cg_backward_inline(cg_node *n)
+#if defined(__GNUC__)
+#define CG_NOINLINE __attribute__((noinline))
+#else
+#define CG_NOINLINE
+#endif
+
+/* Every op but + and *: kept out of line so that the sweep's loop stays small. */
+static CG_NOINLINE cg_status cg_backward_other(cg_node *n)
 {
     cg_node **k = cg_kids(n);
     double g = n->grad, da, db;
@@ -269,6 +281,20 @@ static inline cg_status cg_backward_inline(cg_node *n)
     }
     }
     return (bad && isfinite(g)) ? CG_ERR_OVERFLOW : CG_OK;
+}
+
+/* One node's chain rule: its grad times each local derivative, added to its kids. */
+static inline cg_status cg_backward_inline(cg_node *n)
+{
+    if (n->op == CG_ADD || n->op == CG_MUL) {
+        cg_node *a = n->kids.pair[0], *b = n->kids.pair[1];
+        double g = n->grad, da, db;
+        cg_add_mul_partials(n->op == CG_MUL, a->data, b->data, g, &da, &db);
+        a->grad += da;
+        b->grad += db;
+        return (!(isfinite(da) && isfinite(db)) && isfinite(g)) ? CG_ERR_OVERFLOW : CG_OK;
+    }
+    return cg_backward_other(n);
 }
 
 #endif
