@@ -143,7 +143,8 @@ def bytes_per_node(engine, size):
         raise Unsupported("torch allocates outside Python's allocator; tracemalloc cannot see it")
     Value = value_class(engine)
     a, b = Value(1.5), Value(2.5)
-    free_list_drain = [a * b for _ in range(10000)]  # so every measured node is allocated
+    # empty cgrad's free list of recycled Values (131,072) so every measured node is new
+    free_list_drain = [a * b for _ in range(150_000)]
     gc.collect()
     tracemalloc.start()
     try:
