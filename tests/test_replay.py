@@ -225,6 +225,29 @@ def test_graphs_run_in_threads_give_the_same_numbers():
     assert results[0] == results[1] == results[2]
 
 
+def test_graphs_recorded_in_threads_over_one_model_agree():
+    """Recording walks the graph with visit marks stored in the nodes: threads that
+    record graphs sharing a model at the same time must not garble each other's."""
+    X, _ = demo.moons()
+    random.seed(2)
+    model = nn.MLP(2, [16, 16, 1])
+    xs = cgrad.inputs(100, 2)
+    expected = Graph(cgrad.sum(model(x) for x in xs), inputs=xs).forward(X)
+    losses = [cgrad.sum(model(x) for x in xs) for _ in range(4)]
+    results, start = {}, threading.Barrier(4)
+
+    def work(i):
+        start.wait()
+        results[i] = [Graph(losses[i], inputs=xs).forward(X) for _ in range(20)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r == [expected] * 20 for r in results.values())
+
+
 # ---- random graphs: replay against rebuilding, bit for bit ---------------------------
 
 from hypothesis import assume, given, settings, strategies as st  # noqa: E402

@@ -80,11 +80,11 @@ cdef cg_plan *record(list roots, bint with_loss) except NULL:
     cdef int failed
     cdef cg_plan *plan = NULL
     memset(&order, 0, sizeof(order))
-    with nogil:
-        failed = interior_order(root_array.nodes, root_array.size, &order, &n_first)
-        if not failed:
-            plan = cg_plan_new(<cg_node **>order.items, order.len,
-                               n_first if with_loss else 0)
+    # Under the GIL: the traversal and the planning write visit marks into the nodes,
+    # and two threads recording graphs that share nodes would garble each other's.
+    failed = interior_order(root_array.nodes, root_array.size, &order, &n_first)
+    if not failed:
+        plan = cg_plan_new(<cg_node **>order.items, order.len, n_first if with_loss else 0)
     free(order.items)
     if plan == NULL:
         raise MemoryError("out of memory while recording the graph")
