@@ -233,12 +233,12 @@ def test_graphs_recorded_in_threads_over_one_model_agree():
     model = nn.MLP(2, [16, 16, 1])
     xs = cgrad.inputs(100, 2)
     expected = Graph(cgrad.sum(model(x) for x in xs), inputs=xs).forward(X)
-    losses = [cgrad.sum(model(x) for x in xs) for _ in range(4)]
+    sums = [cgrad.sum(model(x) for x in xs) for _ in range(4)]
     results, start = {}, threading.Barrier(4)
 
     def work(i):
         start.wait()
-        results[i] = [Graph(losses[i], inputs=xs).forward(X) for _ in range(20)]
+        results[i] = [Graph(sums[i], inputs=xs).forward(X) for _ in range(20)]
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
     for t in threads:
