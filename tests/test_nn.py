@@ -108,3 +108,12 @@ def test_to_torch_gives_the_same_outputs():
     ours = [v.data for v in model(x)]
     theirs = model.to_torch()(torch.tensor(x, dtype=torch.float64)).tolist()
     assert theirs == pytest.approx(ours, rel=1e-12)
+
+
+@pytest.mark.parametrize("make, error", [
+    (lambda: nn.MLP(-1, [2]), ValueError), (lambda: nn.MLP(2, [4, -3]), ValueError),
+    (lambda: nn.Neuron(2.5), TypeError), (lambda: nn.Layer(2, '3'), TypeError),
+])
+def test_sizes_must_be_whole_numbers_at_least_zero(make, error):
+    with pytest.raises(error, match="must be"):
+        make()

@@ -149,6 +149,8 @@ def test_wrong_shapes_and_counts_raise(small_graph):
         small_graph.forward(None)
     with pytest.raises(ValueError, match="input 0"):
         small_graph.forward([[1, 2, 3], [4, 5]])
+    with pytest.raises(TypeError, match="needs an optimizer"):
+        small_graph.step(np.zeros((2, 3)), optimizer=None)
 
 
 def test_building_from_bad_pieces_raises():

@@ -129,6 +129,33 @@ def test_optimizer_refuses_non_values():
         SGD([1.0, 2.0])
 
 
+@pytest.mark.parametrize("make, error, words", [
+    (lambda ps: SGD(ps, lr=-0.1), ValueError, "lr must be finite and >= 0"),
+    (lambda ps: SGD(ps, lr=float('nan')), ValueError, "lr must be"),
+    (lambda ps: SGD(ps, lr='fast'), TypeError, "lr must be a real number"),
+    (lambda ps: SGD(ps, momentum=-1), ValueError, "momentum"),
+    (lambda ps: Adam(ps, betas=(1.0, 0.999)), ValueError, r"betas\[0\] must be in \[0, 1\)"),
+    (lambda ps: Adam(ps, betas=0.9), ValueError, "a pair"),
+    (lambda ps: Adam(ps, eps=0), ValueError, "eps must be > 0"),
+    (lambda ps: Adam(ps, weight_decay=float('inf')), ValueError, "weight_decay"),
+])
+def test_optimizer_refuses_bad_hyperparameters(make, error, words):
+    with pytest.raises(error, match=words):
+        make([Value(1.0)])
+
+
+def test_a_bad_learning_rate_set_between_steps_is_caught_before_the_update():
+    p = Value(1.0)
+    p.grad = 0.5
+    opt = SGD([p], lr=0.1)
+    opt.step()
+    assert p.data == 1.0 - 0.1 * 0.5
+    opt.lr = float('nan')  # e.g. a schedule gone wrong
+    with pytest.raises(ValueError, match="lr must be"):
+        opt.step()
+    assert p.data == 1.0 - 0.1 * 0.5
+
+
 def test_trace_and_dot_source():
     a, b = Value(2.0, label='a'), Value(-3.0, label='b')
     c = a * b

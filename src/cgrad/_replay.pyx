@@ -177,6 +177,9 @@ cdef class Graph:
         """One training step: ``optimizer.zero_grad()``, forward, backward,
         ``optimizer.step()``.  Returns the loss (computed before the update)."""
         self.need_loss("step()")
+        if not (hasattr(optimizer, "zero_grad") and hasattr(optimizer, "step")):
+            raise TypeError(f"step() needs an optimizer with zero_grad() and step() "
+                            f"(cgrad.optim.SGD or Adam), got {type(optimizer).__name__}")
         self.load(arrays)
         optimizer.zero_grad()
         self.run(True, True, False)

@@ -5,6 +5,7 @@ Same constructor arguments, defaults, random draws and reprs as micrograd, so
 fused neurons (one C node for ``w.x + b``), numpy and file round trips, ``to_torch()``.
 """
 import json
+import operator
 import random
 
 import numpy as np
@@ -67,9 +68,21 @@ def load(path):
     return model
 
 
+def size(name, n):
+    """n as an int, if it is a whole number >= 0 (a layer's width, a neuron's inputs)."""
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, not {type(n).__name__}") from None
+    if n < 0:
+        raise ValueError(f"{name} must be >= 0, got {n}")
+    return n
+
+
 class Neuron(Module):
 
     def __init__(self, nin, nonlin=True, activation=None, fused=True, value_type=Value):
+        nin = size("nin", nin)
         if activation is None:
             activation = 'relu' if nonlin else 'linear'
         if activation not in ACTIVATIONS:
@@ -106,7 +119,7 @@ class Neuron(Module):
 class Layer(Module):
 
     def __init__(self, nin, nout, **kwargs):
-        self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
+        self.neurons = [Neuron(nin, **kwargs) for _ in range(size("nout", nout))]
 
     def __call__(self, x):
         out = fused_layer(self.neurons, x)  # [n(x) for n in self.neurons], in C

@@ -2,7 +2,25 @@
 
 Their state (momentum, moments) lives in C buffers, not on the Values.  Each step reads
 ``p.grad`` and writes ``p.data`` exactly as the written-out PyTorch update does."""
+import math
+
 from cgrad._optim import ParameterArray
+
+
+def checked(name, value, below=None):
+    """value as a float, if it is finite, >= 0 and (given `below`) < below.
+
+    Hyperparameters are plain attributes a training loop may change between steps (a
+    learning-rate schedule), so every step checks them: a NaN learning rate would
+    otherwise silently turn every parameter into NaN."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, not {type(value).__name__}") from None
+    if not (math.isfinite(x) and x >= 0 and (below is None or x < below)):
+        bound = f"in [0, {below:g})" if below is not None else "finite and >= 0"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+    return x
 
 
 class Optimizer:
@@ -19,9 +37,14 @@ class SGD(Optimizer):
     def __init__(self, parameters, lr=0.01, momentum=0.0, weight_decay=0.0):
         super().__init__(parameters, 1 if momentum else 0)
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        self.hyperparameters()
+
+    def hyperparameters(self):
+        return (checked("lr", self.lr), checked("momentum", self.momentum),
+                checked("weight_decay", self.weight_decay))
 
     def step(self):
-        self.params.sgd_step(self.lr, self.momentum, self.weight_decay)
+        self.params.sgd_step(*self.hyperparameters())
 
 
 class Adam(Optimizer):
@@ -31,8 +54,22 @@ class Adam(Optimizer):
         super().__init__(parameters, 2)
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
         self.steps = 0
+        self.hyperparameters()
+
+    def hyperparameters(self):
+        try:
+            beta1, beta2 = self.betas
+        except (TypeError, ValueError):
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {self.betas!r}") from None
+        eps = checked("eps", self.eps)
+        if eps == 0:
+            raise ValueError("eps must be > 0: with eps 0 a parameter whose gradient is 0 "
+                             "would become NaN (0 / 0)")
+        return (checked("lr", self.lr), checked("betas[0]", beta1, below=1.0),
+                checked("betas[1]", beta2, below=1.0), eps,
+                checked("weight_decay", self.weight_decay))
 
     def step(self):
+        lr, beta1, beta2, eps, weight_decay = self.hyperparameters()
         self.steps += 1
-        self.params.adam_step(self.lr, self.betas[0], self.betas[1], self.eps,
-                              self.weight_decay, self.steps)
+        self.params.adam_step(lr, beta1, beta2, eps, weight_decay, self.steps)
