@@ -454,10 +454,10 @@ cdef bint kid_count_fits(int op, Py_ssize_t n, int flags):
     if op == CG_ADD or op == CG_MUL or op == CG_POWV:
         return n == 2
     if op == CG_SUM or op == CG_LOGSUMEXP:
-        return n >= 1
-    if op == CG_DOT:
+        return True
+    if op == CG_DOT:  # weights, as many inputs, then the bias if flagged
         n -= (flags & CG_FLAG_HAS_BIAS) != 0
-        return n >= 0 and n % 2 == 0 and n + ((flags & CG_FLAG_HAS_BIAS) != 0) >= 1
+        return n >= 0 and n % 2 == 0
     return n == 1  # the unary ops
 
 
@@ -511,20 +511,61 @@ def logsumexp(values):
     return nary(CG_LOGSUMEXP, kids, 0)
 
 
+cdef bint all_values(list items):
+    for item in items:
+        if type(item) is not Value:
+            return False
+    return True
+
+
+cdef Value dot_node(list ws, list xs, Value bias):
+    """The dot node of ws and xs, equally long lists of Values, and bias (or None).
+
+    The kids are written straight from the two lists: a neuron's weights are usually
+    already a list of Values, so no joined list is built per call."""
+    cdef Py_ssize_t m = len(ws), count = 2 * len(ws) + (bias is not None), i
+    cdef Value out = Value.__new__(Value)
+    cdef cg_node **slots = out.node.kids.pair
+    if count > 0xFFFFFFFF:
+        raise ValueError("a node can have at most 2**32 - 1 children")
+    if count > 2:
+        slots = <cg_node **>malloc(count * sizeof(cg_node *))
+        if slots == NULL:
+            raise MemoryError()
+        out.node.kids.many = slots
+    for i in range(m):
+        w = ws[i]
+        x = xs[i]
+        Py_INCREF(w)
+        Py_INCREF(x)
+        slots[i] = &(<Value>w).node
+        slots[m + i] = &(<Value>x).node
+    if bias is not None:
+        Py_INCREF(bias)
+        slots[2 * m] = &bias.node
+    out.node.n_kids = <uint32_t>count
+    out.node.op = CG_DOT
+    out.node.flags = CG_FLAG_HAS_BIAS if bias is not None else 0
+    cdef cg_status status = cg_eval_inline(&out.node)
+    if status != CG_OK:
+        raise_status(status, &out.node, False)
+    return out
+
+
 cdef Value dot_of(ws, list xs, object bias):
     """The dot node of ws (Values or numbers) and xs (a list of Values)."""
-    kids = values_of(ws, "dot() weights")
-    if len(kids) != len(xs):
-        raise ValueError(f"dot() needs as many weights as inputs: got {len(kids)} "
+    cdef list weights = ws if type(ws) is list and all_values(ws) else \
+        values_of(ws, "dot() weights")
+    if len(weights) != len(xs):
+        raise ValueError(f"dot() needs as many weights as inputs: got {len(weights)} "
                          f"weights and {len(xs)} inputs")
-    kids += xs
+    cdef Value b = None
     if bias is not None:
         b = as_value(bias)
         if b is None:
             raise TypeError(f"dot() bias must be a Value or a number, "
                             f"not {type(bias).__name__}")
-        kids.append(b)
-    return nary(CG_DOT, kids, CG_FLAG_HAS_BIAS if bias is not None else 0)
+    return dot_node(weights, xs, b)
 
 
 def dot(ws, xs, bias=None):
