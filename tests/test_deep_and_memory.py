@@ -85,3 +85,19 @@ def test_rss_returns_after_a_large_graph_is_dropped():
     after = rss_bytes()
     assert peak - before > 30 * 1024 * 1024  # the graph really was large
     assert after - before < (peak - before) / 2
+
+
+def test_fused_nodes_release_every_reference_they_take():
+    import sys
+    from cgrad import dot, logsumexp, sum as vsum
+    ws, xs, b = [Value(0.5), Value(-1.0), Value(2.0)], [Value(1.0), Value(3.0), Value(-2.0)], Value(0.1)
+    everything = ws + xs + [b]
+    before = [sys.getrefcount(v) for v in everything]
+    for _ in range(100):
+        out = dot(ws, xs, b) + dot(ws, xs) + dot(ws[:1], xs[:1]) + dot([], [], b)
+        out = out + vsum(ws) + logsumexp(xs)
+        out.backward()
+        del out
+    with pytest.raises(ValueError):
+        dot(ws, xs[:2], b)
+    assert [sys.getrefcount(v) for v in everything] == before
