@@ -18,6 +18,7 @@ typedef struct {
     uint32_t w, x;    /* a dense dot: first slot of the weights' run and of the inputs' */
     uint32_t bias;    /* a dense dot with bias: the bias's slot */
     uint8_t op, flags, dense;
+    uint8_t batch;    /* forward: steps from here that run as one layer batch (0: none) */
     double arg;
 } cg_step;
 
@@ -75,6 +76,69 @@ static int dense_dot(cg_node *n, cg_step *s)
             return 0;
     }
     return 1;
+}
+
+/* ---- layer batches: a layer's dots over the same inputs, summed side by side --------- */
+
+enum { BATCH_DOTS = 4 };
+
+static int is_dense_dot(const cg_step *s)
+{
+    return s->op == CG_DOT && s->dense;
+}
+
+static uint32_t dot_length(const cg_step *s)
+{
+    return (s->n_kids - (uint32_t)((s->flags & CG_FLAG_HAS_BIAS) != 0)) / 2;
+}
+
+/* An activation that cannot fail, applied to the dot just before it. */
+static int is_activation_of(const cg_plan *p, const cg_step *act, const cg_step *dot)
+{
+    return (act->op == CG_RELU || act->op == CG_TANH || act->op == CG_SIGMOID)
+        && act->n_kids == 1 && p->kid_slots[act->kids] == dot->out;
+}
+
+static int reads_slot(const cg_step *dot, uint32_t slot)
+{
+    uint32_t m = dot_length(dot);
+    return (slot >= dot->w && slot < dot->w + m) || (slot >= dot->x && slot < dot->x + m)
+        || ((dot->flags & CG_FLAG_HAS_BIAS) && slot == dot->bias);
+}
+
+/* A layer, as the recorded order lists it: dense dots over one run of inputs, each
+ * followed by its activation or not, [dot, act, dot, act, ...].  Up to BATCH_DOTS of them
+ * become a batch whose dots forward() sums side by side (each sum in its own order, so
+ * the values are the same; four independent chains of adds instead of one).  Valid only
+ * if no dot of the batch reads a value the batch computes. */
+static void mark_layer_batches(cg_plan *p)
+{
+    for (size_t i = 0; i < p->n_steps; i++) {
+        const cg_step *first = &p->steps[i];
+        if (!is_dense_dot(first))
+            continue;
+        size_t end = i;
+        int dots = 0;
+        while (end < p->n_steps && dots < BATCH_DOTS) {
+            const cg_step *d = &p->steps[end];
+            if (!is_dense_dot(d) || d->x != first->x || d->flags != first->flags
+                || dot_length(d) != dot_length(first))
+                break;
+            end++;
+            if (end < p->n_steps && is_activation_of(p, &p->steps[end], d))
+                end++;
+            dots++;
+        }
+        int independent = dots >= 2;
+        for (size_t a = i; a < end && independent; a++)
+            for (size_t b = i; b < end && independent; b++)
+                if (p->steps[b].op == CG_DOT && reads_slot(&p->steps[b], p->steps[a].out))
+                    independent = 0;
+        if (independent) {
+            p->steps[i].batch = (uint8_t)(end - i);
+            i = end - 1;
+        }
+    }
 }
 
 void cg_plan_free(cg_plan *p)
@@ -143,6 +207,7 @@ cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward)
     }
     p->n_steps = n;
     p->n_backward = n_backward;
+    mark_layer_batches(p);
 
     /* Slots of nodes not in the list are leaves (or nodes treated as such). */
     uint8_t *interior = calloc(p->n_slots + 1, 1);
@@ -205,6 +270,45 @@ static cg_status forward_step(cg_plan *p, const cg_step *s)
                              &val[s->out]);
 }
 
+/* The steps of a layer batch: its dots summed side by side, then its activations.  A
+ * sum that is not finite leaves the batch undone (CG_ERR_OVERFLOW), and the caller runs
+ * the steps one by one, which tells an overflow from an infinite input. */
+static cg_status forward_batch(cg_plan *p, const cg_step *steps, size_t n)
+{
+    const cg_step *dots[BATCH_DOTS];
+    const double *w[BATCH_DOTS];
+    double sum[BATCH_DOTS];
+    double *val = p->val;
+    int count = 0;
+    for (size_t i = 0; i < n; i++)
+        if (steps[i].op == CG_DOT)
+            dots[count++] = &steps[i];
+    int has_bias = (dots[0]->flags & CG_FLAG_HAS_BIAS) != 0;
+    for (int d = 0; d < BATCH_DOTS; d++) {  /* spare lanes redo the first dot */
+        const cg_step *dot = dots[d < count ? d : 0];
+        w[d] = val + dot->w;
+        sum[d] = has_bias ? val[dot->bias] : 0.0;
+    }
+    const double *x = val + dots[0]->x;
+    uint32_t m = dot_length(dots[0]);
+    for (uint32_t i = 0; i < m; i++) {
+        double xi = x[i];
+        sum[0] = sum[0] + w[0][i] * xi;
+        sum[1] = sum[1] + w[1][i] * xi;
+        sum[2] = sum[2] + w[2][i] * xi;
+        sum[3] = sum[3] + w[3][i] * xi;
+    }
+    for (int d = 0; d < count; d++)
+        if (!isfinite(sum[d]))
+            return CG_ERR_OVERFLOW;
+    for (int d = 0; d < count; d++)
+        val[dots[d]->out] = sum[d];
+    for (size_t i = 0; i < n; i++)
+        if (steps[i].op != CG_DOT)
+            forward_step(p, &steps[i]);  /* relu, tanh or sigmoid: cannot fail */
+    return CG_OK;
+}
+
 cg_status cg_plan_forward(cg_plan *p, cg_node **failed)
 {
     cg_status st = CG_OK;
@@ -212,6 +316,11 @@ cg_status cg_plan_forward(cg_plan *p, cg_node **failed)
     for (size_t j = 0; j < p->n_leaves; j++)
         p->val[p->leaf_slots[j]] = p->slot_node[p->leaf_slots[j]]->data;
     for (i = 0; i < p->n_steps; i++) {
+        size_t batch = p->steps[i].batch;
+        if (batch > 1 && forward_batch(p, &p->steps[i], batch) == CG_OK) {
+            i += batch - 1;
+            continue;
+        }
         st = forward_step(p, &p->steps[i]);
         if (st != CG_OK) {
             *failed = p->slot_node[p->steps[i].out];

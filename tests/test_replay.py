@@ -183,6 +183,43 @@ def test_math_errors_during_replay_raise_and_the_graph_stays_usable():
     assert graph.forward(0.5) == 0.0
 
 
+def test_a_layer_summed_side_by_side_gives_the_eager_numbers_and_errors():
+    """Replay sums a layer's dots over the same inputs side by side; values, an overflow
+    in one neuron, and infinite inputs must come out as when rebuilding the graph."""
+    random.seed(3)
+    layer = nn.Layer(5, 7, activation='tanh')
+    xs = cgrad.inputs(5)
+    outs = layer(xs)
+    graph = Graph(cgrad.sum(outs), inputs=xs, outputs=outs)
+    rng = np.random.default_rng(0)
+    for row in rng.normal(size=(20, 5)).tolist() + [[math.inf, 1, 2, 3, 4], [math.nan] * 5]:
+        loss = graph.forward(row)
+        eager = layer(row)
+        expected = [v.data for v in eager]
+        assert [str(v) for v in graph.outputs().tolist()] == [str(v) for v in expected]
+        assert str(loss) == str(cgrad.sum(eager).data)
+    layer.neurons[4].w[0].data = 1e308
+    for x in (2.0, -2.0):
+        with pytest.raises(OverflowError, match="dot product"):
+            layer([x, 0, 0, 0, 0])
+        with pytest.raises(OverflowError, match="dot product"):
+            graph.forward([x, 0, 0, 0, 0])
+    assert graph.forward([0.5] * 5) == cgrad.sum(layer([0.5] * 5)).data
+
+
+def test_a_dot_that_reads_its_neighbours_output_is_not_summed_side_by_side():
+    xs = cgrad.inputs(3)
+    first = cgrad.dot([Value(0.5), Value(-1.0), Value(2.0)], xs, Value(0.1)).relu()
+    second = cgrad.dot([first, Value(0.25), Value(-0.5)], xs, Value(0.2)).relu()
+    graph = Graph(first + second, inputs=xs)
+    for row in ([1.0, 2.0, 3.0], [3.0, -1.0, 0.5], [-2.0, 0.0, 1.0]):
+        for x, v in zip(xs, row):
+            x.data = v
+        rebuilt_first = cgrad.dot([Value(0.5), Value(-1.0), Value(2.0)], row, 0.1).relu()
+        rebuilt = rebuilt_first + cgrad.dot([rebuilt_first, 0.25, -0.5], row, 0.2).relu()
+        assert graph.forward(row) == rebuilt.data
+
+
 def test_the_graph_keeps_its_nodes_alive_when_everything_else_is_dropped():
     model = nn.MLP(4, [5, 1])
     xs = cgrad.inputs(3, 4)
