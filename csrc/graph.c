@@ -105,6 +105,7 @@ static int depth_first(cg_node *root, uint32_t epoch, cg_vec *order, int zero_gr
     free(stack);
     return 0;
 nomem:
+    order->len = len;
     free(stack);
     return -1;
 }
