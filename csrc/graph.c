@@ -91,6 +91,7 @@ static int depth_first(cg_node *root, uint32_t epoch, cg_vec *order, int zero_gr
         }
         if (zero_grads)
             top->node->grad = 0.0;
+        /* cg_vec_push with the length in a local: the loop is hot enough to show it */
         if (len == order->cap) {
             order->len = len;
             if (cg_vec_grow(order) < 0)

@@ -246,8 +246,8 @@ static cg_status forward_step(cg_plan *p, const cg_step *s)
     double *val = p->val;
     const uint32_t *k = p->kid_slots + s->kids;
     int has_bias = (s->flags & CG_FLAG_HAS_BIAS) != 0;
+    uint32_t m = dot_length(s);
     if (s->op == CG_DOT && s->dense) {
-        uint32_t m = (s->n_kids - (uint32_t)has_bias) / 2;
         return cg_dot_values(val + s->w, val + s->x, m, has_bias ? val[s->bias] : 0.0,
                              &val[s->out]);
     }
@@ -259,7 +259,6 @@ static cg_status forward_step(cg_plan *p, const cg_step *s)
             return cg_sum_values(v, s->n_kids, &val[s->out]);
         if (s->op == CG_LOGSUMEXP)
             return cg_logsumexp_values(v, s->n_kids, &val[s->out]);
-        uint32_t m = (s->n_kids - (uint32_t)has_bias) / 2;
         return cg_dot_values(v, v + m, m, has_bias ? v[2 * m] : 0.0, &val[s->out]);
     }
     if (s->op == CG_OPAQUE || s->op == CG_LEAF) {
@@ -360,7 +359,7 @@ static cg_status backward_step(cg_plan *p, const cg_step *s)
     double *val = p->val, *grad = p->grad, g = grad[s->out], da, db;
     const uint32_t *k = p->kid_slots + s->kids;
     int has_bias = (s->flags & CG_FLAG_HAS_BIAS) != 0, bad = 0;
-    uint32_t m = (s->n_kids - (uint32_t)has_bias) / 2;
+    uint32_t m = dot_length(s);
     switch (s->op) {
     case CG_LEAF:
     case CG_OPAQUE:

@@ -64,22 +64,27 @@ cdef void release_kids(cg_node *n) noexcept:
     draining = False
 
 
-cdef int set_kids(cg_node *n, kids) except -1:
-    """Point n at the nodes of the Values in the sequence kids, holding a reference to each."""
-    cdef Py_ssize_t count = len(kids), i
-    cdef cg_node **slots
-    for kid in kids:
-        if type(kid) is not Value:
-            raise TypeError(f"a node's children must be Values, got {type(kid).__name__}")
+cdef cg_node **kid_slots(cg_node *n, Py_ssize_t count) except NULL:
+    """Room for n's count kid pointers: inline for up to two, else a malloc'd array that
+    n owns.  The caller fills them and then sets n.n_kids."""
     if count > 0xFFFFFFFF:
         raise ValueError("a node can have at most 2**32 - 1 children")
     if count <= 2:
-        slots = n.kids.pair
-    else:
-        slots = <cg_node **>malloc(count * sizeof(cg_node *))
-        if slots == NULL:
-            raise MemoryError()
-        n.kids.many = slots
+        return n.kids.pair
+    cdef cg_node **slots = <cg_node **>malloc(count * sizeof(cg_node *))
+    if slots == NULL:
+        raise MemoryError()
+    n.kids.many = slots
+    return slots
+
+
+cdef int set_kids(cg_node *n, kids) except -1:
+    """Point n at the nodes of the Values in the sequence kids, holding a reference to each."""
+    cdef Py_ssize_t count = len(kids), i
+    for kid in kids:
+        if type(kid) is not Value:
+            raise TypeError(f"a node's children must be Values, got {type(kid).__name__}")
+    cdef cg_node **slots = kid_slots(n, count)
     for i in range(count):
         kid = kids[i]
         slots[i] = &(<Value>kid).node
@@ -525,14 +530,7 @@ cdef Value dot_node(list ws, list xs, Value bias):
     already a list of Values, so no joined list is built per call."""
     cdef Py_ssize_t m = len(ws), count = 2 * len(ws) + (bias is not None), i
     cdef Value out = Value.__new__(Value)
-    cdef cg_node **slots = out.node.kids.pair
-    if count > 0xFFFFFFFF:
-        raise ValueError("a node can have at most 2**32 - 1 children")
-    if count > 2:
-        slots = <cg_node **>malloc(count * sizeof(cg_node *))
-        if slots == NULL:
-            raise MemoryError()
-        out.node.kids.many = slots
+    cdef cg_node **slots = kid_slots(&out.node, count)
     for i in range(m):
         w = ws[i]
         x = xs[i]
