@@ -40,6 +40,7 @@ class SGD(Optimizer):
         self.hyperparameters()
 
     def hyperparameters(self):
+        """(lr, momentum, weight_decay) as floats, checked; raises on a bad one."""
         return (checked("lr", self.lr), checked("momentum", self.momentum),
                 checked("weight_decay", self.weight_decay))
 
@@ -57,6 +58,7 @@ class Adam(Optimizer):
         self.hyperparameters()
 
     def hyperparameters(self):
+        """(lr, beta1, beta2, eps, weight_decay) as floats, checked; raises on a bad one."""
         try:
             beta1, beta2 = self.betas
         except (TypeError, ValueError):
