@@ -1,19 +1,33 @@
+import os
+
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 # -ffp-contract=off: no fused multiply-add, so every result rounds exactly as
 # micrograd's Python float arithmetic does.
 FLAGS = ["-O3", "-ffp-contract=off", "-Wall", "-Wextra"]
+LINK = []
+MACROS = []
+# CGRAD_SANITIZE=1: AddressSanitizer and UBSan, and no free list of Values, so that a
+# Value used after it was freed is reported instead of being quietly reused.
+if os.environ.get("CGRAD_SANITIZE") == "1":
+    FLAGS = ["-O1", "-g", "-ffp-contract=off", "-fno-omit-frame-pointer",
+             "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+    LINK = ["-fsanitize=address,undefined"]
+    MACROS = [("CYTHON_USE_FREELISTS", "0")]
 HEADERS = ["csrc/cgrad.h", "csrc/ops.h", "src/cgrad/_core.pxd"]
 
+
+def extension(name, *sources):
+    return Extension(f"cgrad.{name}", sources=[f"src/cgrad/{name}.pyx", *sources],
+                     include_dirs=["csrc"], depends=HEADERS, extra_compile_args=FLAGS,
+                     extra_link_args=LINK, define_macros=MACROS)
+
+
 extensions = [
-    Extension("cgrad._core", sources=["src/cgrad/_core.pyx", "csrc/graph.c"],
-              include_dirs=["csrc"], depends=HEADERS, extra_compile_args=FLAGS),
-    Extension("cgrad._replay", sources=["src/cgrad/_replay.pyx", "csrc/replay.c"],
-              include_dirs=["csrc"], depends=HEADERS,
-              extra_compile_args=FLAGS),
-    Extension("cgrad._optim", sources=["src/cgrad/_optim.pyx", "csrc/optim.c"],
-              include_dirs=["csrc"], depends=HEADERS, extra_compile_args=FLAGS),
+    extension("_core", "csrc/graph.c"),
+    extension("_replay", "csrc/replay.c"),
+    extension("_optim", "csrc/optim.c"),
 ]
 
 setup(ext_modules=cythonize(extensions, include_path=["src"],

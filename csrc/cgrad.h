@@ -113,12 +113,14 @@ void cg_gather(cg_node **nodes, size_t n, double *out);
 
 /* Optimizer updates over an array of parameter nodes, as PyTorch defines them.
  * SGD: g = grad + weight_decay * data; v = momentum * v + g; data -= lr * v
- * (with momentum 0 and no decay this is micrograd's `p.data -= lr * p.grad`). */
-void cg_sgd_step(cg_node **params, size_t n, double lr, double momentum,
+ * (with momentum 0 and no decay this is micrograd's `p.data -= lr * p.grad`).
+ * Both return -1, or, writing nothing, the index of a finite parameter that the update
+ * would make inf or NaN. */
+long cg_sgd_step(cg_node **params, size_t n, double lr, double momentum,
                  double weight_decay, double *velocity);
 
 /* Adam; step counts from 1.  m and v hold the moment estimates. */
-void cg_adam_step(cg_node **params, size_t n, double lr, double beta1, double beta2,
+long cg_adam_step(cg_node **params, size_t n, double lr, double beta1, double beta2,
                   double eps, double weight_decay, long step, double *m, double *v);
 
 void cg_zero_grads(cg_node **params, size_t n);

@@ -23,6 +23,14 @@ static inline cg_status cg_check_finite(double out, double a, double b)
     return CG_ERR_OVERFLOW;
 }
 
+/* d ** -1 computed by pow() at run time, as Python's float ** does: a compiler folds
+ * pow(d, -1.0) into 1.0 / d, which rounds differently for some d (0.998, say). */
+static inline double cg_reciprocal(double d)
+{
+    volatile double minus_one = -1.0;
+    return pow(d, minus_one);
+}
+
 static inline double cg_sigmoid(double x)
 {
     if (x >= 0)
@@ -166,26 +174,37 @@ static inline cg_status cg_dot_values(const double *w, const double *x, size_t m
     return (isfinite(s) || !finite_in) ? CG_OK : CG_ERR_OVERFLOW;
 }
 
-/* max + log(sum(exp(v - max))).  Backward: d/dv_i = cg_logsumexp_partial(v_i, out). */
+/* max + log1p(the sum of exp(v - max) over every value but the first maximum): no
+ * overflow, and log1p keeps the small terms that log(1 + s) would round away.  NaN in,
+ * NaN out.  Backward: d/dv_i = cg_logsumexp_partial(v_i, out). */
 static inline cg_status cg_logsumexp_values(const double *v, size_t n, double *out)
 {
     double m = -INFINITY, s = 0.0;
-    for (size_t i = 0; i < n; i++)
-        if (v[i] > m)
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(v[i])) {
+            *out = v[i];
+            return CG_OK;
+        }
+        if (v[i] > m) {
             m = v[i];
+            at = i;
+        }
+    }
     if (isinf(m)) { /* all -inf, or an inf input: the max is the answer */
         *out = m;
         return CG_OK;
     }
     for (size_t i = 0; i < n; i++)
-        s = s + exp(v[i] - m);
-    *out = m + log(s);
+        if (i != at)
+            s = s + exp(v[i] - m);
+    *out = m + log1p(s);
     return CG_OK;
 }
 
 static inline double cg_logsumexp_partial(double v, double out)
 {
-    return exp(v - out);  /* softmax(v)_i */
+    return v == out ? 1.0 : exp(v - out);  /* softmax(v)_i; 1 for an infinite max */
 }
 
 /* ---- on nodes: the eager path -------------------------------------------------------- */
@@ -237,6 +256,20 @@ static inline int cg_accumulate(cg_node *kid, double d)
 #define CG_NOINLINE
 #endif
 
+/* Whether n's data and its kids' data are all finite.  A non-finite gradient
+ * contribution is an overflow only then: inf or NaN in the data passes through backward
+ * as it passes through forward.  Called on the error path only. */
+static CG_NOINLINE int cg_data_finite(cg_node *n)
+{
+    cg_node **k = cg_kids(n);
+    if (!isfinite(n->data))
+        return 0;
+    for (uint32_t i = 0; i < n->n_kids; i++)
+        if (!isfinite(k[i]->data))
+            return 0;
+    return 1;
+}
+
 /* Every op but + and *: kept out of line so that the sweep's loop stays small. */
 static CG_NOINLINE cg_status cg_backward_other(cg_node *n)
 {
@@ -280,7 +313,7 @@ static CG_NOINLINE cg_status cg_backward_other(cg_node *n)
             bad |= cg_accumulate(k[1], db);
     }
     }
-    return (bad && isfinite(g)) ? CG_ERR_OVERFLOW : CG_OK;
+    return (bad && isfinite(g) && cg_data_finite(n)) ? CG_ERR_OVERFLOW : CG_OK;
 }
 
 /* One node's chain rule: its grad times each local derivative, added to its kids. */
@@ -292,7 +325,8 @@ static inline cg_status cg_backward_inline(cg_node *n)
         cg_add_mul_partials(n->op == CG_MUL, a->data, b->data, g, &da, &db);
         a->grad += da;
         b->grad += db;
-        return (!(isfinite(da) && isfinite(db)) && isfinite(g)) ? CG_ERR_OVERFLOW : CG_OK;
+        return (!(isfinite(da) && isfinite(db)) && isfinite(g) && cg_data_finite(n))
+            ? CG_ERR_OVERFLOW : CG_OK;
     }
     return cg_backward_other(n);
 }

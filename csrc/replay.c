@@ -354,6 +354,25 @@ static double add_scaled(double *restrict y, const double *restrict x, uint32_t 
     return bad0 + bad1;
 }
 
+/* As cg_data_finite, over a step's slots: called on the error path only. */
+static CG_NOINLINE int step_data_finite(const cg_plan *p, const cg_step *s)
+{
+    const double *val = p->val;
+    if (!isfinite(val[s->out]))
+        return 0;
+    if (s->op == CG_DOT && s->dense) {
+        uint32_t m = dot_length(s);
+        for (uint32_t i = 0; i < m; i++)
+            if (!isfinite(val[s->w + i]) || !isfinite(val[s->x + i]))
+                return 0;
+        return !(s->flags & CG_FLAG_HAS_BIAS) || isfinite(val[s->bias]);
+    }
+    for (uint32_t i = 0; i < s->n_kids; i++)
+        if (!isfinite(val[p->kid_slots[s->kids + i]]))
+            return 0;
+    return 1;
+}
+
 static cg_status backward_step(cg_plan *p, const cg_step *s)
 {
     double *val = p->val, *grad = p->grad, g = grad[s->out], da, db;
@@ -409,7 +428,7 @@ static cg_status backward_step(cg_plan *p, const cg_step *s)
         }
     }
     }
-    return (bad && isfinite(g)) ? CG_ERR_OVERFLOW : CG_OK;
+    return (bad && isfinite(g) && step_data_finite(p, s)) ? CG_ERR_OVERFLOW : CG_OK;
 }
 
 cg_status cg_plan_backward(cg_plan *p, int refresh, cg_node **failed)

@@ -67,8 +67,8 @@ cdef int raise_status(cg_status status, cg_node *failed, bint in_backward) excep
 
 
 cdef extern from "cgrad.h" nogil:
-    void cg_sgd_step(cg_node **params, size_t n, double lr, double momentum,
+    long cg_sgd_step(cg_node **params, size_t n, double lr, double momentum,
                      double weight_decay, double *velocity)
-    void cg_adam_step(cg_node **params, size_t n, double lr, double beta1, double beta2,
+    long cg_adam_step(cg_node **params, size_t n, double lr, double beta1, double beta2,
                       double eps, double weight_decay, long step, double *m, double *v)
     void cg_zero_grads(cg_node **params, size_t n)

@@ -14,9 +14,12 @@ from cpython.long cimport PyLong_AsDouble
 from cpython.ref cimport PyObject, Py_INCREF
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
-from libc.math cimport pow
+from libc.math cimport isfinite
 
 import numbers
+
+cdef extern from "ops.h":
+    double cg_reciprocal(double d) nogil
 
 cdef extern from "Python.h":
     Py_ssize_t Py_REFCNT(PyObject *o)
@@ -78,12 +81,28 @@ cdef cg_node **kid_slots(cg_node *n, Py_ssize_t count) except NULL:
     return slots
 
 
-cdef int set_kids(cg_node *n, kids) except -1:
-    """Point n at the nodes of the Values in the sequence kids, holding a reference to each."""
-    cdef Py_ssize_t count = len(kids), i
+cdef int check_kids(tuple kids) except -1:
     for kid in kids:
         if type(kid) is not Value:
             raise TypeError(f"a node's children must be Values, got {type(kid).__name__}")
+    return 0
+
+
+cdef void forget(cg_node *n) noexcept:
+    """Let go of what n holds: its kids and, for a hand-built node, its op's name."""
+    if n.op == CG_OPAQUE:
+        drop_name(<Py_ssize_t>n.arg)
+        n.op = CG_LEAF
+    if n.n_kids:
+        release_kids(n)
+
+
+cdef int set_kids(cg_node *n, tuple kids) except -1:
+    """Point n (which has no kids) at the nodes of the Values in kids, holding a
+    reference to each.  A tuple: what was checked is what is used, whatever the
+    caller's sequence would do if iterated again."""
+    cdef Py_ssize_t count = len(kids), i
+    check_kids(kids)
     cdef cg_node **slots = kid_slots(n, count)
     for i in range(count):
         kid = kids[i]
@@ -112,10 +131,22 @@ cdef int as_double(object o, double *out) except -1:
     if type(o) is int:
         out[0] = PyLong_AsDouble(o)
         return 1
-    if isinstance(o, (float, int)) or isinstance(o, numbers.Real):
+    if isinstance(o, (float, int)) or isinstance(o, numbers.Real) or is_numpy_bool(o):
         out[0] = float(o)
+        if not isfinite(out[0]) and o == o and o != INF and o != -INF:
+            raise OverflowError(f"{o!r:.60} is too large to be a float")
         return 1
     return 0
+
+
+cdef double INF = float("inf")
+
+
+cdef bint is_numpy_bool(object o):
+    """numpy's bool scalar, a real number that numbers.Real does not list (Python's own
+    bool is an int)."""
+    t = type(o)
+    return t.__module__ == "numpy" and t.__name__ in ("bool", "bool_")
 
 
 cdef double to_double(object o, str what) except? -1.0:
@@ -144,8 +175,42 @@ cdef inline Value as_value(object o):
 
 # ---- errors -----------------------------------------------------------------------------
 
-cdef list OPAQUE_NAMES = []       # _op strings of user-built nodes, indexed by node.arg
-cdef dict OPAQUE_INDEX = {}
+# The _op strings of user-built nodes, indexed by node.arg, each kept while a node uses
+# it: a program that names a million nodes differently does not keep a million names.
+cdef list OPAQUE_NAMES = []       # index -> name, or None for a free index
+cdef list OPAQUE_USES = []        # index -> how many live nodes use the name
+cdef list OPAQUE_FREE = []        # free indices
+cdef dict OPAQUE_INDEX = {}       # name -> index
+
+
+cdef Py_ssize_t hold_name(str name) except -1:
+    cdef Py_ssize_t i
+    index = OPAQUE_INDEX.get(name)
+    if index is not None:
+        i = index
+    elif OPAQUE_FREE:
+        i = OPAQUE_FREE.pop()
+        OPAQUE_NAMES[i] = name
+        OPAQUE_USES[i] = 0
+        OPAQUE_INDEX[name] = i
+    else:
+        i = len(OPAQUE_NAMES)
+        OPAQUE_NAMES.append(name)
+        OPAQUE_USES.append(0)
+        OPAQUE_INDEX[name] = i
+    OPAQUE_USES[i] += 1
+    return i
+
+
+cdef void drop_name(Py_ssize_t i) noexcept:
+    OPAQUE_USES[i] -= 1
+    if OPAQUE_USES[i] == 0:
+        del OPAQUE_INDEX[OPAQUE_NAMES[i]]
+        OPAQUE_NAMES[i] = None
+        try:
+            OPAQUE_FREE.append(i)
+        except MemoryError:
+            pass  # the index is not reused: a few bytes lost, nothing wrong
 
 
 cdef str op_name(cg_node *n):
@@ -233,11 +298,11 @@ cdef Value binary(uint8_t op, Value a, Value b):
     return out
 
 
-cdef Value nary(uint8_t op, kids, uint8_t flags):
+cdef Value nary(uint8_t op, list kids, uint8_t flags):
     cdef Value out = Value.__new__(Value)
     out.node.op = op
     out.node.flags = flags
-    set_kids(&out.node, kids)
+    set_kids(&out.node, tuple(kids))
     cdef cg_status status = cg_eval_inline(&out.node)
     if status != CG_OK:
         raise_status(status, &out.node, False)
@@ -255,13 +320,17 @@ cdef Value power(Value base, object exponent):
 
 
 cdef object reciprocal(object number):
-    """number ** -1 as Python computes it, so a / 2 multiplies by the same 0.5."""
-    cdef double d
+    """number ** -1 as Python computes it (micrograd divides by multiplying by it)."""
+    cdef double d, inverse
     if not as_double(number, &d):
         return None
     if d == 0.0:
         raise ZeroDivisionError(f"division by zero: cannot divide a Value by {number!r}")
-    return pow(d, -1.0)
+    inverse = cg_reciprocal(d)
+    if isfinite(d) and not isfinite(inverse):
+        raise OverflowError(f"cannot divide a Value by {number!r}: its reciprocal "
+                            f"overflows a float")
+    return inverse
 
 
 # ---- the Value --------------------------------------------------------------------------
@@ -283,25 +352,32 @@ cdef class Value:
     __array_ufunc__ = None  # numpy scalars hand `np.float64(2) * v` to Value.__rmul__
 
     def __init__(self, data, _children=(), _op='', label=''):
-        self.node.data = to_double(data, "Value() data")
-        if self.node.n_kids:
-            release_kids(&self.node)
-        if _children:
-            set_kids(&self.node, tuple(_children))
-        self.node.op = CG_LEAF
-        if _children or _op:
+        # Everything that can fail or run the caller's code comes first; the node
+        # changes only once its new state is known good.
+        cdef double d = to_double(data, "Value() data")
+        cdef tuple kids = tuple(_children)
+        check_kids(kids)
+        name = str(_op) if kids or _op else None
+        cdef cg_node old = self.node   # its kids are released last, after the swap
+        cdef Py_ssize_t name_index = hold_name(name) if name is not None else -1
+        memset(&self.node, 0, sizeof(cg_node))
+        self.node.data = d
+        try:
+            set_kids(&self.node, kids)
+        except BaseException:
+            if name_index >= 0:
+                drop_name(name_index)
+            raise
+        finally:
+            forget(&old)
+        if name_index >= 0:
             # a node built by hand, as micrograd's internals do: kept as is, no math
-            name = str(_op)
-            if name not in OPAQUE_INDEX:
-                OPAQUE_INDEX[name] = len(OPAQUE_NAMES)
-                OPAQUE_NAMES.append(name)
             self.node.op = CG_OPAQUE
-            self.node.arg = OPAQUE_INDEX[name]
+            self.node.arg = name_index
         self._label = label
 
     def __dealloc__(self):
-        if self.node.n_kids:
-            release_kids(&self.node)
+        forget(&self.node)
 
     # -- attributes --
 
@@ -337,7 +413,11 @@ cdef class Value:
     def _prev(self):
         """The set of the Values this one was computed from."""
         cdef cg_node **kids = cg_kids(&self.node)
-        return {owner_of(kids[i]) for i in range(self.node.n_kids)}
+        cdef uint32_t i
+        prev = set()
+        for i in range(self.node.n_kids):
+            prev.add(owner_of(kids[i]))
+        return prev
 
     def __repr__(self):
         return f"Value(data={self.node.data!r}, grad={self.node.grad!r})"
@@ -447,7 +527,11 @@ cdef class Value:
 
     def __reduce__(self):
         cdef cg_node **k = cg_kids(&self.node)
-        kids = tuple(owner_of(k[i]) for i in range(self.node.n_kids))
+        cdef uint32_t i
+        cdef list kid_list = []
+        for i in range(self.node.n_kids):
+            kid_list.append(owner_of(k[i]))
+        kids = tuple(kid_list)
         return (_restore, (self.node.data, self.node.grad, self._label, self.node.op,
                            self.node.arg, self.node.flags, kids, self._op))
 
@@ -469,10 +553,11 @@ cdef bint kid_count_fits(int op, Py_ssize_t n, int flags):
 def _restore(data, grad, label, op, arg, flags, kids, op_text):
     """Rebuild a pickled Value (data is stored, not recomputed)."""
     cdef Value v
+    kids = tuple(kids)
     if op == CG_OPAQUE:
         v = Value(data, kids, op_text, label)
     else:
-        if not (0 <= op < CG_OPAQUE):
+        if type(op) is not int or not (0 <= op < CG_OPAQUE):
             raise ValueError(f"corrupt pickled Value: unknown op code {op!r}")
         if not kid_count_fits(op, len(kids), flags):
             raise ValueError(f"corrupt pickled Value: op code {op!r} cannot have "
@@ -552,17 +637,19 @@ cdef Value dot_node(list ws, list xs, Value bias):
 
 cdef Value dot_of(ws, list xs, object bias):
     """The dot node of ws (Values or numbers) and xs (a list of Values)."""
-    cdef list weights = ws if type(ws) is list and all_values(ws) else \
-        values_of(ws, "dot() weights")
-    if len(weights) != len(xs):
-        raise ValueError(f"dot() needs as many weights as inputs: got {len(weights)} "
-                         f"weights and {len(xs)} inputs")
+    # The bias first: converting it may run the caller's code (__float__), which must
+    # not change the weights between their check and their use.
     cdef Value b = None
     if bias is not None:
         b = as_value(bias)
         if b is None:
             raise TypeError(f"dot() bias must be a Value or a number, "
                             f"not {type(bias).__name__}")
+    cdef list weights = ws if type(ws) is list and all_values(ws) else \
+        values_of(ws, "dot() weights")
+    if len(weights) != len(xs):
+        raise ValueError(f"dot() needs as many weights as inputs: got {len(weights)} "
+                         f"weights and {len(xs)} inputs")
     return dot_node(weights, xs, b)
 
 

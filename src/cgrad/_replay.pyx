@@ -21,33 +21,72 @@ def inputs(*shape):
     """Fresh leaves standing for one batch of data: nested lists of Value(0.0).
 
     ``inputs(32, 64)`` is 32 lists of 64 leaves, ``inputs(3)`` a list of 3."""
-    for n in shape:
-        if not isinstance(n, int) or n < 0:
+    for size in shape:
+        if not isinstance(size, int) or size < 0:
             raise ValueError(f"inputs() takes non-negative int sizes, got {shape!r}")
     if not shape:
         return Value(0.0)
-    if len(shape) == 1:
-        return [Value(0.0) for _ in range(shape[0])]
-    return [inputs(*shape[1:]) for _ in range(shape[0])]
+    cdef Py_ssize_t count = 1, groups, n, g, k
+    for size in shape:
+        count *= <Py_ssize_t>size
+    cdef list items = []
+    for g in range(count):
+        items.append(Value(0.0))
+    for k in range(len(shape) - 1, 0, -1):  # group the innermost level first
+        n = shape[k]
+        groups = 1
+        for g in range(k):
+            groups *= shape[g]
+        items = rows_of(items, groups, n)
+    return items
+
+
+cdef list rows_of(list items, Py_ssize_t groups, Py_ssize_t n):
+    cdef list rows = []
+    cdef Py_ssize_t g
+    for g in range(groups):
+        rows.append(items[g * n:(g + 1) * n])
+    return rows
+
+
+MAX_DIMS = 64   # numpy's limit: data for deeper inputs could not be given
 
 
 def flatten(obj, what):
-    """(the Values of a nested list, in row-major order; its shape)."""
-    if type(obj) is Value:
-        return [obj], ()
-    if isinstance(obj, np.ndarray) and obj.dtype == object:
-        obj = obj.tolist()
-    if not isinstance(obj, (list, tuple)):
-        raise TypeError(f"{what} must be a Value or nested lists of Values, "
-                        f"not {type(obj).__name__}")
-    values, shapes = [], set()
-    for item in obj:
-        sub, shape = flatten(item, what)
-        values += sub
-        shapes.add(shape)
-    if len(shapes) > 1:
-        raise ValueError(f"{what} is ragged: its rows have shapes {sorted(shapes)}")
-    return values, (len(obj),) + (shapes.pop() if shapes else ())
+    """(the Values of a nested list, in row-major order; its shape).
+
+    Level by level, not recursively: a list nested 100,000 deep gets an answer, not a
+    stack overflow."""
+    cdef list level = [obj], below
+    shape = []
+    while True:
+        n_values = 0
+        for item in level:
+            n_values += type(item) is Value
+        if n_values == len(level):
+            return level, tuple(shape)
+        if n_values:
+            raise ValueError(f"{what} is ragged: it mixes Values and lists at depth "
+                             f"{len(shape)}")
+        below, lengths = [], set()
+        for item in level:
+            if isinstance(item, np.ndarray) and item.dtype == object:
+                item = item.tolist()
+            if not isinstance(item, (list, tuple)):
+                raise TypeError(f"{what} must be a Value or nested lists of Values, "
+                                f"not {type(item).__name__}")
+            lengths.add(len(item))
+            below.extend(item)
+        if len(lengths) > 1:
+            raise ValueError(f"{what} is ragged: at depth {len(shape)} its lists have "
+                             f"lengths {sorted(lengths)}")
+        shape.append(lengths.pop())
+        if len(shape) > MAX_DIMS:
+            raise ValueError(f"{what} is nested deeper than {MAX_DIMS} levels, more than a "
+                             f"numpy array has dimensions")
+        if not below:  # empty lists all the way down from here
+            return below, tuple(shape)
+        level = below
 
 
 cdef class NodeArray:
@@ -126,7 +165,7 @@ cdef class Graph:
         flat, shapes = [], []
         for i, group in enumerate(groups):
             values, shape = flatten(group, f"input {i}")
-            flat += values
+            flat = flat + values  # not +=: CPython 3.11 leaks a reference when it fails
             shapes.append(shape)
         for v in flat:
             if (<Value>v).node.n_kids != 0 or (<Value>v).node.op != CG_LEAF:
@@ -141,17 +180,29 @@ cdef class Graph:
         self.plan = record(([] if loss is None else [loss]) + out_values, loss is not None)
         cdef cg_node **slot_nodes
         cdef size_t n_slots = cg_plan_slots(self.plan, &slot_nodes)
-        self.slots = from_values([owner_of(slot_nodes[i]) for i in range(n_slots)])
+        cdef list slot_values = []
+        for i in range(n_slots):
+            slot_values.append(owner_of(slot_nodes[i]))
+        self.slots = from_values(slot_values)
 
     def __dealloc__(self):
         cg_plan_free(self.plan)
 
+    cdef int ready(self) except -1:
+        if self.plan == NULL:
+            raise RuntimeError("this Graph was never built: make one with "
+                               "cgrad.Graph(loss, inputs=..., outputs=...)")
+        return 0
+
     @property
     def n_nodes(self):
         """How many nodes the graph holds (leaves included)."""
+        self.ready()
         return self.slots.size
 
     def __repr__(self):
+        if self.plan == NULL:
+            return "Graph(not built)"
         loss = "no loss" if self.loss is None else "a loss"
         return (f"Graph({self.slots.size} nodes, inputs of shape "
                 f"{', '.join(map(str, self.input_shapes)) or 'none'}, {loss}, "
@@ -163,6 +214,7 @@ cdef class Graph:
         """Load the arrays into the input leaves and recompute every node.
 
         Returns the loss, or for a graph without one, ``outputs()``."""
+        self.ready()
         self.load(arrays)
         self.run(True, False, False)
         return self.outputs() if self.loss is None else (<Value>self.loss).node.data
@@ -170,12 +222,14 @@ cdef class Graph:
     def backward(self):
         """``loss.backward()`` over the recorded order: interior grads restart from zero,
         leaf grads accumulate."""
+        self.ready()
         self.need_loss("backward()")
         self.run(False, True, True)
 
     def step(self, *arrays, optimizer):
         """One training step: ``optimizer.zero_grad()``, forward, backward,
         ``optimizer.step()``.  Returns the loss (computed before the update)."""
+        self.ready()
         self.need_loss("step()")
         if not (hasattr(optimizer, "zero_grad") and hasattr(optimizer, "step")):
             raise TypeError(f"step() needs an optimizer with zero_grad() and step() "
@@ -189,6 +243,7 @@ cdef class Graph:
 
     def outputs(self):
         """The outputs' current data, as an array shaped like the outputs."""
+        self.ready()
         out = np.empty(self.output_nodes.size, dtype=np.float64)
         cdef double[::1] view = out
         if self.output_nodes.size:

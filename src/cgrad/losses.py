@@ -37,37 +37,49 @@ def l2(parameters, alpha):
 
 
 def binary_cross_entropy_with_logits(logits, labels):
-    """mean(log(1 + exp(z)) - y*z) for labels in {0, 1}, computed without overflow as
-    relu(z) - y*z + log(1 + exp(-|z|))."""
+    """mean(log(1 + exp(z)) - y*z) for labels in {0, 1}.
+
+    Each term is logsumexp([-y*z, (1-y)*z]), the same number without overflow or
+    rounding away small losses (log1p inside), and with gradient sigmoid(z) - y
+    everywhere, z = 0 included."""
     logits, labels = _pairs(logits, labels)
     terms = []
     for z, y in zip(logits, labels):
         if not isinstance(y, Value) and y not in (0, 1):
             raise ValueError(f"binary cross-entropy needs labels 0 or 1, got {y!r}")
         z = z if isinstance(z, Value) else Value(z)
-        abs_z = z.relu() + (-z).relu()
-        terms.append(z.relu() - y * z + (1 + (-abs_z).exp()).log())
+        if isinstance(y, Value):
+            terms.append(logsumexp([-y * z, (1 - y) * z]))
+        else:  # a fixed label: the zero term is a constant (and 0 * inf is no NaN)
+            terms.append(logsumexp([-z, 0.0] if y == 1 else [0.0, z]))
     return vsum(terms) * (1.0 / len(terms))
 
 
 def cross_entropy(logits, target):
     """Softmax cross-entropy of one example: logsumexp(logits) - logits[target].
 
-    target is a class index, or a row of class probabilities (a one-hot row; numbers
-    or Values), giving logsumexp(logits) - dot(target, logits)."""
+    target is a class index, or a row of class probabilities (a one-hot row: a list,
+    tuple or numpy array of numbers or Values), giving logsumexp(logits) -
+    dot(target, logits).  Computed as logsumexp(logits - logits[target]) so that large
+    logits lose no precision."""
     logits = list(logits)
+    if hasattr(target, 'ndim') and getattr(target, 'ndim') == 1:
+        target = list(target)   # a numpy row
     if isinstance(target, (list, tuple)):
         if len(target) != len(logits):
             raise ValueError(f"the target row has {len(target)} entries "
                              f"for {len(logits)} logits")
-        return logsumexp(logits) - dot(target, logits)
+        minus_picked = -dot(target, logits)
+        return logsumexp([z + minus_picked for z in logits])
     if not isinstance(target, int) and not hasattr(target, '__index__'):
         raise TypeError(f"target must be a class index or a row of class probabilities, "
                         f"got {type(target).__name__}")
     target = int(target)
     if not 0 <= target < len(logits):
         raise ValueError(f"target class {target} is out of range for {len(logits)} logits")
-    return logsumexp(logits) - logits[target]
+    minus_picked = -logits[target]
+    return logsumexp([0.0 if i == target else z + minus_picked
+                      for i, z in enumerate(logits)])
 
 
 def softmax_cross_entropy(batch_logits, targets):

@@ -6,7 +6,10 @@ fused neurons (one C node for ``w.x + b``), numpy and file round trips, ``to_tor
 """
 import json
 import operator
+import os
 import random
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -33,7 +36,11 @@ class Module:
     def set_parameters(self, values):
         """Write an array from get_parameters() back into the parameters."""
         params = self.parameters()
-        values = np.asarray(values, dtype=np.float64).ravel()
+        values = np.asarray(values)
+        if values.dtype.kind not in "biuf":
+            raise TypeError(f"set_parameters() needs real numbers, got an array of "
+                            f"dtype {values.dtype}")
+        values = values.astype(np.float64).ravel()
         if values.shape != (len(params),):
             raise ValueError(f"{type(self).__name__} has {len(params)} parameters, "
                              f"got an array of {values.size}")
@@ -49,16 +56,29 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not describe its architecture")
 
 
+# A model file is small: its config is a few hundred bytes, and it stores one float64
+# per parameter.  Anything else in it is refused before it is read or built.
+MAX_CONFIG_BYTES = 1 << 16
+MAX_PARAMETERS = 1 << 28    # 2 GiB of float64
+
+
 def load(path):
-    """A model saved by Module.save()."""
+    """A model saved by Module.save().  A file that is not one (truncated, corrupt, or
+    describing a model it does not hold the parameters of) raises ValueError."""
+    path = str(path)
+    if not os.path.exists(path) and os.path.exists(path + '.npz'):
+        path += '.npz'   # np.savez added the suffix
     try:
+        cls, config, n_params = _read_header(path)
+        expected = cls.count_parameters(**config)
+        if expected != n_params:
+            raise ValueError(f"its {header_name(cls, config)} has {expected} parameters "
+                             f"but the file stores {n_params}")
         with np.load(path, allow_pickle=False) as f:
-            header = json.loads(str(f['config']))
             parameters = f['parameters']
-        cls = {'Neuron': Neuron, 'Layer': Layer, 'MLP': MLP}[header['class']]
-        config = header['config']
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path!s} is not a model file saved by cgrad: {error}") from None
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile,
+            zlib.error) as error:
+        raise ValueError(f"{path} is not a model file saved by cgrad: {error}") from None
     random_state = random.getstate()  # building draws weights: leave the user's stream alone
     try:
         model = cls(**config)
@@ -66,6 +86,58 @@ def load(path):
         random.setstate(random_state)
     model.set_parameters(parameters)
     return model
+
+
+def header_name(cls, config):
+    return f"{cls.__name__}({', '.join(f'{k}={v!r}' for k, v in config.items())})"
+
+
+def _read_header(path):
+    """(the model class, its config, the number of parameters stored), read and checked
+    without decompressing or building anything large."""
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: info for info in archive.infolist()}
+        if set(members) != {'config.npy', 'parameters.npy'}:
+            raise ValueError(f"it holds {sorted(members)}, not config.npy and parameters.npy")
+        if members['config.npy'].file_size > MAX_CONFIG_BYTES:
+            raise ValueError("its config is too large")
+        with archive.open('config.npy') as f:
+            header = json.loads(str(np.lib.format.read_array(f, allow_pickle=False)))
+        with archive.open('parameters.npy') as f:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f"its parameters are in .npy format {version}")
+            shape, _, dtype = read_header(f)
+        if dtype != np.float64 or len(shape) != 1:
+            raise ValueError(f"its parameters are {dtype} of shape {shape}, "
+                             f"not a float64 vector")
+        stored = members['parameters.npy'].file_size
+        if not 8 * shape[0] <= stored <= 8 * shape[0] + 65536:
+            raise ValueError(f"its parameter array takes {stored} bytes for "
+                             f"{shape[0]} numbers (truncated or padded)")
+    if not isinstance(header, dict) or set(header) != {'class', 'config'}:
+        raise ValueError("its config is not a cgrad model description")
+    cls = {'Neuron': Neuron, 'Layer': Layer, 'MLP': MLP}.get(header['class'])
+    config = header['config']
+    if cls is None or not isinstance(config, dict):
+        raise ValueError(f"it describes an unknown model {header['class']!r}")
+    return cls, config, shape[0]
+
+
+def _check_config(nin, nouts, activation, fused):
+    """The config of a saved model, or ValueError."""
+    if not isinstance(nin, int) or not isinstance(nouts, list) or not nouts \
+            or not all(isinstance(n, int) for n in nouts) or min([nin] + nouts) < 0:
+        raise ValueError(f"its sizes nin={nin!r}, nouts={nouts!r} are not a model's")
+    if activation not in ACTIVATIONS or not isinstance(fused, bool):
+        raise ValueError(f"its activation {activation!r} or fused={fused!r} is not a model's")
+    sizes = [nin] + nouts
+    count = sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+    if count > MAX_PARAMETERS:
+        raise ValueError(f"it asks for {count} parameters, more than cgrad will load")
+    return count
 
 
 def size(name, n):
@@ -112,6 +184,13 @@ class Neuron(Module):
     def config(self):
         return {'nin': len(self.w), 'activation': self.activation, 'fused': self.fused}
 
+    @staticmethod
+    def count_parameters(nin=None, activation=None, fused=True, **rest):
+        """How many parameters Neuron(**config) has; ValueError for a bad config."""
+        if rest:
+            raise ValueError(f"unknown settings {sorted(rest)}")
+        return _check_config(nin, [1], activation, fused)
+
     def __repr__(self):
         return f"{_NEURON_NAMES[self.activation]}Neuron({len(self.w)})"
 
@@ -133,6 +212,13 @@ class Layer(Module):
         return {'nin': first['nin'], 'nout': len(self.neurons),
                 'activation': first['activation'], 'fused': first['fused']}
 
+    @staticmethod
+    def count_parameters(nin=None, nout=None, activation=None, fused=True, **rest):
+        """How many parameters Layer(**config) has; ValueError for a bad config."""
+        if rest:
+            raise ValueError(f"unknown settings {sorted(rest)}")
+        return _check_config(nin, [nout], activation, fused)
+
     def __repr__(self):
         return f"Layer of [{', '.join(str(n) for n in self.neurons)}]"
 
@@ -143,7 +229,10 @@ class MLP(Module):
     def __init__(self, nin, nouts, activation='relu', fused=True, value_type=Value):
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: choose one of {ACTIVATIONS}")
-        sz = [nin] + list(nouts)
+        nouts = list(nouts)
+        if not nouts:
+            raise ValueError("an MLP needs at least one layer: nouts=[] has none")
+        sz = [nin] + nouts
         self.activation = activation
         self.layers = [Layer(sz[i], sz[i+1],
                              activation=activation if i != len(nouts)-1 else 'linear',
@@ -162,6 +251,13 @@ class MLP(Module):
         return {'nin': len(self.layers[0].neurons[0].w),
                 'nouts': [len(layer.neurons) for layer in self.layers],
                 'activation': self.activation, 'fused': self.layers[0].neurons[0].fused}
+
+    @staticmethod
+    def count_parameters(nin=None, nouts=None, activation='relu', fused=True, **rest):
+        """How many parameters MLP(**config) has; ValueError for a bad config."""
+        if rest:
+            raise ValueError(f"unknown settings {sorted(rest)}")
+        return _check_config(nin, nouts, activation, fused)
 
     def weights(self):
         """[(W, b), ...] per layer as numpy arrays, W of shape (nout, nin)."""

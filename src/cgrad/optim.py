@@ -14,6 +14,8 @@ def checked(name, value, below=None):
     learning-rate schedule), so every step checks them: a NaN learning rate would
     otherwise silently turn every parameter into NaN."""
     try:
+        if isinstance(value, (str, bytes)):
+            raise TypeError
         x = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, not {type(value).__name__}") from None
@@ -35,7 +37,7 @@ class SGD(Optimizer):
     """p -= lr * g, with optional momentum and L2 weight decay (PyTorch's SGD)."""
 
     def __init__(self, parameters, lr=0.01, momentum=0.0, weight_decay=0.0):
-        super().__init__(parameters, 1 if momentum else 0)
+        super().__init__(parameters, 1)  # a velocity buffer, in case momentum is set later
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.hyperparameters()
 

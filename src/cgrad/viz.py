@@ -21,7 +21,7 @@ def dot_source(root, rankdir='LR'):
     lines = ['digraph {', f'  graph [rankdir={rankdir}]']
     for n in sorted(nodes, key=id):
         uid = str(id(n))
-        label = "{ %s | data %.4f | grad %.4f }" % (_escape(n.label), n.data, n.grad)
+        label = "{ %s | data %.4f | grad %.4f }" % (_escape_record(n.label), n.data, n.grad)
         lines.append(f'  {uid} [label="{label}" shape=record]')
         if n._op:
             lines.append(f'  "{uid}{_escape(n._op)}" [label="{_escape(n._op)}"]')
@@ -33,7 +33,16 @@ def dot_source(root, rankdir='LR'):
 
 
 def _escape(text):
+    """text inside a quoted DOT string."""
     return str(text).replace('\\', '\\\\').replace('"', '\\"')
+
+
+def _escape_record(text):
+    """text inside a record label, where { } | < > are structure."""
+    text = _escape(text)
+    for ch in '{}|<>':
+        text = text.replace(ch, '\\' + ch)
+    return text
 
 
 def draw_dot(root, format='svg', rankdir='LR'):
