@@ -15,7 +15,8 @@ if os.environ.get("CGRAD_SANITIZE") == "1":
              "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
     LINK = ["-fsanitize=address,undefined"]
     MACROS = [("CYTHON_USE_FREELISTS", "0")]
-HEADERS = ["csrc/cgrad.h", "csrc/ops.h", "src/cgrad/_core.pxd"]
+HEADERS = ["csrc/cgrad.h", "csrc/ops.h", "csrc/plan.h", "csrc/layer_kernels.h",
+           "src/cgrad/_core.pxd"]
 
 
 def extension(name, *sources):
@@ -26,7 +27,8 @@ def extension(name, *sources):
 
 extensions = [
     extension("_core", "csrc/graph.c"),
-    extension("_replay", "csrc/replay.c"),
+    extension("_replay", "csrc/replay.c", "csrc/layers.c", "csrc/layer_kernels.c",
+              "csrc/optim.c"),
     extension("_optim", "csrc/optim.c"),
 ]
 

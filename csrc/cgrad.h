@@ -20,6 +20,7 @@ typedef enum {
     CG_DOT,       /* ((bias + w0*x0) + w1*x1) + ...; kids are w..., x..., [bias] */
     CG_LOGSUMEXP, /* log(sum(exp(k))), computed as m + log(sum(exp(k - m))), m = max(k) */
     CG_OPAQUE,    /* built by the user with explicit children: no math, no gradient */
+    CG_ROW,       /* a row of values several dot nodes read (kids: the values); no math */
     CG_N_OPS
 } cg_op;
 
@@ -33,7 +34,10 @@ typedef enum {
 
 enum {
     CG_FLAG_INT_EXPONENT = 1, /* CG_POW: the exponent was given as an integer */
-    CG_FLAG_HAS_BIAS = 2      /* CG_DOT: the last kid is the bias */
+    CG_FLAG_HAS_BIAS = 2,     /* CG_DOT: the last kid is the bias */
+    /* CG_DOT over two shared rows: kids are a row of weights (and the bias, last, with
+     * CG_FLAG_HAS_BIAS) and a row of inputs, so a layer's dots hold no copies of them */
+    CG_FLAG_ROWS = 4
 };
 
 typedef struct cg_node cg_node;
@@ -57,6 +61,31 @@ struct cg_node {
 static inline cg_node **cg_kids(cg_node *n)
 {
     return n->n_kids <= 2 ? n->kids.pair : n->kids.many;
+}
+
+/* The parts of a dot node, flat or over rows: m weights, m inputs and the bias (or NULL). */
+typedef struct {
+    cg_node **w, **x, *bias;
+    uint32_t m;
+} cg_dot_parts;
+
+static inline cg_dot_parts cg_dot_of(cg_node *n)
+{
+    cg_node **k = cg_kids(n);
+    int has_bias = (n->flags & CG_FLAG_HAS_BIAS) != 0;
+    cg_dot_parts d;
+    if (n->flags & CG_FLAG_ROWS) {
+        d.w = cg_kids(k[0]);
+        d.x = cg_kids(k[1]);
+        d.m = k[1]->n_kids;
+        d.bias = has_bias ? d.w[d.m] : NULL;
+    } else {
+        d.m = (n->n_kids - (uint32_t)has_bias) / 2;
+        d.w = k;
+        d.x = k + d.m;
+        d.bias = has_bias ? k[2 * d.m] : NULL;
+    }
+    return d;
 }
 
 /* A growable array of pointers. */
@@ -100,11 +129,23 @@ cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward);
 void cg_plan_free(cg_plan *p);
 /* Every node the plan reads or writes (its leaves included): *nodes, the count. */
 size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes);
-/* Recompute every node from its leaves' current data; on error *failed is the node. */
+/* How many layers the plan runs over whole batches (matrix-matrix). */
+size_t cg_plan_layer_count(const cg_plan *p);
+/* The plan keeps its own copy of every number it touches (val, grad per slot); nodes
+ * and plan meet only through reload and sync, which the Python layer calls when one side
+ * may have changed (lazily: a training loop of replayed steps touches no node). */
+void cg_plan_reload(cg_plan *p);     /* nodes -> plan: all data, and the leaves' grads */
+void cg_plan_sync(cg_plan *p);       /* plan -> nodes: data, leaves' and loss graph's grads */
+/* The slots of nodes (UINT32_MAX for a node the plan does not touch). */
+void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots);
+void cg_plan_arrays(cg_plan *p, double **val, double **grad);
+/* Fill slots with data as fresh leaves (grad 0); UINT32_MAX slots are skipped. */
+void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t n);
+double cg_plan_root_value(const cg_plan *p);  /* the loss, after forward */
+/* Recompute every node from its leaves; on error *failed is the node. */
 cg_status cg_plan_forward(cg_plan *p, cg_node **failed);
-/* root.backward() over the plan: interior grads restart at zero, leaf grads accumulate.
- * refresh: first re-read every node's data (needed unless forward just ran). */
-cg_status cg_plan_backward(cg_plan *p, int refresh, cg_node **failed);
+/* root.backward() over the plan: interior grads restart at zero, leaf grads accumulate. */
+cg_status cg_plan_backward(cg_plan *p, cg_node **failed);
 
 /* Write data[0..n) into leaves, zeroing their grads as for fresh leaves. */
 void cg_load(cg_node **leaves, const double *data, size_t n);
@@ -122,6 +163,13 @@ long cg_sgd_step(cg_node **params, size_t n, double lr, double momentum,
 /* Adam; step counts from 1.  m and v hold the moment estimates. */
 long cg_adam_step(cg_node **params, size_t n, double lr, double beta1, double beta2,
                   double eps, double weight_decay, long step, double *m, double *v);
+
+/* The same updates over parameters kept in a plan's arrays, at val[slots[i]]. */
+long cg_sgd_step_slots(double *val, const double *grad, const uint32_t *slots, size_t n,
+                       double lr, double momentum, double weight_decay, double *velocity);
+long cg_adam_step_slots(double *val, const double *grad, const uint32_t *slots, size_t n,
+                        double lr, double beta1, double beta2, double eps,
+                        double weight_decay, long step, double *m, double *v);
 
 void cg_zero_grads(cg_node **params, size_t n);
 

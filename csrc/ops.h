@@ -212,20 +212,24 @@ static inline double cg_logsumexp_partial(double v, double out)
 static inline cg_status cg_eval_nary(cg_node *n)
 {
     cg_node **k = cg_kids(n);
+    int is_dot = n->op == CG_DOT;
+    cg_dot_parts d = is_dot ? cg_dot_of(n) : (cg_dot_parts){k, k, NULL, n->n_kids};
+    uint32_t count = is_dot ? 2 * d.m : n->n_kids;
     double stack[64], *v = stack;
     cg_status st;
-    if (n->n_kids > 64 && !(v = malloc(n->n_kids * sizeof *v)))
+    if (count > 64 && !(v = malloc(count * sizeof *v)))
         return CG_ERR_NOMEM;
-    for (uint32_t i = 0; i < n->n_kids; i++)
-        v[i] = k[i]->data;
-    if (n->op == CG_SUM) {
-        st = cg_sum_values(v, n->n_kids, &n->data);
-    } else if (n->op == CG_LOGSUMEXP) {
-        st = cg_logsumexp_values(v, n->n_kids, &n->data);
+    if (is_dot) {
+        for (uint32_t i = 0; i < d.m; i++) {
+            v[i] = d.w[i]->data;
+            v[d.m + i] = d.x[i]->data;
+        }
+        st = cg_dot_values(v, v + d.m, d.m, d.bias ? d.bias->data : 0.0, &n->data);
     } else {
-        int has_bias = (n->flags & CG_FLAG_HAS_BIAS) != 0;
-        uint32_t m = (n->n_kids - (uint32_t)has_bias) / 2;
-        st = cg_dot_values(v, v + m, m, has_bias ? v[2 * m] : 0.0, &n->data);
+        for (uint32_t i = 0; i < count; i++)
+            v[i] = k[i]->data;
+        st = n->op == CG_SUM ? cg_sum_values(v, count, &n->data)
+                             : cg_logsumexp_values(v, count, &n->data);
     }
     if (v != stack)
         free(v);
@@ -235,7 +239,7 @@ static inline cg_status cg_eval_nary(cg_node *n)
 static inline cg_status cg_eval_inline(cg_node *n)
 {
     cg_node **k = cg_kids(n);
-    if (n->op == CG_LEAF || n->op == CG_OPAQUE)  /* data is whatever was set */
+    if (n->op == CG_LEAF || n->op == CG_OPAQUE || n->op == CG_ROW)  /* nothing to compute */
         return CG_OK;
     if (cg_is_nary(n->op))
         return cg_eval_nary(n);
@@ -264,6 +268,13 @@ static CG_NOINLINE int cg_data_finite(cg_node *n)
     cg_node **k = cg_kids(n);
     if (!isfinite(n->data))
         return 0;
+    if (n->op == CG_DOT) {
+        cg_dot_parts d = cg_dot_of(n);
+        for (uint32_t i = 0; i < d.m; i++)
+            if (!isfinite(d.w[i]->data) || !isfinite(d.x[i]->data))
+                return 0;
+        return !d.bias || isfinite(d.bias->data);
+    }
     for (uint32_t i = 0; i < n->n_kids; i++)
         if (!isfinite(k[i]->data))
             return 0;
@@ -280,6 +291,7 @@ static CG_NOINLINE cg_status cg_backward_other(cg_node *n)
     switch (n->op) {
     case CG_LEAF:
     case CG_OPAQUE:
+    case CG_ROW:
         return CG_OK;
     case CG_SUM:
         for (uint32_t i = 0; i < n->n_kids; i++)
@@ -290,16 +302,14 @@ static CG_NOINLINE cg_status cg_backward_other(cg_node *n)
             bad |= cg_accumulate(k[i], cg_logsumexp_partial(k[i]->data, n->data) * g);
         break;
     case CG_DOT: {
-        int has_bias = (n->flags & CG_FLAG_HAS_BIAS) != 0;
-        uint32_t m = (n->n_kids - (uint32_t)has_bias) / 2;
-        cg_node **w = k, **x = k + m;
-        for (uint32_t i = 0; i < m; i++) {
-            double wi = w[i]->data, xi = x[i]->data;
-            bad |= cg_accumulate(w[i], xi * g);
-            bad |= cg_accumulate(x[i], wi * g);
+        cg_dot_parts d = cg_dot_of(n);
+        for (uint32_t i = 0; i < d.m; i++) {
+            double wi = d.w[i]->data, xi = d.x[i]->data;
+            bad |= cg_accumulate(d.w[i], xi * g);
+            bad |= cg_accumulate(d.x[i], wi * g);
         }
-        if (has_bias)
-            bad |= cg_accumulate(k[2 * m], g);
+        if (d.bias)
+            bad |= cg_accumulate(d.bias, g);
         break;
     }
     default: {

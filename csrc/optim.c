@@ -2,69 +2,110 @@
  *
  * Each update first computes every new value without writing anything, and writes only
  * if no finite parameter would become inf or NaN: a learning rate of 1e308 is refused,
- * not turned into a model of infinities. */
+ * not turned into a model of infinities.  The same updates run over nodes (an optimizer
+ * on its own) and over a replay plan's arrays (Graph.step), bit for bit alike. */
 #include <math.h>
 #include "cgrad.h"
 
 /* A finite parameter with a finite gradient that would not stay finite. */
-static int breaks(const cg_node *p, double updated)
+static int breaks(double data, double grad, double updated)
 {
-    return !isfinite(updated) && isfinite(p->data) && isfinite(p->grad);
+    return !isfinite(updated) && isfinite(data) && isfinite(grad);
 }
 
-static double sgd_update(const cg_node *p, double lr, double momentum, double weight_decay,
-                         double *velocity)
+static double sgd_update(double data, double grad, double lr, double momentum,
+                         double weight_decay, double *velocity)
 {
-    double g = p->grad;
+    double g = grad;
     if (weight_decay != 0.0)
-        g = g + weight_decay * p->data;
+        g = g + weight_decay * data;
     if (momentum != 0.0) {
         *velocity = momentum * *velocity + g;
         g = *velocity;
     }
-    return p->data - lr * g;
-}
-
-long cg_sgd_step(cg_node **params, size_t n, double lr, double momentum,
-                 double weight_decay, double *velocity)
-{
-    for (size_t i = 0; i < n; i++) {
-        double v = velocity[i];
-        if (breaks(params[i], sgd_update(params[i], lr, momentum, weight_decay, &v)))
-            return (long)i;
-    }
-    for (size_t i = 0; i < n; i++)
-        params[i]->data = sgd_update(params[i], lr, momentum, weight_decay, &velocity[i]);
-    return -1;
+    return data - lr * g;
 }
 
 typedef struct {
     double beta1, beta2, eps, weight_decay, step_size, bias2_sqrt;
 } adam_rates;
 
-static double adam_update(const cg_node *p, const adam_rates *r, double *m, double *v)
+static adam_rates rates(double lr, double beta1, double beta2, double eps,
+                        double weight_decay, long step)
 {
-    double g = p->grad;
+    return (adam_rates){beta1, beta2, eps, weight_decay,
+                        lr / (1.0 - pow(beta1, (double)step)),
+                        sqrt(1.0 - pow(beta2, (double)step))};
+}
+
+static double adam_update(double data, double grad, const adam_rates *r, double *m, double *v)
+{
+    double g = grad;
     if (r->weight_decay != 0.0)
-        g = g + r->weight_decay * p->data;
+        g = g + r->weight_decay * data;
     *m = r->beta1 * *m + (1.0 - r->beta1) * g;
     *v = r->beta2 * *v + (1.0 - r->beta2) * g * g;
-    return p->data - r->step_size * *m / (sqrt(*v) / r->bias2_sqrt + r->eps);
+    return data - r->step_size * *m / (sqrt(*v) / r->bias2_sqrt + r->eps);
+}
+
+/* The two storages: parameter i's data and grad live in a node, or in slot[i] of a
+ * plan's arrays. */
+#define DATA(i) (params ? params[i]->data : val[slot[i]])
+#define GRAD(i) (params ? params[i]->grad : grad[slot[i]])
+#define SET(i, x) (*(params ? &params[i]->data : &val[slot[i]]) = (x))
+
+static long sgd(cg_node **params, double *val, const double *grad, const uint32_t *slot,
+                size_t n, double lr, double momentum, double weight_decay, double *velocity)
+{
+    for (size_t i = 0; i < n; i++) {
+        double v = velocity[i];
+        if (breaks(DATA(i), GRAD(i), sgd_update(DATA(i), GRAD(i), lr, momentum,
+                                                weight_decay, &v)))
+            return (long)i;
+    }
+    for (size_t i = 0; i < n; i++)
+        SET(i, sgd_update(DATA(i), GRAD(i), lr, momentum, weight_decay, &velocity[i]));
+    return -1;
+}
+
+static long adam(cg_node **params, double *val, const double *grad, const uint32_t *slot,
+                 size_t n, const adam_rates *r, double *m, double *v)
+{
+    for (size_t i = 0; i < n; i++) {
+        double mi = m[i], vi = v[i];
+        if (breaks(DATA(i), GRAD(i), adam_update(DATA(i), GRAD(i), r, &mi, &vi)))
+            return (long)i;
+    }
+    for (size_t i = 0; i < n; i++)
+        SET(i, adam_update(DATA(i), GRAD(i), r, &m[i], &v[i]));
+    return -1;
+}
+
+long cg_sgd_step(cg_node **params, size_t n, double lr, double momentum,
+                 double weight_decay, double *velocity)
+{
+    return sgd(params, NULL, NULL, NULL, n, lr, momentum, weight_decay, velocity);
+}
+
+long cg_sgd_step_slots(double *val, const double *grad, const uint32_t *slots, size_t n,
+                       double lr, double momentum, double weight_decay, double *velocity)
+{
+    return sgd(NULL, val, grad, slots, n, lr, momentum, weight_decay, velocity);
 }
 
 long cg_adam_step(cg_node **params, size_t n, double lr, double beta1, double beta2,
                   double eps, double weight_decay, long step, double *m, double *v)
 {
-    adam_rates r = {beta1, beta2, eps, weight_decay, lr / (1.0 - pow(beta1, (double)step)),
-                    sqrt(1.0 - pow(beta2, (double)step))};
-    for (size_t i = 0; i < n; i++) {
-        double mi = m[i], vi = v[i];
-        if (breaks(params[i], adam_update(params[i], &r, &mi, &vi)))
-            return (long)i;
-    }
-    for (size_t i = 0; i < n; i++)
-        params[i]->data = adam_update(params[i], &r, &m[i], &v[i]);
-    return -1;
+    adam_rates r = rates(lr, beta1, beta2, eps, weight_decay, step);
+    return adam(params, NULL, NULL, NULL, n, &r, m, v);
+}
+
+long cg_adam_step_slots(double *val, const double *grad, const uint32_t *slots, size_t n,
+                        double lr, double beta1, double beta2, double eps,
+                        double weight_decay, long step, double *m, double *v)
+{
+    adam_rates r = rates(lr, beta1, beta2, eps, weight_decay, step);
+    return adam(NULL, val, grad, slots, n, &r, m, v);
 }
 
 void cg_zero_grads(cg_node **params, size_t n)

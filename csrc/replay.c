@@ -10,27 +10,7 @@
 #include <string.h>
 #include "cgrad.h"
 #include "ops.h"
-
-typedef struct {
-    uint32_t out;     /* this node's slot */
-    uint32_t n_kids;
-    size_t kids;      /* offset of its kids' slots in plan->kid_slots (not for dense) */
-    uint32_t w, x;    /* a dense dot: first slot of the weights' run and of the inputs' */
-    uint32_t bias;    /* a dense dot with bias: the bias's slot */
-    uint8_t op, flags, dense;
-    uint8_t batch;    /* forward: steps from here that run as one layer batch (0: none) */
-    double arg;
-} cg_step;
-
-struct cg_plan {
-    size_t n_slots, n_steps, n_backward, n_leaves;
-    cg_node **slot_node;   /* the node each slot stands for */
-    uint32_t *leaf_slots;  /* slots of leaves: read in before forward, grads written back */
-    double *val, *grad;
-    cg_step *steps;        /* interior nodes, kids first; the first n_backward feed root */
-    uint32_t *kid_slots;
-    double *scratch;       /* gathered kid values of a non-dense n-ary step */
-};
+#include "plan.h"
 
 /* While planning, a node's mark holds its slot + 1 (0: none yet).  Marks go back to 0
  * afterwards, which no traversal epoch uses. */
@@ -59,23 +39,64 @@ static int outside(uint32_t s, uint32_t start, uint32_t len)
 
 /* A dot whose weights and inputs are two disjoint runs of slots (bias apart from both):
  * each slot then gets exactly one contribution, so the loops can run run by run. */
-static int dense_dot(cg_node *n, cg_step *s)
+/* Whether a row's items sit in consecutive slots, asked once per row: row_runs[slot of
+ * the row] is 0 (not asked yet), 1 (a run) or 2 (not). */
+static int row_is_run(cg_node *row, uint8_t *row_runs)
 {
-    cg_node **k = cg_kids(n);
-    int has_bias = (n->flags & CG_FLAG_HAS_BIAS) != 0;
-    uint32_t m = (n->n_kids - (uint32_t)has_bias) / 2;
-    if (m == 0 || !is_run(k, m) || !is_run(k + m, m))
+    uint8_t *known = &row_runs[slot_of(row)];
+    if (!*known)
+        *known = is_run(cg_kids(row), row->n_kids) ? 1 : 2;
+    return *known == 1;
+}
+
+static int dense_dot(cg_node *n, cg_step *s, uint8_t *row_runs)
+{
+    cg_dot_parts d = cg_dot_of(n);
+    uint32_t m = d.m;
+    if (m == 0)
         return 0;
-    s->w = slot_of(k[0]);
-    s->x = slot_of(k[m]);
+    if (n->flags & CG_FLAG_ROWS) {
+        if (!row_is_run(cg_kids(n)[0], row_runs) || !row_is_run(cg_kids(n)[1], row_runs))
+            return 0;
+    } else if (!is_run(d.w, m) || !is_run(d.x, m)) {
+        return 0;
+    }
+    s->w = slot_of(d.w[0]);
+    s->x = slot_of(d.x[0]);
     if (!outside(s->w, s->x, m) || !outside(s->x, s->w, m))
         return 0;
-    if (has_bias) {
-        s->bias = slot_of(k[2 * m]);
+    if (d.bias) {
+        s->bias = slot_of(d.bias);
         if (!outside(s->bias, s->w, m) || !outside(s->bias, s->x, m))
             return 0;
     }
     return 1;
+}
+
+/* The nodes a dot reads, weights first: assigned first, they get consecutive slots.  A
+ * row is seen once, however many dots read it (the row node takes its slot first). */
+static void assign_dot_kids(cg_plan *p, cg_node *n)
+{
+    cg_dot_parts d = cg_dot_of(n);
+    if (n->flags & CG_FLAG_ROWS) {
+        for (int r = 0; r < 2; r++) {
+            cg_node *row = cg_kids(n)[r];
+            if (row->mark)
+                continue;
+            assign(p, row);
+            for (uint32_t j = 0; j < row->n_kids; j++)
+                assign(p, cg_kids(row)[j]);
+        }
+        return;
+    }
+    for (uint32_t j = 0; j < d.m; j++)
+        assign(p, d.w[j]);
+    if (d.bias && (n->flags & CG_FLAG_ROWS))  /* a row's bias follows its weights */
+        assign(p, d.bias);
+    for (uint32_t j = 0; j < d.m; j++)
+        assign(p, d.x[j]);
+    if (d.bias)
+        assign(p, d.bias);
 }
 
 /* ---- layer batches: a layer's dots over the same inputs, summed side by side --------- */
@@ -152,7 +173,38 @@ void cg_plan_free(cg_plan *p)
     free(p->steps);
     free(p->kid_slots);
     free(p->scratch);
+    free(p->forward_out);
+    free(p->backward_out);
+    cg_plan_free_layers(p);
     free(p);
+}
+
+typedef struct {
+    uintptr_t address;
+    uint32_t slot;
+} slot_address;
+
+static int by_address(const void *a, const void *b)
+{
+    const slot_address *x = a, *y = b;
+    return x->address < y->address ? -1 : x->address > y->address;
+}
+
+/* Sort slots by where their nodes live: copying between the plan and the nodes then
+ * walks memory forward instead of jumping (nodes are Python objects, placed wherever the
+ * allocator put them).  0, or -1 out of memory. */
+static int sort_by_node(cg_plan *p, uint32_t *slots, size_t count)
+{
+    slot_address *tmp = malloc((count + 1) * sizeof *tmp);
+    if (!tmp)
+        return -1;
+    for (size_t i = 0; i < count; i++)
+        tmp[i] = (slot_address){(uintptr_t)p->slot_node[slots[i]], slots[i]};
+    qsort(tmp, count, sizeof *tmp, by_address);
+    for (size_t i = 0; i < count; i++)
+        slots[i] = tmp[i].slot;
+    free(tmp);
+    return 0;
 }
 
 cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward)
@@ -168,42 +220,71 @@ cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward)
             cg_kids(nodes[i])[j]->mark = 0;
     }
     p->slot_node = malloc((n + total_kids + 1) * sizeof *p->slot_node);
-    p->steps = malloc((n + 1) * sizeof *p->steps);
-    p->kid_slots = malloc((total_kids + 1) * sizeof *p->kid_slots);
-    if (!p->slot_node || !p->steps || !p->kid_slots)
+    p->steps = calloc(n + 1, sizeof *p->steps);
+    if (!p->slot_node || !p->steps)
         goto nomem;
 
     /* Parents first, dots' kids before anything else: a neuron's weights, and the
      * inputs of a sample's first dot, get consecutive slots. */
     for (size_t i = n; i-- > 0;)
         if (nodes[i]->op == CG_DOT)
-            for (uint32_t j = 0; j < nodes[i]->n_kids; j++)
-                assign(p, cg_kids(nodes[i])[j]);
+            assign_dot_kids(p, nodes[i]);
     for (size_t i = n; i-- > 0;) {
         assign(p, nodes[i]);
         for (uint32_t j = 0; j < nodes[i]->n_kids; j++)
             assign(p, cg_kids(nodes[i])[j]);
     }
 
-    size_t used_kids = 0;
+    /* Steps; a dense dot reads two runs and does not list its kids. */
+    size_t kid_space = 0;
+    uint8_t *row_runs = calloc(p->n_slots + 1, 1);
+    if (!row_runs)
+        goto nomem;
     for (size_t i = 0; i < n; i++) {
         cg_node *node = nodes[i];
         cg_step *s = &p->steps[i];
-        memset(s, 0, sizeof *s);
         s->out = slot_of(node);
         s->n_kids = node->n_kids;
         s->op = node->op;
         s->flags = node->flags;
         s->arg = node->arg;
-        if (node->op == CG_DOT && dense_dot(node, s)) {
-            s->dense = 1;
-            continue;
+        if (node->op == CG_DOT) {
+            cg_dot_parts d = cg_dot_of(node);
+            s->n_kids = 2 * d.m + (d.bias != NULL);
+            s->dense = (uint8_t)dense_dot(node, s, row_runs);
+            if (node->flags & CG_FLAG_ROWS) {
+                s->rows[0] = slot_of(cg_kids(node)[0]);
+                s->rows[1] = slot_of(cg_kids(node)[1]);
+            }
         }
+        if (!s->dense)
+            kid_space += s->n_kids;
+    }
+    free(row_runs);
+    p->kid_slots = malloc((kid_space + 1) * sizeof *p->kid_slots);
+    if (!p->kid_slots)
+        goto nomem;
+    size_t used_kids = 0;
+    for (size_t i = 0; i < n; i++) {
+        cg_node *node = nodes[i];
+        cg_step *s = &p->steps[i];
+        if (s->dense)
+            continue;
         s->kids = used_kids;
-        for (uint32_t j = 0; j < node->n_kids; j++)
-            p->kid_slots[used_kids++] = slot_of(cg_kids(node)[j]);
-        if (cg_is_nary(node->op) && node->n_kids > max_gather)
-            max_gather = node->n_kids;
+        if (node->op == CG_DOT) {
+            cg_dot_parts d = cg_dot_of(node);
+            for (uint32_t j = 0; j < d.m; j++)
+                p->kid_slots[used_kids++] = slot_of(d.w[j]);
+            for (uint32_t j = 0; j < d.m; j++)
+                p->kid_slots[used_kids++] = slot_of(d.x[j]);
+            if (d.bias)
+                p->kid_slots[used_kids++] = slot_of(d.bias);
+        } else {
+            for (uint32_t j = 0; j < s->n_kids; j++)
+                p->kid_slots[used_kids++] = slot_of(cg_kids(node)[j]);
+        }
+        if (cg_is_nary(node->op) && s->n_kids > max_gather)
+            max_gather = s->n_kids;
     }
     p->n_steps = n;
     p->n_backward = n_backward;
@@ -227,12 +308,33 @@ cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward)
     free(interior);
     for (size_t s = 0; s < p->n_slots; s++)
         p->slot_node[s]->mark = 0;
+    p->forward_out = malloc((n + 1) * sizeof *p->forward_out);
+    p->backward_out = malloc((n_backward + 1) * sizeof *p->backward_out);
+    if (!p->forward_out || !p->backward_out)
+        goto nomem;
+    for (size_t i = 0; i < n; i++)
+        p->forward_out[i] = p->steps[i].out;
+    for (size_t i = 0; i < n_backward; i++)
+        p->backward_out[i] = p->steps[i].out;
+    if (sort_by_node(p, p->leaf_slots, p->n_leaves) < 0
+        || sort_by_node(p, p->forward_out, n) < 0
+        || sort_by_node(p, p->backward_out, n_backward) < 0)
+        goto nomem;
+    if (cg_plan_layers(p) < 0) {
+        cg_plan_free(p);
+        return NULL;
+    }
     return p;
 nomem:
     for (size_t s = 0; s < p->n_slots; s++)
         p->slot_node[s]->mark = 0;
     cg_plan_free(p);
     return NULL;
+}
+
+size_t cg_plan_layer_count(const cg_plan *p)
+{
+    return p->n_layers;
 }
 
 size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes)
@@ -261,7 +363,7 @@ static cg_status forward_step(cg_plan *p, const cg_step *s)
             return cg_logsumexp_values(v, s->n_kids, &val[s->out]);
         return cg_dot_values(v, v + m, m, has_bias ? v[2 * m] : 0.0, &val[s->out]);
     }
-    if (s->op == CG_OPAQUE || s->op == CG_LEAF) {
+    if (s->op == CG_OPAQUE || s->op == CG_LEAF || s->op == CG_ROW) {
         val[s->out] = p->slot_node[s->out]->data;
         return CG_OK;
     }
@@ -308,13 +410,48 @@ static cg_status forward_batch(cg_plan *p, const cg_step *steps, size_t n)
     return CG_OK;
 }
 
+static cg_status backward_step(cg_plan *p, const cg_step *s);
+
+/* The steps of a layer one by one, in the order `order` lists them (the fallback when
+ * the layer meets a non-finite number, so that errors are told as they always are). */
+static cg_status layer_steps(cg_plan *p, const cg_layer *l, int backward, cg_node **failed)
+{
+    size_t count = (size_t)l->K * l->B;
+    for (size_t k = 0; k < count; k++) {
+        uint32_t i = l->step[k];  /* sweep order: what backward needs, fine for forward */
+        cg_status st = backward ? backward_step(p, &p->steps[i]) : forward_step(p, &p->steps[i]);
+        if (st != CG_OK) {
+            *failed = p->slot_node[p->steps[i].out];
+            return st;
+        }
+    }
+    return CG_OK;
+}
+
+static cg_status forward_scheduled(cg_plan *p, cg_node **failed)
+{
+    cg_status st = CG_OK;
+    for (size_t e = 0; e < p->n_forward_entries && st == CG_OK; e++) {
+        cg_entry entry = p->forward_schedule[e];
+        if (entry >= 0) {
+            st = forward_step(p, &p->steps[entry]);
+            if (st != CG_OK)
+                *failed = p->slot_node[p->steps[entry].out];
+        } else {
+            const cg_layer *l = &p->layers[-1 - entry];
+            if (cg_layer_forward(p, l) != CG_OK)
+                st = layer_steps(p, l, 0, failed);
+        }
+    }
+    return st;
+}
+
 cg_status cg_plan_forward(cg_plan *p, cg_node **failed)
 {
     cg_status st = CG_OK;
-    size_t i;
-    for (size_t j = 0; j < p->n_leaves; j++)
-        p->val[p->leaf_slots[j]] = p->slot_node[p->leaf_slots[j]]->data;
-    for (i = 0; i < p->n_steps; i++) {
+    if (p->n_layers)
+        return forward_scheduled(p, failed);
+    for (size_t i = 0; i < p->n_steps; i++) {
         size_t batch = p->steps[i].batch;
         if (batch > 1 && forward_batch(p, &p->steps[i], batch) == CG_OK) {
             i += batch - 1;
@@ -326,8 +463,6 @@ cg_status cg_plan_forward(cg_plan *p, cg_node **failed)
             break;
         }
     }
-    for (size_t j = 0; j < i; j++)  /* the nodes show their new data */
-        p->slot_node[p->steps[j].out]->data = p->val[p->steps[j].out];
     return st;
 }
 
@@ -382,6 +517,7 @@ static cg_status backward_step(cg_plan *p, const cg_step *s)
     switch (s->op) {
     case CG_LEAF:
     case CG_OPAQUE:
+    case CG_ROW:
         return CG_OK;
     case CG_SUM:
         for (uint32_t i = 0; i < s->n_kids; i++)
@@ -431,32 +567,94 @@ static cg_status backward_step(cg_plan *p, const cg_step *s)
     return (bad && isfinite(g) && step_data_finite(p, s)) ? CG_ERR_OVERFLOW : CG_OK;
 }
 
-cg_status cg_plan_backward(cg_plan *p, int refresh, cg_node **failed)
+cg_status cg_plan_backward(cg_plan *p, cg_node **failed)
 {
     cg_status st = CG_OK;
     size_t nb = p->n_backward;
     if (nb == 0)
         return CG_OK;
-    if (refresh)  /* the nodes' data may have changed since the last forward */
-        for (size_t s = 0; s < p->n_slots; s++)
-            p->val[s] = p->slot_node[s]->data;
-    for (size_t j = 0; j < p->n_leaves; j++)  /* leaf grads accumulate from where they are */
-        p->grad[p->leaf_slots[j]] = p->slot_node[p->leaf_slots[j]]->grad;
     for (size_t i = 0; i < nb; i++)
         p->grad[p->steps[i].out] = 0.0;
     p->grad[p->steps[nb - 1].out] = 1.0;
-    for (size_t i = nb; i-- > 0;) {
-        st = backward_step(p, &p->steps[i]);
-        if (st != CG_OK) {
-            *failed = p->slot_node[p->steps[i].out];
-            break;
+    if (p->n_layers) {
+        for (size_t e = 0; e < p->n_backward_entries && st == CG_OK; e++) {
+            cg_entry entry = p->backward_schedule[e];
+            if (entry >= 0) {
+                st = backward_step(p, &p->steps[entry]);
+                if (st != CG_OK)
+                    *failed = p->slot_node[p->steps[entry].out];
+            } else {
+                const cg_layer *l = &p->layers[-1 - entry];
+                if (cg_layer_backward(p, l) != CG_OK)
+                    st = layer_steps(p, l, 1, failed);
+            }
+        }
+    } else {
+        for (size_t i = nb; i-- > 0;) {
+            st = backward_step(p, &p->steps[i]);
+            if (st != CG_OK) {
+                *failed = p->slot_node[p->steps[i].out];
+                break;
+            }
         }
     }
-    for (size_t j = 0; j < p->n_leaves; j++)
-        p->slot_node[p->leaf_slots[j]]->grad = p->grad[p->leaf_slots[j]];
-    for (size_t i = 0; i < nb; i++)
-        p->slot_node[p->steps[i].out]->grad = p->grad[p->steps[i].out];
     return st;
+}
+
+void cg_plan_reload(cg_plan *p)
+{
+    for (size_t j = 0; j < p->n_leaves; j++) {
+        cg_node *n = p->slot_node[p->leaf_slots[j]];
+        p->val[p->leaf_slots[j]] = n->data;
+        p->grad[p->leaf_slots[j]] = n->grad;
+    }
+    for (size_t j = 0; j < p->n_steps; j++)
+        p->val[p->forward_out[j]] = p->slot_node[p->forward_out[j]]->data;
+}
+
+void cg_plan_sync(cg_plan *p)
+{
+    for (size_t j = 0; j < p->n_leaves; j++) {
+        cg_node *n = p->slot_node[p->leaf_slots[j]];
+        n->data = p->val[p->leaf_slots[j]];
+        n->grad = p->grad[p->leaf_slots[j]];
+    }
+    for (size_t j = 0; j < p->n_steps; j++)
+        p->slot_node[p->forward_out[j]]->data = p->val[p->forward_out[j]];
+    for (size_t i = 0; i < p->n_backward; i++)
+        p->slot_node[p->backward_out[i]]->grad = p->grad[p->backward_out[i]];
+}
+
+void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
+{
+    for (size_t s = 0; s < p->n_slots; s++)
+        p->slot_node[s]->mark = (uint32_t)s + 1;
+    for (size_t i = 0; i < n; i++)
+        slots[i] = nodes[i]->mark - 1;  /* UINT32_MAX: not in the plan */
+    for (size_t i = 0; i < n; i++)
+        nodes[i]->mark = 0;
+    for (size_t s = 0; s < p->n_slots; s++)
+        p->slot_node[s]->mark = 0;
+}
+
+void cg_plan_arrays(cg_plan *p, double **val, double **grad)
+{
+    *val = p->val;
+    *grad = p->grad;
+}
+
+void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (slots[i] != UINT32_MAX) {
+            p->val[slots[i]] = data[i];
+            p->grad[slots[i]] = 0.0;
+        }
+}
+
+double cg_plan_root_value(const cg_plan *p)
+{
+    return p->n_backward ? p->val[p->steps[p->n_backward - 1].out] : 0.0;
 }
 
 void cg_load(cg_node **leaves, const double *data, size_t n)

@@ -4,7 +4,7 @@ from libc.stdint cimport uint8_t, uint32_t
 cdef extern from "cgrad.h" nogil:
     ctypedef enum cg_op:
         CG_LEAF, CG_ADD, CG_MUL, CG_POW, CG_POWV, CG_RELU, CG_TANH, CG_EXP, CG_LOG,
-        CG_SIGMOID, CG_SUM, CG_DOT, CG_LOGSUMEXP, CG_OPAQUE, CG_N_OPS
+        CG_SIGMOID, CG_SUM, CG_DOT, CG_LOGSUMEXP, CG_OPAQUE, CG_ROW, CG_N_OPS
 
     ctypedef enum cg_status:
         CG_OK, CG_ERR_OVERFLOW, CG_ERR_ZERODIV, CG_ERR_DOMAIN, CG_ERR_NOMEM
@@ -12,6 +12,7 @@ cdef extern from "cgrad.h" nogil:
     enum:
         CG_FLAG_INT_EXPONENT
         CG_FLAG_HAS_BIAS
+        CG_FLAG_ROWS
 
     cdef struct cg_node
 
@@ -29,6 +30,14 @@ cdef extern from "cgrad.h" nogil:
         uint8_t op
         uint8_t flags
 
+    ctypedef struct cg_dot_parts:
+        cg_node **w
+        cg_node **x
+        cg_node *bias
+        uint32_t m
+
+    cg_dot_parts cg_dot_of(cg_node *n)
+
     ctypedef struct cg_vec:
         void **items
         size_t len
@@ -45,8 +54,15 @@ cdef extern from "cgrad.h" nogil:
     cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward)
     void cg_plan_free(cg_plan *p)
     size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes)
+    size_t cg_plan_layer_count(const cg_plan *p)
     cg_status cg_plan_forward(cg_plan *p, cg_node **failed)
-    cg_status cg_plan_backward(cg_plan *p, int refresh, cg_node **failed)
+    cg_status cg_plan_backward(cg_plan *p, cg_node **failed)
+    void cg_plan_reload(cg_plan *p)
+    void cg_plan_sync(cg_plan *p)
+    void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
+    void cg_plan_arrays(cg_plan *p, double **val, double **grad)
+    void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t n)
+    double cg_plan_root_value(const cg_plan *p)
 
 
 cdef extern from "ops.h" nogil:
@@ -65,10 +81,22 @@ cdef int interior_order(cg_node **roots, size_t n_roots, cg_vec *order,
                         size_t *n_first) noexcept nogil
 cdef int raise_status(cg_status status, cg_node *failed, bint in_backward) except -1
 
+# Replayed graphs keep their numbers in their plans and bring the nodes up to date only
+# when something may look at them: every read or write of a node goes through these.
+cdef int sync_nodes() except -1          # bring every replayed graph's nodes up to date
+cdef void nodes_changed() noexcept       # nodes were written outside a plan
+cdef void replay_pending() noexcept      # a plan now holds numbers its nodes lack
+cdef unsigned long node_epoch() noexcept
+
 
 cdef extern from "cgrad.h" nogil:
     long cg_sgd_step(cg_node **params, size_t n, double lr, double momentum,
                      double weight_decay, double *velocity)
     long cg_adam_step(cg_node **params, size_t n, double lr, double beta1, double beta2,
                       double eps, double weight_decay, long step, double *m, double *v)
+    long cg_sgd_step_slots(double *val, const double *grad, const uint32_t *slots, size_t n,
+                           double lr, double momentum, double weight_decay, double *velocity)
+    long cg_adam_step_slots(double *val, const double *grad, const uint32_t *slots, size_t n,
+                            double lr, double beta1, double beta2, double eps,
+                            double weight_decay, long step, double *m, double *v)
     void cg_zero_grads(cg_node **params, size_t n)

@@ -119,6 +119,41 @@ cdef int interior_order(cg_node **roots, size_t n_roots, cg_vec *order,
     return cg_interior_order(roots, n_roots, order, n_first)
 
 
+# ---- replayed graphs and their nodes -------------------------------------------------------
+
+cdef bint pending = False            # some Graph holds numbers its nodes do not show yet
+cdef object flush_replays = None     # set by _replay: writes those numbers into the nodes
+cdef unsigned long epoch = 0         # bumped when nodes are written outside a plan
+
+
+cdef int sync_nodes() except -1:
+    global pending
+    if pending:
+        pending = False
+        flush_replays()
+    return 0
+
+
+cdef void nodes_changed() noexcept:
+    global epoch
+    epoch += 1
+
+
+cdef void replay_pending() noexcept:
+    global pending
+    pending = True
+
+
+cdef unsigned long node_epoch() noexcept:
+    return epoch
+
+
+def _set_flush(callback):
+    """Called once by cgrad._replay with its flush function."""
+    global flush_replays
+    flush_replays = callback
+
+
 # ---- numbers ----------------------------------------------------------------------------
 
 cdef int as_double(object o, double *out) except -1:
@@ -222,7 +257,7 @@ cdef str op_name(cg_node *n):
     if op == CG_OPAQUE:
         return OPAQUE_NAMES[<Py_ssize_t>n.arg]
     return ("", "+", "*", "", "**", "ReLU", "tanh", "exp", "log", "sigmoid", "sum",
-            "dot", "logsumexp")[op]
+            "dot", "logsumexp", "", "row")[op]
 
 
 cdef str describe(cg_node *n):
@@ -235,7 +270,7 @@ cdef str describe(cg_node *n):
     if op == CG_SUM:
         return f"a sum of {n.n_kids} values"
     if op == CG_DOT:
-        return f"a dot product of {n.n_kids // 2} pairs"
+        return f"a dot product of {cg_dot_of(n).m} pairs"
     if op == CG_LOGSUMEXP:
         return f"logsumexp of {n.n_kids} values"
     return f"{op_name(n)}({k[0].data!r})"
@@ -269,6 +304,7 @@ cdef int raise_status(cg_status status, cg_node *failed, bint in_backward) excep
 # ---- building nodes ---------------------------------------------------------------------
 
 cdef Value unary(uint8_t op, Value a, double arg=0.0, uint8_t flags=0):
+    sync_nodes()
     cdef Value out = Value.__new__(Value)
     out.node.op = op
     out.node.arg = arg
@@ -284,6 +320,7 @@ cdef Value unary(uint8_t op, Value a, double arg=0.0, uint8_t flags=0):
 
 
 cdef Value binary(uint8_t op, Value a, Value b):
+    sync_nodes()
     cdef Value out = Value.__new__(Value)
     out.node.op = op
     out.node.n_kids = 2
@@ -299,6 +336,7 @@ cdef Value binary(uint8_t op, Value a, Value b):
 
 
 cdef Value nary(uint8_t op, list kids, uint8_t flags):
+    sync_nodes()
     cdef Value out = Value.__new__(Value)
     out.node.op = op
     out.node.flags = flags
@@ -358,6 +396,8 @@ cdef class Value:
         cdef tuple kids = tuple(_children)
         check_kids(kids)
         name = str(_op) if kids or _op else None
+        sync_nodes()
+        nodes_changed()
         cdef cg_node old = self.node   # its kids are released last, after the swap
         cdef Py_ssize_t name_index = hold_name(name) if name is not None else -1
         memset(&self.node, 0, sizeof(cg_node))
@@ -383,19 +423,27 @@ cdef class Value:
 
     @property
     def data(self):
+        sync_nodes()
         return self.node.data
 
     @data.setter
     def data(self, value):
-        self.node.data = to_double(value, "Value.data")
+        cdef double d = to_double(value, "Value.data")
+        sync_nodes()
+        self.node.data = d
+        nodes_changed()
 
     @property
     def grad(self):
+        sync_nodes()
         return self.node.grad
 
     @grad.setter
     def grad(self, value):
-        self.node.grad = to_double(value, "Value.grad")
+        cdef double d = to_double(value, "Value.grad")
+        sync_nodes()
+        self.node.grad = d
+        nodes_changed()
 
     @property
     def label(self):
@@ -414,12 +462,22 @@ cdef class Value:
         """The set of the Values this one was computed from."""
         cdef cg_node **kids = cg_kids(&self.node)
         cdef uint32_t i
+        cdef cg_dot_parts d
         prev = set()
+        if self.node.op == CG_DOT and self.node.flags & CG_FLAG_ROWS:  # through the rows
+            d = cg_dot_of(&self.node)
+            for i in range(d.m):
+                prev.add(owner_of(d.w[i]))
+                prev.add(owner_of(d.x[i]))
+            if d.bias != NULL:
+                prev.add(owner_of(d.bias))
+            return prev
         for i in range(self.node.n_kids):
             prev.add(owner_of(kids[i]))
         return prev
 
     def __repr__(self):
+        sync_nodes()
         return f"Value(data={self.node.data!r}, grad={self.node.grad!r})"
 
     # -- arithmetic, decomposed exactly as micrograd does --
@@ -512,20 +570,25 @@ cdef class Value:
         cdef cg_vec order
         cdef cg_node *failed = NULL
         memset(&order, 0, sizeof(order))
+        sync_nodes()
         cdef cg_status status = cg_backward(&self.node, &order, &failed)
+        nodes_changed()
         cg_vec_free(&order)
         if status != CG_OK:
             raise_status(status, failed, True)
 
     def _backward(self):
         """Apply this node's local chain rule once: add to its children's grads."""
+        sync_nodes()
         cdef cg_status status = cg_backward_inline(&self.node)
+        nodes_changed()
         if status != CG_OK:
             raise_status(status, &self.node, True)
 
     # -- copying --
 
     def __reduce__(self):
+        sync_nodes()
         cdef cg_node **k = cg_kids(&self.node)
         cdef uint32_t i
         cdef list kid_list = []
@@ -536,8 +599,16 @@ cdef class Value:
                            self.node.arg, self.node.flags, kids, self._op))
 
 
-cdef bint kid_count_fits(int op, Py_ssize_t n, int flags):
-    """Whether a node of this op can have n kids (the C code relies on it)."""
+cdef bint kids_fit(int op, tuple kids, int flags):
+    """Whether a node of this op can have these kids (the C code relies on it)."""
+    cdef Py_ssize_t n = len(kids)
+    if op == CG_DOT and flags & CG_FLAG_ROWS:  # a row of weights (and bias), one of inputs
+        return (n == 2 and type(kids[0]) is Value and type(kids[1]) is Value
+                and (<Value>kids[0]).node.op == CG_ROW and (<Value>kids[1]).node.op == CG_ROW
+                and (<Value>kids[0]).node.n_kids == (<Value>kids[1]).node.n_kids
+                + ((flags & CG_FLAG_HAS_BIAS) != 0))
+    if op == CG_ROW:
+        return True
     if op == CG_LEAF:
         return n == 0
     if op == CG_ADD or op == CG_MUL or op == CG_POWV:
@@ -557,9 +628,9 @@ def _restore(data, grad, label, op, arg, flags, kids, op_text):
     if op == CG_OPAQUE:
         v = Value(data, kids, op_text, label)
     else:
-        if type(op) is not int or not (0 <= op < CG_OPAQUE):
+        if type(op) is not int or not (0 <= op < CG_N_OPS) or type(flags) is not int:
             raise ValueError(f"corrupt pickled Value: unknown op code {op!r}")
-        if not kid_count_fits(op, len(kids), flags):
+        if not kids_fit(op, kids, flags):
             raise ValueError(f"corrupt pickled Value: op code {op!r} cannot have "
                              f"{len(kids)} children")
         v = Value(data, (), '', label)
@@ -614,6 +685,7 @@ cdef Value dot_node(list ws, list xs, Value bias):
     The kids are written straight from the two lists: a neuron's weights are usually
     already a list of Values, so no joined list is built per call."""
     cdef Py_ssize_t m = len(ws), count = 2 * len(ws) + (bias is not None), i
+    sync_nodes()
     cdef Value out = Value.__new__(Value)
     cdef cg_node **slots = kid_slots(&out.node, count)
     for i in range(m):
@@ -664,23 +736,97 @@ def dot(ws, xs, bias=None):
 cdef dict ACTIVATION_OPS = {'relu': CG_RELU, 'tanh': CG_TANH, 'sigmoid': CG_SIGMOID}
 
 
+class ParameterList(list):
+    """A neuron's weights: a list that remembers the row node built over it (and the
+    bias) until it is changed, so that every dot node of a layer reads one shared row."""
+    __slots__ = ("row", "row_bias")
+
+    def __init__(self, *args):
+        list.__init__(self, *args)
+        self.row = self.row_bias = None
+
+    def __reduce__(self):
+        return (ParameterList, (list(self),))
+
+    def _changed(self):
+        self.row = self.row_bias = None
+
+
+def _invalidating(name):
+    method = getattr(list, name)
+
+    def changed(self, *args):
+        self.row = self.row_bias = None
+        return method(self, *args)
+    changed.__name__ = name
+    return changed
+
+
+for _name in ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "extend",
+              "insert", "pop", "remove", "clear", "sort", "reverse"):
+    setattr(ParameterList, _name, _invalidating(_name))
+
+
+cdef Value row_node(list items):
+    """A row node over a list of Values: one node many dot nodes share as a kid."""
+    cdef Value row = Value.__new__(Value)
+    row.node.op = CG_ROW
+    set_kids(&row.node, tuple(items))
+    return row
+
+
+cdef Value weight_row(object neuron, object weights, Value bias, Py_ssize_t n_inputs):
+    """The row of a neuron's weights and bias: remembered on its ParameterList, else
+    built for this call."""
+    if type(weights) is ParameterList and weights.row_bias is bias \
+            and weights.row is not None:
+        return weights.row
+    cdef list items = values_of(weights, "a neuron's weights")
+    if len(items) != n_inputs:
+        raise ValueError(f"this neuron takes {len(items)} inputs, got {n_inputs}")
+    items.append(bias)
+    cdef Value row = row_node(items)
+    if type(weights) is ParameterList:
+        weights.row = row
+        weights.row_bias = bias
+    return row
+
+
+cdef Value row_dot(Value weights, Value inputs):
+    """The dot node of a weight row (ending with the bias) and an input row."""
+    sync_nodes()
+    cdef Value out = Value.__new__(Value)
+    out.node.op = CG_DOT
+    out.node.flags = CG_FLAG_ROWS | CG_FLAG_HAS_BIAS
+    out.node.n_kids = 2
+    out.node.kids.pair[0] = &weights.node
+    out.node.kids.pair[1] = &inputs.node
+    Py_INCREF(weights)
+    Py_INCREF(inputs)
+    cdef cg_status status = cg_eval_inline(&out.node)
+    if status != CG_OK:
+        raise_status(status, &out.node, False)
+    return out
+
+
 def fused_layer(neurons, x):
-    """``[n(x) for n in neurons]`` for nn.Neurons, with x converted once and no Python
-    call per fused neuron: each is ``dot(n.w, x, n.b)`` and its activation.  Any other
-    neuron is simply called."""
-    cdef list xs = None
+    """``[n(x) for n in neurons]`` for nn.Neurons, with no Python call per fused neuron:
+    each is one dot node over the neuron's weight row and one input row shared by the
+    layer, and its activation.  Any other neuron is simply called."""
+    cdef Value inputs = None
     cdef list out = []
-    cdef Value pre
+    cdef Value pre, bias
     for n in neurons:
         activation = n.activation
         if not n.fused or (activation != 'linear' and activation not in ACTIVATION_OPS):
             out.append(n(x))
             continue
-        if xs is None:
-            xs = values_of(x, "a layer's inputs")
-        if len(n.w) != len(xs):
-            raise ValueError(f"this neuron takes {len(n.w)} inputs, got {len(xs)}")
-        pre = dot_of(n.w, xs, n.b)
+        if inputs is None:
+            inputs = row_node(values_of(x, "a layer's inputs"))
+        bias = as_value(n.b)
+        if bias is None:
+            raise TypeError(f"a neuron's bias must be a Value, not {type(n.b).__name__}")
+        pre = row_dot(weight_row(n, n.w, bias, inputs.node.n_kids), inputs)
         out.append(pre if activation == 'linear' else unary(ACTIVATION_OPS[activation], pre))
     return out
 

@@ -3,18 +3,12 @@
 from libc.stdlib cimport calloc, free
 
 from cgrad._core cimport (Value, cg_node, cg_sgd_step, cg_adam_step, cg_zero_grads,
-                          CG_LEAF)
+                          CG_LEAF, sync_nodes, nodes_changed)
 
 
 cdef class ParameterArray:
     """The nodes of a list of leaf Values, with per-parameter state buffers (velocity,
     moments) for optimizers."""
-    cdef cg_node **nodes
-    cdef double *state       # n_state rows of n doubles
-    cdef readonly Py_ssize_t size
-    cdef readonly int n_state
-    cdef tuple values        # keeps the Values (and so their nodes) alive
-
     def __cinit__(self, values, int n_state):
         cdef Value v
         cdef Py_ssize_t i
@@ -44,16 +38,22 @@ cdef class ParameterArray:
         free(self.state)
 
     def zero_grad(self):
+        sync_nodes()
         cg_zero_grads(self.nodes, self.size)
+        nodes_changed()
 
     def sgd_step(self, double lr, double momentum, double weight_decay):
         assert self.n_state >= 1
+        sync_nodes()
+        nodes_changed()
         self.check(cg_sgd_step(self.nodes, self.size, lr, momentum, weight_decay,
                                self.state), "SGD", lr)
 
     def adam_step(self, double lr, double beta1, double beta2, double eps,
                   double weight_decay, long step):
         assert self.n_state >= 2
+        sync_nodes()
+        nodes_changed()
         self.check(cg_adam_step(self.nodes, self.size, lr, beta1, beta2, eps, weight_decay,
                                 step, self.state, self.state + self.size), "Adam", lr)
 

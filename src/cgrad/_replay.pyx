@@ -11,10 +11,47 @@ from libc.string cimport memset
 
 import numpy as np
 
+from cgrad.optim import SGD, Adam
+
+
+from libc.stdint cimport uint32_t
+
 from cgrad._core cimport (Value, cg_node, cg_vec, cg_status, CG_OK, CG_LEAF,
                           cg_load, cg_gather, cg_plan, cg_plan_new, cg_plan_free,
-                          cg_plan_slots, cg_plan_forward, cg_plan_backward,
-                          interior_order, owner_of, raise_status)
+                          cg_plan_slots, cg_plan_layer_count, cg_plan_forward,
+                          cg_plan_backward, cg_plan_reload, cg_plan_sync, cg_plan_find_slots,
+                          cg_plan_arrays, cg_plan_load, cg_plan_root_value,
+                          cg_sgd_step_slots, cg_adam_step_slots,
+                          interior_order, owner_of, raise_status, sync_nodes, nodes_changed,
+                          replay_pending, node_epoch)
+from cgrad._core import _set_flush
+from cgrad._optim cimport ParameterArray
+
+
+# Graphs whose plans hold numbers their nodes do not show yet (see Graph's docstring).
+cdef set STALE_NODES = set()
+
+
+def flush(Graph keep=None):
+    """Write every replayed graph's numbers into its nodes (called by cgrad._core before
+    anything reads or writes a node), but those of `keep`."""
+    cdef Graph graph
+    cdef list graphs = []
+    for graph in STALE_NODES:
+        if graph is not keep:
+            graphs.append(graph)
+    if not graphs:
+        return
+    for graph in graphs:
+        STALE_NODES.discard(graph)
+        cg_plan_sync(graph.plan)
+        graph.ahead = False
+    nodes_changed()
+    for graph in graphs:   # their plans and nodes agree now
+        graph.loaded_epoch = node_epoch()
+
+
+_set_flush(flush)
 
 
 def inputs(*shape):
@@ -156,6 +193,13 @@ cdef class Graph:
     cdef readonly tuple input_shapes
     cdef object output_shape
     cdef bint running
+    cdef uint32_t *input_slots    # where each input leaf sits in the plan
+    cdef NodeArray stray_inputs   # input leaves the plan does not touch (filled as nodes)
+    cdef bint loaded              # the plan has read its nodes at loaded_epoch
+    cdef unsigned long loaded_epoch
+    cdef bint ahead               # the plan holds numbers its nodes do not show yet
+    cdef ParameterArray optimizer_params   # the optimizer whose parameters are in
+    cdef uint32_t *optimizer_slots         # the plan, and their slots
 
     def __init__(self, loss=None, *, inputs=(), outputs=None):
         if loss is not None and type(loss) is not Value:
@@ -184,9 +228,21 @@ cdef class Graph:
         for i in range(n_slots):
             slot_values.append(owner_of(slot_nodes[i]))
         self.slots = from_values(slot_values)
+        self.input_slots = <uint32_t *>malloc(max(self.input_nodes.size, 1) * sizeof(uint32_t))
+        if self.input_slots == NULL:
+            raise MemoryError()
+        cg_plan_find_slots(self.plan, self.input_nodes.nodes, self.input_nodes.size,
+                           self.input_slots)
+        cdef list stray = []
+        for i in range(self.input_nodes.size):
+            if self.input_slots[i] == <uint32_t>-1:
+                stray.append(flat[i])
+        self.stray_inputs = from_values(stray)
 
     def __dealloc__(self):
         cg_plan_free(self.plan)
+        free(self.input_slots)
+        free(self.optimizer_slots)
 
     cdef int ready(self) except -1:
         if self.plan == NULL:
@@ -199,6 +255,13 @@ cdef class Graph:
         """How many nodes the graph holds (leaves included)."""
         self.ready()
         return self.slots.size
+
+    @property
+    def n_layers(self):
+        """How many layers replay runs for the whole batch at once (matrix-matrix): the
+        dot products of nn.Layer calls over a batch of input rows."""
+        self.ready()
+        return cg_plan_layer_count(self.plan)
 
     def __repr__(self):
         if self.plan == NULL:
@@ -215,35 +278,73 @@ cdef class Graph:
 
         Returns the loss, or for a graph without one, ``outputs()``."""
         self.ready()
+        self.begin()
         self.load(arrays)
-        self.run(True, False, False)
-        return self.outputs() if self.loss is None else (<Value>self.loss).node.data
+        self.run(True, False)
+        return self.outputs() if self.loss is None else self.loss_value()
 
     def backward(self):
         """``loss.backward()`` over the recorded order: interior grads restart from zero,
         leaf grads accumulate."""
         self.ready()
         self.need_loss("backward()")
-        self.run(False, True, True)
+        self.begin()
+        self.run(False, True)
 
     def step(self, *arrays, optimizer):
         """One training step: ``optimizer.zero_grad()``, forward, backward,
-        ``optimizer.step()``.  Returns the loss (computed before the update)."""
+        ``optimizer.step()``.  Returns the loss (computed before the update).
+
+        With cgrad's SGD or Adam over parameters of this graph, the update runs in the
+        plan too, on its own copy of the parameters: no node is touched until Python
+        looks at one."""
         self.ready()
         self.need_loss("step()")
         if not (hasattr(optimizer, "zero_grad") and hasattr(optimizer, "step")):
             raise TypeError(f"step() needs an optimizer with zero_grad() and step() "
                             f"(cgrad.optim.SGD or Adam), got {type(optimizer).__name__}")
+        if not self.holds(optimizer):
+            self.load(arrays)   # checks the arrays before anything changes
+            optimizer.zero_grad()
+            self.begin()
+            self.load(arrays)
+            self.run(True, True)
+            loss = self.loss_value()
+            optimizer.step()
+            return loss
+        hyper = optimizer.hyperparameters()  # checked before anything changes
+        self.begin()
         self.load(arrays)
-        optimizer.zero_grad()
-        self.run(True, True, False)
-        loss = (<Value>self.loss).node.data
-        optimizer.step()
+        cdef double *val
+        cdef double *grad
+        cdef Py_ssize_t i
+        cdef ParameterArray params = self.optimizer_params
+        cg_plan_arrays(self.plan, &val, &grad)
+        for i in range(params.size):
+            grad[self.optimizer_slots[i]] = 0.0
+        self.run(True, True)
+        loss = self.loss_value()
+        cdef long broken
+        if type(optimizer) is SGD:
+            broken = cg_sgd_step_slots(val, grad, self.optimizer_slots, params.size,
+                                       hyper[0], hyper[1], hyper[2], params.state)
+        else:
+            optimizer.steps += 1
+            broken = cg_adam_step_slots(val, grad, self.optimizer_slots, params.size,
+                                        hyper[0], hyper[1], hyper[2], hyper[3], hyper[4],
+                                        optimizer.steps, params.state,
+                                        params.state + params.size)
+        if broken >= 0:
+            raise OverflowError(
+                f"{type(optimizer).__name__} step refused: parameter {broken} "
+                f"({params.values[broken]!r}) would become inf or nan (lr={hyper[0]!r}); "
+                f"nothing was updated.  Lower the learning rate or momentum.")
         return loss
 
     def outputs(self):
         """The outputs' current data, as an array shaped like the outputs."""
         self.ready()
+        sync_nodes()
         out = np.empty(self.output_nodes.size, dtype=np.float64)
         cdef double[::1] view = out
         if self.output_nodes.size:
@@ -257,13 +358,55 @@ cdef class Graph:
             raise TypeError(f"{what} needs a loss: this Graph was made without one")
         return 0
 
+    cdef double loss_value(self):
+        if (<Value>self.loss).node.n_kids == 0:  # a leaf loss: no step computes it
+            return (<Value>self.loss).node.data
+        return cg_plan_root_value(self.plan)
+
+    cdef bint holds(self, optimizer) except -1:
+        """Whether optimizer is cgrad's SGD or Adam over leaves of this plan (then it
+        runs in the plan); finds their slots once per optimizer."""
+        if type(optimizer) is not SGD and type(optimizer) is not Adam:
+            return False
+        cdef ParameterArray params = optimizer.params
+        if params is self.optimizer_params:
+            return True
+        cdef uint32_t *slots = <uint32_t *>malloc(max(params.size, 1) * sizeof(uint32_t))
+        if slots == NULL:
+            raise MemoryError()
+        cg_plan_find_slots(self.plan, params.nodes, params.size, slots)
+        cdef Py_ssize_t i
+        for i in range(params.size):
+            if slots[i] == <uint32_t>-1 or params.nodes[i].n_kids != 0:
+                free(slots)
+                return False
+        free(self.optimizer_slots)
+        self.optimizer_slots = slots
+        self.optimizer_params = params
+        return True
+
+    cdef int begin(self) except -1:
+        """Before a run: other graphs' numbers reach their nodes, and this plan reads
+        its nodes again if anything wrote to them since it last did."""
+        if self.running:
+            raise RuntimeError("this Graph is already running (in another thread)")
+        flush(self)                 # every other graph's numbers reach the nodes
+        if self.ahead:
+            return 0                # nothing wrote to a node since this plan last ran
+        if not self.loaded or self.loaded_epoch != node_epoch():
+            cg_plan_reload(self.plan)
+            self.loaded = True
+            self.loaded_epoch = node_epoch()
+        return 0
+
     cdef int load(self, tuple arrays) except -1:
         if len(arrays) != len(self.input_shapes):
             raise TypeError(f"this Graph takes {len(self.input_shapes)} input array(s) of "
                             f"shape {', '.join(map(str, self.input_shapes)) or '-'}, "
                             f"got {len(arrays)}")
-        cdef Py_ssize_t offset = 0, n
+        cdef Py_ssize_t offset = 0, n, i
         cdef const double[::1] view
+        cdef list checked = []
         for i, (array, shape) in enumerate(zip(arrays, self.input_shapes)):
             try:
                 data = np.asarray(array)
@@ -275,31 +418,43 @@ cdef class Graph:
             if data.shape != shape:
                 raise ValueError(f"input {i} has shape {data.shape}, but the graph was "
                                  f"built over inputs of shape {shape}")
+            checked.append(np.ascontiguousarray(data, dtype=np.float64).reshape(-1))
+        for data in checked:
             n = data.size
             if n:
-                view = np.ascontiguousarray(data, dtype=np.float64).reshape(-1)
-                cg_load(self.input_nodes.nodes + offset, &view[0], n)
+                view = data
+                cg_plan_load(self.plan, self.input_slots + offset, &view[0], n)
             offset += n
+        if self.stray_inputs.size:   # leaves no node of the graph reads
+            offset = 0
+            whole = np.concatenate(checked) if checked else np.empty(0)
+            for i in range(self.input_nodes.size):
+                if self.input_slots[i] == <uint32_t>-1:
+                    self.input_nodes.nodes[i].data = whole[i]
+                    self.input_nodes.nodes[i].grad = 0.0
+            nodes_changed()
         return 0
 
-    cdef int run(self, bint forward, bint backward, bint refresh) except -1:
+    cdef int run(self, bint forward, bint backward) except -1:
         cdef cg_status status = CG_OK
         cdef cg_node *failed = NULL
         cdef bint in_backward = False
-        if self.running:
-            raise RuntimeError("this Graph is already running (in another thread)")
         self.running = True
+        self.ahead = True
+        STALE_NODES.add(self)
+        replay_pending()
         try:
             with nogil:
                 if forward:
                     status = cg_plan_forward(self.plan, &failed)
                 if status == CG_OK and backward:
                     in_backward = True
-                    status = cg_plan_backward(self.plan, refresh, &failed)
+                    status = cg_plan_backward(self.plan, &failed)
             if backward and self.loss is not None and (<Value>self.loss).node.n_kids == 0:
                 (<Value>self.loss).node.grad = 1.0  # the loss is a leaf
         finally:
             self.running = False
         if status != CG_OK:
+            sync_nodes()   # the error message reads the failed node's numbers
             raise_status(status, failed, in_backward)
         return 0

@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 
-from cgrad._core import dot, fused_layer
+from cgrad._core import ParameterList, dot, fused_layer
 from cgrad.engine import Value
 
 ACTIVATIONS = ('relu', 'tanh', 'sigmoid', 'linear')
@@ -159,7 +159,7 @@ class Neuron(Module):
             activation = 'relu' if nonlin else 'linear'
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: choose one of {ACTIVATIONS}")
-        self.w = [value_type(random.uniform(-1, 1)) for _ in range(nin)]
+        self.w = ParameterList([value_type(random.uniform(-1, 1)) for _ in range(nin)])
         self.b = value_type(0)
         self.nonlin = activation != 'linear'
         self.activation = activation

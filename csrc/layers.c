@@ -1,0 +1,524 @@
+/* Layers over a batch, found in a recorded graph and replayed as matrix-matrix work.
+ *
+ * A graph built as `[model(x) for x in xs]` holds, per layer, one dot node per neuron
+ * and example, each over a shared weight row and a shared input row.  The recorded
+ * order walks the examples one by one; the layer-major order that batching needs is
+ * another topological order: steps sorted by level (the longest path from the loss).
+ * The gradients stay bit for bit those of the node-by-node sweep if every slot still
+ * receives its contributions in the same order.  That is checked here, once, at record
+ * time, at the cost of the rows and the steps (not of rows times examples):
+ *   - every contribution through a row comes from dots of one level;
+ *   - along the sweep, each slot's direct contributions come at non-decreasing levels,
+ *     and those to a row's items fall wholly before or after the row's own dots;
+ *   - within a layer, every neuron meets the examples in one order, and every example
+ *     the neurons in one order (then each weight's sum runs over the examples in that
+ *     order, and each input's over the neurons).
+ * Where any of this fails, the plan keeps the recorded order and runs step by step. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "layer_kernels.h"
+#include "plan.h"
+
+#define NONE UINT32_MAX
+
+static int is_row_dot(const cg_step *s)
+{
+    return s->op == CG_DOT && s->dense && (s->flags & CG_FLAG_ROWS);
+}
+
+static uint32_t dot_len(const cg_step *s)
+{
+    return (s->n_kids - (uint32_t)((s->flags & CG_FLAG_HAS_BIAS) != 0)) / 2;
+}
+
+/* Calls visit(slot) for every slot a step adds gradient to directly (not via rows). */
+#define FOR_EACH_DIRECT_KID(p, s, slot, body)                                         \
+    do {                                                                              \
+        if ((s)->op == CG_DOT && (s)->dense) {                                        \
+            uint32_t m_ = dot_len(s);                                                 \
+            for (uint32_t i_ = 0; i_ < 2 * m_; i_++) {                                \
+                uint32_t slot = i_ < m_ ? (s)->w + i_ : (s)->x + i_ - m_;             \
+                body;                                                                 \
+            }                                                                         \
+            if ((s)->flags & CG_FLAG_HAS_BIAS) {                                      \
+                uint32_t slot = (s)->bias;                                            \
+                body;                                                                 \
+            }                                                                         \
+        } else {                                                                      \
+            for (uint32_t i_ = 0; i_ < (s)->n_kids; i_++) {                           \
+                uint32_t slot = (p)->kid_slots[(s)->kids + i_];                       \
+                body;                                                                 \
+            }                                                                         \
+        }                                                                             \
+    } while (0)
+
+typedef struct {
+    cg_plan *p;
+    size_t n, nb;            /* steps; steps that the backward sweep runs */
+    uint32_t *step_of;       /* [n_slots] step + 1 of the node in a slot, 0 for a leaf */
+    uint32_t *level;         /* [n] */
+    uint32_t *row_level;     /* [n] for a row step: the level of the dots reading it */
+    uint32_t *row_first, *row_last;  /* [n] their first and last sweep positions */
+    uint32_t *row_of;        /* [n_slots] row step + 1 owning the slot, 0 none */
+    uint32_t *last_level;    /* [n_slots] level + 1 of the last direct contribution */
+    int32_t *layer_of;       /* [n] the layer a step belongs to, -1 none */
+} finder;
+
+static uint32_t sweep_pos(const finder *f, size_t i) { return (uint32_t)(f->nb - 1 - i); }
+
+static void compute_levels(finder *f)
+{
+    cg_plan *p = f->p;
+    for (size_t i = f->n; i-- > 0;) {  /* parents come later in the recorded order */
+        const cg_step *s = &p->steps[i];
+        uint32_t next = f->level[i] + 1;
+#define RAISE(slot_expr)                                                             \
+        do {                                                                          \
+            uint32_t t_ = f->step_of[slot_expr];                                      \
+            if (t_ && f->level[t_ - 1] < next)                                        \
+                f->level[t_ - 1] = next;                                              \
+        } while (0)
+        if (is_row_dot(s)) {
+            RAISE(s->rows[0]);
+            RAISE(s->rows[1]);
+        } else {
+            FOR_EACH_DIRECT_KID(p, s, k, RAISE(k));
+        }
+#undef RAISE
+    }
+}
+
+/* The checks of the header comment, over the backward sweep.  1 if they hold. */
+static int order_is_kept(finder *f)
+{
+    cg_plan *p = f->p;
+    for (size_t i = f->nb; i-- > 0;) {
+        const cg_step *s = &p->steps[i];
+        if (!is_row_dot(s))
+            continue;
+        for (int r = 0; r < 2; r++) {
+            uint32_t row = f->step_of[s->rows[r]] - 1;
+            if (f->row_level[row] == NONE) {
+                f->row_level[row] = f->level[i];
+                f->row_first[row] = sweep_pos(f, i);
+            } else if (f->row_level[row] != f->level[i]) {
+                return 0;
+            }
+            f->row_last[row] = sweep_pos(f, i);
+        }
+    }
+    for (size_t r = 0; r < f->nb; r++) {  /* a slot belongs to at most one such row */
+        const cg_step *s = &p->steps[r];
+        if (s->op != CG_ROW || f->row_level[r] == NONE)
+            continue;
+        for (uint32_t j = 0; j < s->n_kids; j++) {
+            uint32_t slot = p->kid_slots[s->kids + j];
+            if (f->row_of[slot])
+                return 0;
+            f->row_of[slot] = (uint32_t)r + 1;
+        }
+    }
+    for (size_t i = f->nb; i-- > 0;) {
+        const cg_step *s = &p->steps[i];
+        if (is_row_dot(s) || s->op == CG_ROW)
+            continue;
+        uint32_t level = f->level[i], pos = sweep_pos(f, i);
+        int ok = 1;
+        FOR_EACH_DIRECT_KID(p, s, k, {
+            if (f->last_level[k] > level + 1)
+                ok = 0;
+            f->last_level[k] = level + 1;
+            uint32_t row = f->row_of[k];
+            if (row) {
+                uint32_t rl = f->row_level[row - 1];
+                if (level == rl || (level < rl && pos > f->row_first[row - 1])
+                    || (level > rl && pos < f->row_last[row - 1]))
+                    ok = 0;
+            }
+        });
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+typedef struct {
+    uint32_t level, m, flags, pos, step;
+} candidate;
+
+static int by_level_then_pos(const void *a, const void *b)
+{
+    const candidate *x = a, *y = b;
+    if (x->level != y->level)
+        return x->level < y->level ? -1 : 1;
+    if (x->m != y->m)
+        return x->m < y->m ? -1 : 1;
+    if (x->flags != y->flags)
+        return x->flags < y->flags ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+static int by_rank(const void *a, const void *b)
+{
+    const uint64_t *x = a, *y = b;
+    return *x < *y ? -1 : *x > *y;
+}
+
+static void free_layer(cg_layer *l)
+{
+    free(l->w_run);
+    free(l->x_run);
+    free(l->out);
+    free(l->step);
+    free(l->neuron_order);
+    free(l->example_order);
+}
+
+/* The order (by sweep position) in which row `fixed` of a K x B table of ranks meets
+ * the other axis; 1 if every row meets it in that same order. */
+static int one_order(const uint32_t *rank, uint32_t rows, uint32_t cols, int by_row,
+                     uint32_t *order, uint64_t *tmp)
+{
+#define RANK(r, c) (by_row ? rank[(size_t)(r) * cols + (c)] : rank[(size_t)(c) * rows + (r)])
+    for (uint32_t c = 0; c < cols; c++)
+        tmp[c] = ((uint64_t)RANK(0, c) << 32) | c;
+    qsort(tmp, cols, sizeof *tmp, by_rank);
+    for (uint32_t c = 0; c < cols; c++)
+        order[c] = (uint32_t)tmp[c];
+    for (uint32_t r = 1; r < rows; r++)
+        for (uint32_t c = 1; c < cols; c++)
+            if (RANK(r, order[c - 1]) > RANK(r, order[c]))
+                return 0;
+    return 1;
+#undef RANK
+}
+
+/* Make a layer of the candidates cands[0..count) (one level, one length), if they are
+ * a full K x B grid of weight rows and input rows met in consistent orders.  1 made,
+ * 0 not a layer, -1 out of memory. */
+static int make_layer(finder *f, const candidate *cands, size_t count, uint32_t *index,
+                      cg_layer *l)
+{
+    cg_plan *p = f->p;
+    uint32_t K = 0, B = 0;
+    int result = -1;
+    memset(l, 0, sizeof *l);
+    /* number the weight rows and input rows by first meeting (index: slot -> number) */
+    for (size_t c = 0; c < count; c++) {
+        const cg_step *s = &p->steps[cands[c].step];
+        if (index[s->w] == NONE)
+            index[s->w] = K++;
+        if (index[s->x] == NONE)
+            index[s->x] = B++;
+    }
+    uint32_t *rank = NULL;
+    uint64_t *tmp = NULL;
+    if ((size_t)K * B != count || K == 0 || B == 0) {
+        result = 0;
+        goto done;
+    }
+    l->K = K;
+    l->B = B;
+    l->m = cands[0].m;
+    l->has_bias = (cands[0].flags & CG_FLAG_HAS_BIAS) != 0;
+    l->w_run = malloc(K * sizeof *l->w_run);
+    l->x_run = malloc(B * sizeof *l->x_run);
+    l->out = malloc(count * sizeof *l->out);
+    l->step = malloc(count * sizeof *l->step);
+    l->neuron_order = malloc(K * sizeof *l->neuron_order);
+    l->example_order = malloc(B * sizeof *l->example_order);
+    rank = malloc(count * sizeof *rank);
+    tmp = malloc((K > B ? K : B) * sizeof *tmp);
+    if (!l->w_run || !l->x_run || !l->out || !l->step || !l->neuron_order
+        || !l->example_order || !rank || !tmp)
+        goto done;
+    for (size_t c = 0; c < count; c++)
+        rank[c] = NONE;
+    for (size_t c = 0; c < count; c++) {
+        const cg_step *s = &p->steps[cands[c].step];
+        uint32_t j = index[s->w], b = index[s->x];
+        size_t cell = (size_t)j * B + b;
+        if (rank[cell] != NONE) {  /* the same pair twice */
+            result = 0;
+            goto done;
+        }
+        rank[cell] = (uint32_t)c;
+        l->w_run[j] = s->w;
+        l->x_run[b] = s->x;
+        l->out[cell] = s->out;
+        l->step[c] = cands[c].step;
+    }
+    result = one_order(rank, K, B, 1, l->example_order, tmp)
+          && one_order(rank, B, K, 0, l->neuron_order, tmp);
+done:
+    for (size_t c = 0; c < count; c++) {
+        const cg_step *s = &p->steps[cands[c].step];
+        index[s->w] = index[s->x] = NONE;
+    }
+    free(rank);
+    free(tmp);
+    if (result != 1)
+        free_layer(l);
+    return result;
+}
+
+static int find_layers(finder *f)
+{
+    cg_plan *p = f->p;
+    size_t limit = f->nb ? f->nb : f->n, count = 0, max_layers = 0;
+    candidate *cands = malloc((limit + 1) * sizeof *cands);
+    uint32_t *index = malloc((p->n_slots + 1) * sizeof *index);
+    int result = -1;
+    if (!cands || !index)
+        goto done;
+    for (size_t s = 0; s < p->n_slots; s++)
+        index[s] = NONE;
+    for (size_t i = limit; i-- > 0;) {
+        const cg_step *s = &p->steps[i];
+        if (is_row_dot(s))
+            cands[count++] = (candidate){f->level[i], dot_len(s), s->flags,
+                                         (uint32_t)(limit - 1 - i), (uint32_t)i};
+    }
+    qsort(cands, count, sizeof *cands, by_level_then_pos);
+    for (size_t a = 0, b; a < count; a = b) {
+        for (b = a; b < count && cands[b].level == cands[a].level && cands[b].m == cands[a].m
+                    && cands[b].flags == cands[a].flags; b++)
+            ;
+        if (b - a >= 2)
+            max_layers++;
+    }
+    p->layers = calloc(max_layers + 1, sizeof *p->layers);
+    if (!p->layers)
+        goto done;
+    for (size_t a = 0, b; a < count; a = b) {
+        for (b = a; b < count && cands[b].level == cands[a].level && cands[b].m == cands[a].m
+                    && cands[b].flags == cands[a].flags; b++)
+            ;
+        if (b - a < 2)
+            continue;
+        cg_layer *l = &p->layers[p->n_layers];
+        int made = make_layer(f, cands + a, b - a, index, l);
+        if (made < 0)
+            goto done;
+        if (made) {
+            for (size_t c = 0; c < (size_t)l->K * l->B; c++)
+                f->layer_of[l->step[c]] = (int32_t)p->n_layers;
+            p->n_layers++;
+        }
+    }
+    result = 0;
+done:
+    free(cands);
+    free(index);
+    return result;
+}
+
+/* Steps [0, n) sorted by level (ascending: the sweep; descending: forward), ties in
+ * sweep order; a layer stands once, where its first step would. */
+static cg_entry *schedule(finder *f, size_t n, int sweep, size_t *len)
+{
+    uint32_t max_level = 0;
+    for (size_t i = 0; i < n; i++)
+        if (f->level[i] > max_level)
+            max_level = f->level[i];
+    size_t *start = calloc((size_t)max_level + 2, sizeof *start);
+    uint32_t *sorted = malloc((n + 1) * sizeof *sorted);
+    cg_entry *out = malloc((n + 1) * sizeof *out);
+    uint8_t *emitted = calloc(f->p->n_layers + 1, 1);
+    if (!start || !sorted || !out || !emitted) {
+        free(out);
+        out = NULL;
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++)
+        start[f->level[i] + 1]++;
+    for (uint32_t l = 0; l <= max_level; l++)
+        start[l + 1] += start[l];
+    for (size_t i = n; i-- > 0;)  /* sweep order within a level */
+        sorted[start[f->level[i]]++] = (uint32_t)i;
+    *len = 0;
+    for (size_t k = 0; k < n; k++) {
+        uint32_t i = sorted[sweep ? k : n - 1 - k];
+        int32_t layer = f->layer_of[i];
+        if (layer < 0)
+            out[(*len)++] = i;
+        else if (!emitted[layer]) {
+            emitted[layer] = 1;
+            out[(*len)++] = -1 - (cg_entry)layer;
+        }
+    }
+done:
+    free(start);
+    free(sorted);
+    free(emitted);
+    return out;
+}
+
+void cg_plan_free_layers(cg_plan *p)
+{
+    for (size_t i = 0; i < p->n_layers; i++)
+        free_layer(&p->layers[i]);
+    free(p->layers);
+    free(p->forward_schedule);
+    free(p->backward_schedule);
+    free(p->layer_scratch);
+    p->layers = NULL;
+    p->forward_schedule = p->backward_schedule = NULL;
+    p->layer_scratch = NULL;
+    p->n_layers = 0;
+}
+
+int cg_plan_layers(cg_plan *p)
+{
+    finder f = {p, p->n_steps, p->n_backward, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                NULL};
+    int result = -1;
+    size_t n = f.n, slots = p->n_slots + 1;
+    if (n == 0)
+        return 0;
+    f.step_of = calloc(slots, sizeof *f.step_of);
+    f.level = calloc(n, sizeof *f.level);
+    f.row_level = malloc(n * sizeof *f.row_level);
+    f.row_first = calloc(n, sizeof *f.row_first);
+    f.row_last = calloc(n, sizeof *f.row_last);
+    f.row_of = calloc(slots, sizeof *f.row_of);
+    f.last_level = calloc(slots, sizeof *f.last_level);
+    f.layer_of = malloc(n * sizeof *f.layer_of);
+    if (!f.step_of || !f.level || !f.row_level || !f.row_first || !f.row_last || !f.row_of
+        || !f.last_level || !f.layer_of)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        f.step_of[p->steps[i].out] = (uint32_t)i + 1;
+        f.row_level[i] = NONE;
+        f.layer_of[i] = -1;
+    }
+    compute_levels(&f);
+    result = 0;
+    if (f.nb && !order_is_kept(&f))
+        goto done;
+    if (find_layers(&f) < 0) {
+        result = -1;
+        goto done;
+    }
+    if (p->n_layers == 0)
+        goto done;
+    size_t scratch = 0;
+    for (size_t i = 0; i < p->n_layers; i++) {
+        const cg_layer *l = &p->layers[i];
+        size_t K = l->K, B = l->B, m = l->m;
+        /* forward: xt (m B), out (K B); backward: G, two coefficient tables (3 K B),
+         * saved gradients (K (m + 1) + B m); row pointers (2 (K + B)) */
+        size_t need = m * B + 3 * K * B + K * (m + 1) + B * m + 2 * (K + B);
+        if (need > scratch)
+            scratch = need;
+    }
+    p->layer_scratch = malloc(scratch * sizeof *p->layer_scratch);
+    p->layer_scratch_len = scratch;
+    p->forward_schedule = schedule(&f, n, 0, &p->n_forward_entries);
+    p->backward_schedule = f.nb ? schedule(&f, f.nb, 1, &p->n_backward_entries) : NULL;
+    if (!p->layer_scratch || !p->forward_schedule || (f.nb && !p->backward_schedule)) {
+        result = -1;
+        goto done;
+    }
+done:
+    if (result < 0 || !p->forward_schedule)
+        cg_plan_free_layers(p);
+    free(f.step_of);
+    free(f.level);
+    free(f.row_level);
+    free(f.row_first);
+    free(f.row_last);
+    free(f.row_of);
+    free(f.last_level);
+    free(f.layer_of);
+    return result;
+}
+
+/* ---- running a layer ---------------------------------------------------------------- */
+
+static int all_finite(const double *v, size_t n)
+{
+    double bad = 0.0;
+    for (size_t i = 0; i < n; i++)
+        bad = bad + (v[i] - v[i]);  /* 0, or NaN if some v[i] is inf or NaN */
+    return bad == 0.0;
+}
+
+cg_status cg_layer_forward(cg_plan *p, const cg_layer *l)
+{
+    size_t K = l->K, B = l->B, m = l->m;
+    double *val = p->val, *xt = p->layer_scratch, *out = xt + m * B;
+    double *bias = out + K * B;  /* K values */
+    const double **w = (const double **)(void *)(bias + K);
+    for (size_t b = 0; b < B; b++) {
+        const double *x = val + l->x_run[b];
+        for (size_t i = 0; i < m; i++)
+            xt[i * B + b] = x[i];
+    }
+    for (size_t j = 0; j < K; j++) {
+        w[j] = val + l->w_run[j];
+        bias[j] = l->has_bias ? w[j][m] : 0.0;
+    }
+    cg_dot_tiles(w, K, l->has_bias ? bias : NULL, xt, B, m, out);
+    if (!all_finite(out, K * B))
+        return CG_ERR_OVERFLOW;
+    for (size_t c = 0; c < K * B; c++)
+        val[l->out[c]] = out[c];
+    return CG_OK;
+}
+
+cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
+{
+    size_t K = l->K, B = l->B, m = l->m, wlen = m + (size_t)l->has_bias;
+    double *val = p->val, *grad = p->grad;
+    double *g = p->layer_scratch, *coef_w = g + K * B, *coef_x = coef_w + K * B;
+    double *saved_w = coef_x + K * B, *saved_x = saved_w + K * wlen;
+    double **rows = (double **)(void *)(saved_x + B * m);
+    const double **sources = (const double **)(void *)(rows + K + B);
+    for (size_t c = 0; c < K * B; c++)
+        g[c] = grad[l->out[c]];
+    for (size_t j = 0; j < K; j++)
+        memcpy(saved_w + j * wlen, grad + l->w_run[j], wlen * sizeof *grad);
+    for (size_t b = 0; b < B; b++)
+        memcpy(saved_x + b * m, grad + l->x_run[b], m * sizeof *grad);
+
+    /* weights: each gradient adds the examples' x * g in example_order */
+    for (size_t j = 0; j < K; j++) {
+        rows[j] = grad + l->w_run[j];
+        for (size_t k = 0; k < B; k++)
+            coef_w[j * B + k] = g[j * B + l->example_order[k]];
+    }
+    for (size_t k = 0; k < B; k++)
+        sources[k] = val + l->x_run[l->example_order[k]];
+    cg_rank_update(rows, K, sources, B, coef_w, m);
+    if (l->has_bias)
+        for (size_t j = 0; j < K; j++) {
+            double s = grad[l->w_run[j] + m];
+            for (size_t k = 0; k < B; k++)
+                s = s + coef_w[j * B + k];
+            grad[l->w_run[j] + m] = s;
+        }
+    /* inputs: each gradient adds the neurons' w * g in neuron_order */
+    for (size_t b = 0; b < B; b++) {
+        rows[b] = grad + l->x_run[b];
+        for (size_t k = 0; k < K; k++)
+            coef_x[b * K + k] = g[l->neuron_order[k] * B + b];
+    }
+    for (size_t k = 0; k < K; k++)
+        sources[k] = val + l->w_run[l->neuron_order[k]];
+    cg_rank_update(rows, B, sources, K, coef_x, m);
+
+    int finite = 1;
+    for (size_t j = 0; j < K && finite; j++)
+        finite = all_finite(grad + l->w_run[j], wlen);
+    for (size_t b = 0; b < B && finite; b++)
+        finite = all_finite(grad + l->x_run[b], m);
+    if (finite)
+        return CG_OK;
+    for (size_t j = 0; j < K; j++)
+        memcpy(grad + l->w_run[j], saved_w + j * wlen, wlen * sizeof *grad);
+    for (size_t b = 0; b < B; b++)
+        memcpy(grad + l->x_run[b], saved_x + b * m, m * sizeof *grad);
+    return CG_ERR_OVERFLOW;
+}

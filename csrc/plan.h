@@ -1,0 +1,69 @@
+/* The packed plan replay runs (private to replay.c and layers.c). */
+#ifndef CGRAD_PLAN_H
+#define CGRAD_PLAN_H
+
+#include "cgrad.h"
+
+typedef struct {
+    uint32_t out;     /* this node's slot */
+    uint32_t n_kids;
+    size_t kids;      /* offset of its kids' slots in plan->kid_slots (not for dense) */
+    uint32_t w, x;    /* a dense dot: first slot of the weights' run and of the inputs' */
+    uint32_t bias;    /* a dense dot with bias: the bias's slot */
+    uint32_t rows[2]; /* a dot over rows: the slots of its weight row and input row */
+    uint8_t op, flags, dense;
+    uint8_t batch;    /* forward: steps from here that run as one layer batch (0: none) */
+    double arg;
+} cg_step;
+
+/* A layer over a batch: the dense row dots of K weight rows times B input rows, run as
+ * matrix-matrix work.  Every sum keeps the order the node-by-node sweep gives it: the
+ * weight rows' gradients add the examples' contributions in example_order, the input
+ * rows' gradients add the neurons' contributions in neuron_order. */
+typedef struct {
+    uint32_t K, B, m;
+    int has_bias;
+    uint32_t *w_run;        /* [K] first slot of neuron j's weights (its bias follows) */
+    uint32_t *x_run;        /* [B] first slot of example b's inputs */
+    uint32_t *out;          /* [K * B] the slot of dot (j, b) */
+    uint32_t *step;         /* [K * B] the dots' steps, in sweep order */
+    uint32_t *neuron_order; /* [K] the neurons, in the order the sweep meets them */
+    uint32_t *example_order;/* [B] the examples, likewise */
+} cg_layer;
+
+/* An entry of a schedule: a step (>= 0) or a layer (-1 - its index). */
+typedef int64_t cg_entry;
+
+struct cg_plan {
+    size_t n_slots, n_steps, n_backward, n_leaves;
+    cg_node **slot_node;   /* the node each slot stands for */
+    uint32_t *leaf_slots;  /* slots of leaves: read in before forward, grads written back */
+    double *val, *grad;
+    cg_step *steps;        /* interior nodes, kids first; the first n_backward feed root */
+    uint32_t *kid_slots;
+    double *scratch;       /* gathered kid values of a non-dense n-ary step */
+    uint32_t *forward_out;   /* every step's slot, sorted by node address */
+    uint32_t *backward_out;  /* those of the first n_backward steps, likewise */
+
+    /* With layers found (n_layers > 0): the orders forward and backward run in. */
+    size_t n_layers, n_forward_entries, n_backward_entries;
+    cg_layer *layers;
+    cg_entry *forward_schedule, *backward_schedule;
+    double *layer_scratch;  /* room for the largest layer's gathered operands */
+    size_t layer_scratch_len;
+};
+
+/* Find the layers of a planned graph and the schedules that run them (layers.c).
+ * Leaves the plan as it was (no layers) where the graph is not made of layers whose
+ * reordering keeps every sum's order.  0, or -1 out of memory. */
+int cg_plan_layers(cg_plan *p);
+void cg_plan_free_layers(cg_plan *p);
+
+/* Run one layer (layers.c).  Forward: CG_OK, or CG_ERR_OVERFLOW with nothing written
+ * if a sum is not finite (the caller then runs the dots one by one).  Backward: adds
+ * the layer's contributions; CG_ERR_OVERFLOW (with every gradient as it was) if some
+ * result is not finite. */
+cg_status cg_layer_forward(cg_plan *p, const cg_layer *l);
+cg_status cg_layer_backward(cg_plan *p, const cg_layer *l);
+
+#endif

@@ -1,0 +1,11 @@
+from cgrad._core cimport cg_node
+
+
+cdef class ParameterArray:
+    cdef cg_node **nodes
+    cdef double *state       # n_state rows of n doubles (velocity, moments)
+    cdef readonly Py_ssize_t size
+    cdef readonly int n_state
+    cdef tuple values        # keeps the Values (and so their nodes) alive
+
+    cdef int check(self, long broken, str name, double lr) except -1
