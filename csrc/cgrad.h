@@ -63,6 +63,20 @@ static inline cg_node **cg_kids(cg_node *n)
     return n->n_kids <= 2 ? n->kids.pair : n->kids.many;
 }
 
+/* Bumped whenever some node's data may have changed after it was computed (an optimizer
+ * step, a write through Value.data, a replayed graph's numbers reaching its nodes):
+ * copies of node data taken at an earlier epoch are stale.  Lives in graph.c. */
+extern uint32_t cg_data_epoch;
+
+/* A row node with more than two items keeps, after its kid pointers, a copy of their
+ * data: the layer's dot nodes read it instead of chasing the pointers once per neuron.
+ * The copy is refreshed when the epoch moved (node->arg holds the epoch + 1 it was
+ * taken at).  Rows of one or two items have no room for it (kids stored inline). */
+static inline size_t cg_row_alloc_size(size_t n_items)
+{
+    return n_items * (sizeof(cg_node *) + sizeof(double));
+}
+
 /* The parts of a dot node, flat or over rows: m weights, m inputs and the bias (or NULL). */
 typedef struct {
     cg_node **w, **x, *bias;

@@ -21,6 +21,8 @@ void cg_vec_free(cg_vec *v)
     v->len = v->cap = 0;
 }
 
+uint32_t cg_data_epoch = 0;
+
 cg_status cg_eval(cg_node *n) { return cg_eval_inline(n); }
 cg_status cg_backward_node(cg_node *n) { return cg_backward_inline(n); }
 

@@ -16,63 +16,73 @@ typedef double v4_unaligned __attribute__((vector_size(32), aligned(8)));  /* fo
 /* x - (+0.0) is x for every x, -0.0 included: a broadcast */
 #define splat(x) ((x) - (v4){0.0, 0.0, 0.0, 0.0})
 
+/* Sums are carried across chunks of CHUNK terms in `out` (stored and reloaded exactly),
+ * so that the operands a chunk needs stay in cache however long the rows are. */
+enum { CHUNK = 128 };
+
 ALWAYS_INLINE void dot_tiles_body(const double *const *w, size_t K, const double *bias,
                                   const double *xt, size_t B, size_t m, double *out)
 {
-    size_t b0 = 0;
-    for (; b0 + 8 <= B; b0 += 8) {
-        size_t j0 = 0;
-        for (; j0 + 4 <= K; j0 += 4) {
-            const double *w0 = w[j0], *w1 = w[j0 + 1], *w2 = w[j0 + 2], *w3 = w[j0 + 3];
-            double c0 = bias ? bias[j0] : 0.0, c1 = bias ? bias[j0 + 1] : 0.0,
-                   c2 = bias ? bias[j0 + 2] : 0.0, c3 = bias ? bias[j0 + 3] : 0.0;
-            v4 a00 = splat(c0), a01 = splat(c0), a10 = splat(c1), a11 = splat(c1);
-            v4 a20 = splat(c2), a21 = splat(c2), a30 = splat(c3), a31 = splat(c3);
-            for (size_t i = 0; i < m; i++) {
-                v4 x0 = load4(xt + i * B + b0), x1 = load4(xt + i * B + b0 + 4);
-                v4 s0 = splat(w0[i]), s1 = splat(w1[i]), s2 = splat(w2[i]), s3 = splat(w3[i]);
-                a00 = a00 + s0 * x0;
-                a01 = a01 + s0 * x1;
-                a10 = a10 + s1 * x0;
-                a11 = a11 + s1 * x1;
-                a20 = a20 + s2 * x0;
-                a21 = a21 + s2 * x1;
-                a30 = a30 + s3 * x0;
-                a31 = a31 + s3 * x1;
+    for (size_t j = 0; j < K; j++)
+        for (size_t b = 0; b < B; b++)
+            out[j * B + b] = bias ? bias[j] : 0.0;
+    for (size_t i0 = 0; i0 < m; i0 += CHUNK) {
+        size_t i1 = i0 + CHUNK < m ? i0 + CHUNK : m;
+        size_t b0 = 0;
+        for (; b0 + 8 <= B; b0 += 8) {
+            size_t j0 = 0;
+            for (; j0 + 4 <= K; j0 += 4) {
+                const double *w0 = w[j0], *w1 = w[j0 + 1], *w2 = w[j0 + 2], *w3 = w[j0 + 3];
+                double *o = out + j0 * B + b0;
+                v4 a00 = load4(o), a01 = load4(o + 4), a10 = load4(o + B), a11 = load4(o + B + 4);
+                v4 a20 = load4(o + 2 * B), a21 = load4(o + 2 * B + 4);
+                v4 a30 = load4(o + 3 * B), a31 = load4(o + 3 * B + 4);
+                for (size_t i = i0; i < i1; i++) {
+                    v4 x0 = load4(xt + i * B + b0), x1 = load4(xt + i * B + b0 + 4);
+                    v4 s0 = splat(w0[i]), s1 = splat(w1[i]), s2 = splat(w2[i]), s3 = splat(w3[i]);
+                    a00 = a00 + s0 * x0;
+                    a01 = a01 + s0 * x1;
+                    a10 = a10 + s1 * x0;
+                    a11 = a11 + s1 * x1;
+                    a20 = a20 + s2 * x0;
+                    a21 = a21 + s2 * x1;
+                    a30 = a30 + s3 * x0;
+                    a31 = a31 + s3 * x1;
+                }
+                store4(o, a00);
+                store4(o + 4, a01);
+                store4(o + B, a10);
+                store4(o + B + 4, a11);
+                store4(o + 2 * B, a20);
+                store4(o + 2 * B + 4, a21);
+                store4(o + 3 * B, a30);
+                store4(o + 3 * B + 4, a31);
             }
-            double *o = out + j0 * B + b0;
-            store4(o, a00);
-            store4(o + 4, a01);
-            store4(o + B, a10);
-            store4(o + B + 4, a11);
-            store4(o + 2 * B, a20);
-            store4(o + 2 * B + 4, a21);
-            store4(o + 3 * B, a30);
-            store4(o + 3 * B + 4, a31);
-        }
-        for (; j0 < K; j0++) {
-            v4 a0 = splat(bias ? bias[j0] : 0.0), a1 = a0;
-            const double *wj = w[j0];
-            for (size_t i = 0; i < m; i++) {
-                v4 s = splat(wj[i]);
-                a0 = a0 + s * load4(xt + i * B + b0);
-                a1 = a1 + s * load4(xt + i * B + b0 + 4);
+            for (; j0 < K; j0++) {
+                double *o = out + j0 * B + b0;
+                v4 a0 = load4(o), a1 = load4(o + 4);
+                const double *wj = w[j0];
+                for (size_t i = i0; i < i1; i++) {
+                    v4 s = splat(wj[i]);
+                    a0 = a0 + s * load4(xt + i * B + b0);
+                    a1 = a1 + s * load4(xt + i * B + b0 + 4);
+                }
+                store4(o, a0);
+                store4(o + 4, a1);
             }
-            store4(out + j0 * B + b0, a0);
-            store4(out + j0 * B + b0 + 4, a1);
         }
+        for (; b0 < B; b0++)
+            for (size_t j = 0; j < K; j++) {
+                double s = out[j * B + b0];
+                for (size_t i = i0; i < i1; i++)
+                    s = s + w[j][i] * xt[i * B + b0];
+                out[j * B + b0] = s;
+            }
     }
-    for (; b0 < B; b0++)
-        for (size_t j = 0; j < K; j++) {
-            double s = bias ? bias[j] : 0.0;
-            for (size_t i = 0; i < m; i++)
-                s = s + w[j][i] * xt[i * B + b0];
-            out[j * B + b0] = s;
-        }
 }
 
-ALWAYS_INLINE void rank_update_body(double *const *c, size_t n_r, const double *const *a,
-                                    size_t n_k, const double *coef, size_t m)
+ALWAYS_INLINE void rank_update_chunk(double *const *c, size_t n_r, const double *const *a,
+                                     size_t n_k, size_t ld, const double *coef, size_t m)
 {
     size_t i0 = 0;
     for (; i0 + 8 <= m; i0 += 8) {
@@ -82,8 +92,7 @@ ALWAYS_INLINE void rank_update_body(double *const *c, size_t n_r, const double *
                    *c3 = c[r0 + 3] + i0;
             v4 a00 = load4(c0), a01 = load4(c0 + 4), a10 = load4(c1), a11 = load4(c1 + 4);
             v4 a20 = load4(c2), a21 = load4(c2 + 4), a30 = load4(c3), a31 = load4(c3 + 4);
-            const double *g0 = coef + r0 * n_k, *g1 = g0 + n_k, *g2 = g1 + n_k,
-                         *g3 = g2 + n_k;
+            const double *g0 = coef + r0 * ld, *g1 = g0 + ld, *g2 = g1 + ld, *g3 = g2 + ld;
             for (size_t k = 0; k < n_k; k++) {
                 v4 x0 = load4(a[k] + i0), x1 = load4(a[k] + i0 + 4);
                 v4 s0 = splat(g0[k]), s1 = splat(g1[k]), s2 = splat(g2[k]), s3 = splat(g3[k]);
@@ -107,7 +116,7 @@ ALWAYS_INLINE void rank_update_body(double *const *c, size_t n_r, const double *
         }
         for (; r0 < n_r; r0++) {
             v4 a0 = load4(c[r0] + i0), a1 = load4(c[r0] + i0 + 4);
-            const double *g = coef + r0 * n_k;
+            const double *g = coef + r0 * ld;
             for (size_t k = 0; k < n_k; k++) {
                 v4 s = splat(g[k]);
                 a0 = a0 + load4(a[k] + i0) * s;
@@ -121,9 +130,19 @@ ALWAYS_INLINE void rank_update_body(double *const *c, size_t n_r, const double *
         for (size_t r = 0; r < n_r; r++) {
             double s = c[r][i0];
             for (size_t k = 0; k < n_k; k++)
-                s = s + a[k][i0] * coef[r * n_k + k];
+                s = s + a[k][i0] * coef[r * ld + k];
             c[r][i0] = s;
         }
+}
+
+/* The examples (or neurons) in chunks: a chunk's rows of a stay in L1 while the tiles
+ * of c pass over them; c carries each sum from one chunk to the next. */
+ALWAYS_INLINE void rank_update_body(double *const *c, size_t n_r, const double *const *a,
+                                    size_t n_k, const double *coef, size_t m)
+{
+    for (size_t k0 = 0; k0 < n_k; k0 += CHUNK)
+        rank_update_chunk(c, n_r, a + k0, (n_k - k0 < CHUNK ? n_k - k0 : CHUNK), n_k,
+                          coef + k0, m);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)

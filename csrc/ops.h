@@ -209,8 +209,35 @@ static inline double cg_logsumexp_partial(double v, double out)
 
 /* ---- on nodes: the eager path -------------------------------------------------------- */
 
+/* A row's items' data: its cached copy, refreshed if the epoch moved since it was taken
+ * (rows of up to two items: gathered into `spare`). */
+static inline const double *cg_row_values(cg_node *row, double spare[2])
+{
+    uint32_t n = row->n_kids;
+    cg_node **items = cg_kids(row);
+    double *copy = n > 2 ? (double *)(void *)(items + n) : spare;
+    if (n <= 2 || row->arg != (double)cg_data_epoch + 1.0) {
+        for (uint32_t i = 0; i < n; i++)
+            copy[i] = items[i]->data;
+        row->arg = (double)cg_data_epoch + 1.0;
+    }
+    return copy;
+}
+
+/* A dot over rows: the rows' copies of their data, no gathering per neuron. */
+static inline cg_status cg_eval_row_dot(cg_node *n)
+{
+    double spare_w[2], spare_x[2];
+    cg_node **k = cg_kids(n);
+    const double *w = cg_row_values(k[0], spare_w), *x = cg_row_values(k[1], spare_x);
+    uint32_t m = k[1]->n_kids;
+    return cg_dot_values(w, x, m, (n->flags & CG_FLAG_HAS_BIAS) ? w[m] : 0.0, &n->data);
+}
+
 static inline cg_status cg_eval_nary(cg_node *n)
 {
+    if (n->op == CG_DOT && (n->flags & CG_FLAG_ROWS))
+        return cg_eval_row_dot(n);
     cg_node **k = cg_kids(n);
     int is_dot = n->op == CG_DOT;
     cg_dot_parts d = is_dot ? cg_dot_of(n) : (cg_dot_parts){k, k, NULL, n->n_kids};

@@ -28,6 +28,9 @@ def main(argv=None):
     bench.add_argument("--quick", action="store_true", help="small sizes: seconds, not minutes")
     bench.add_argument("--json", metavar="FILE", help="save the raw results")
     bench.add_argument("--plot", metavar="FILE.png", help="bar chart of the ratios (matplotlib)")
+    bench.add_argument("--scale", action="store_true",
+                       help="replay at scale: training steps up to MNIST-sized MLPs against "
+                            "PyTorch and JAX (when installed)")
 
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -40,6 +43,9 @@ def main(argv=None):
             parser.error("--epochs, --batch-size, --hidden and --lr must be positive")
         from cgrad import train
         return train.main(args)
+    if args.command == "bench" and args.scale:
+        from cgrad import scale
+        return scale.main(quick=args.quick, json_path=args.json)
     if args.command == "bench":
         from cgrad import report
         return report.main(args)

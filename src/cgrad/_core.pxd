@@ -44,6 +44,8 @@ cdef extern from "cgrad.h" nogil:
         size_t cap
 
     cg_node **cg_kids(cg_node *n)
+    uint32_t cg_data_epoch
+    size_t cg_row_alloc_size(size_t n_items)
     int cg_vec_push(cg_vec *v, void *item)
     void cg_vec_free(cg_vec *v)
     int cg_interior_order(cg_node **roots, size_t n_roots, cg_vec *order, size_t *n_first)

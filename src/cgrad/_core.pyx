@@ -135,8 +135,9 @@ cdef int sync_nodes() except -1:
 
 
 cdef void nodes_changed() noexcept:
-    global epoch
+    global epoch, cg_data_epoch
     epoch += 1
+    cg_data_epoch += 1
 
 
 cdef void replay_pending() noexcept:
@@ -627,6 +628,9 @@ def _restore(data, grad, label, op, arg, flags, kids, op_text):
     kids = tuple(kids)
     if op == CG_OPAQUE:
         v = Value(data, kids, op_text, label)
+    elif op == CG_ROW:
+        v = row_node(kids)
+        v._label = label
     else:
         if type(op) is not int or not (0 <= op < CG_N_OPS) or type(flags) is not int:
             raise ValueError(f"corrupt pickled Value: unknown op code {op!r}")
@@ -767,11 +771,28 @@ for _name in ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "e
     setattr(ParameterList, _name, _invalidating(_name))
 
 
-cdef Value row_node(list items):
-    """A row node over a list of Values: one node many dot nodes share as a kid."""
+cdef Value row_node(items):
+    """A row node over Values: one node many dot nodes share as a kid.  Beyond two items
+    its kid array has room for a copy of their data (cg_row_values)."""
+    cdef tuple kids = tuple(items)
+    cdef Py_ssize_t count = len(kids), i
+    check_kids(kids)
+    if count > 0xFFFFFFFF:
+        raise ValueError("a row can have at most 2**32 - 1 values")
     cdef Value row = Value.__new__(Value)
     row.node.op = CG_ROW
-    set_kids(&row.node, tuple(items))
+    if count <= 2:
+        set_kids(&row.node, kids)
+        return row
+    cdef cg_node **slots = <cg_node **>malloc(cg_row_alloc_size(count))
+    if slots == NULL:
+        raise MemoryError()
+    row.node.kids.many = slots
+    for i in range(count):
+        kid = kids[i]
+        slots[i] = &(<Value>kid).node
+        Py_INCREF(kid)
+    row.node.n_kids = <uint32_t>count
     return row
 
 

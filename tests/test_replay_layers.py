@@ -1,0 +1,179 @@
+"""Replay over whole layers: nn layers over a batch run as matrix-matrix kernels, bit for
+bit equal to rebuilding the graph; the plan keeps its own numbers and the nodes catch up
+whenever Python looks; memory follows the weights, not the batch times the weights."""
+import random
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import cgrad
+from cgrad import Graph, Value, losses, nn
+from cgrad.optim import SGD, Adam
+
+
+def twins(*args, **kwargs):
+    random.seed(11)
+    first = nn.MLP(*args, **kwargs)
+    random.seed(11)
+    return first, nn.MLP(*args, **kwargs)
+
+
+def data(seed, batch, nin, classes):
+    rng = np.random.RandomState(seed)
+    X = rng.uniform(-1, 1, (batch, nin))
+    return X, np.eye(classes)[rng.randint(0, classes, batch)]
+
+
+def rebuilt_step(model, opt, X, one_hot, alpha):
+    rows = [[Value(v) for v in row] for row in X.tolist()]
+    loss = losses.softmax_cross_entropy([model(r) for r in rows], one_hot.tolist())
+    if alpha:
+        loss = loss + losses.l2(model.parameters(), alpha)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return loss.data, rows
+
+
+@pytest.mark.parametrize("nin, nouts, batch, alpha, make_opt", [
+    (13, [9, 7, 3], 11, 0.0, lambda ps: Adam(ps, lr=0.03)),      # tails of every tile
+    (16, [8, 4], 16, 1e-3, lambda ps: SGD(ps, lr=0.1, momentum=0.9)),  # L2 on the weights
+    (5, [12, 3], 1, 0.0, lambda ps: SGD(ps, lr=0.2)),             # a batch of one
+])
+def test_layers_replay_bit_for_bit(nin, nouts, batch, alpha, make_opt):
+    replayed, rebuilt = twins(nin, nouts)
+    xs, ys = cgrad.inputs(batch, nin), cgrad.inputs(batch, nouts[-1])
+    loss = losses.softmax_cross_entropy([replayed(x) for x in xs], ys)
+    if alpha:
+        loss = loss + losses.l2(replayed.parameters(), alpha)
+    graph = Graph(loss, inputs=(xs, ys))
+    assert graph.n_layers == len(nouts)
+    opt_replay, opt_rebuild = make_opt(replayed.parameters()), make_opt(rebuilt.parameters())
+    for step in range(6):
+        X, one_hot = data(step, batch, nin, nouts[-1])
+        got = graph.step(X, one_hot, optimizer=opt_replay)
+        want, rows = rebuilt_step(rebuilt, opt_rebuild, X, one_hot, alpha)
+        assert got == want, step
+        assert loss.data == want
+        assert [v.grad for row in xs for v in row] == [v.grad for row in rows for v in row]
+    assert [p.data for p in replayed.parameters()] == [p.data for p in rebuilt.parameters()]
+    assert [p.grad for p in replayed.parameters()] == [p.grad for p in rebuilt.parameters()]
+
+
+def test_a_row_read_twice_falls_back_to_steps_and_stays_exact():
+    replayed, rebuilt = twins(4, [5, 2])
+    xs, ys = cgrad.inputs(3, 4), cgrad.inputs(3, 2)
+    scores = [replayed(x) for x in xs]
+    again = [replayed(x) for x in xs]    # the same leaves in a second set of rows
+    loss = losses.softmax_cross_entropy(scores + again, ys + ys)
+    graph = Graph(loss, inputs=(xs, ys))
+    assert graph.n_layers == 0
+    opt_replay, opt_rebuild = SGD(replayed.parameters(), lr=0.1), SGD(rebuilt.parameters(), lr=0.1)
+    for step in range(3):
+        X, one_hot = data(step, 3, 4, 2)
+        got = graph.step(X, one_hot, optimizer=opt_replay)
+        rows = [[Value(v) for v in row] for row in X.tolist()]
+        want = losses.softmax_cross_entropy([rebuilt(r) for r in rows] + [rebuilt(r) for r in rows],
+                                            one_hot.tolist() * 2)
+        opt_rebuild.zero_grad()
+        want.backward()
+        opt_rebuild.step()
+        assert got == want.data
+    assert [p.data for p in replayed.parameters()] == [p.data for p in rebuilt.parameters()]
+
+
+def test_prediction_graph_runs_layers_and_matches_eager():
+    model = nn.MLP(6, [10, 4], activation='tanh')
+    xs = cgrad.inputs(9, 6)
+    graph = Graph(inputs=xs, outputs=[model(x) for x in xs])
+    assert graph.n_layers == 2
+    X, _ = data(1, 9, 6, 4)
+    assert graph.forward(X).tolist() == [[v.data for v in model(r)] for r in X.tolist()]
+
+
+# ---- the plan's numbers and the nodes -------------------------------------------------
+
+def training_graph(model, batch=4):
+    xs, ys = cgrad.inputs(batch, 3), cgrad.inputs(batch, 2)
+    loss = losses.softmax_cross_entropy([model(x) for x in xs], ys)
+    return Graph(loss, inputs=(xs, ys)), loss
+
+
+def test_parameters_written_between_steps_are_honoured():
+    replayed, rebuilt = twins(3, [4, 2])
+    graph, _ = training_graph(replayed)
+    opt_replay, opt_rebuild = SGD(replayed.parameters(), lr=0.1), SGD(rebuilt.parameters(), lr=0.1)
+    for step in range(4):
+        X, one_hot = data(step, 4, 3, 2)
+        if step == 2:   # weight clipping, the way a training loop writes it
+            for model in (replayed, rebuilt):
+                for p in model.parameters():
+                    p.data = max(-0.3, min(0.3, p.data))
+        got = graph.step(X, one_hot, optimizer=opt_replay)
+        want, _ = rebuilt_step(rebuilt, opt_rebuild, X, one_hot, 0.0)
+        assert got == want
+    assert replayed.get_parameters().tolist() == rebuilt.get_parameters().tolist()
+
+
+def test_two_graphs_sharing_parameters_see_each_others_updates():
+    model = nn.MLP(3, [4, 2])
+    graph, _ = training_graph(model)
+    xs = cgrad.inputs(5, 3)
+    predict = Graph(inputs=xs, outputs=[model(x) for x in xs])
+    opt = Adam(model.parameters(), lr=0.05)
+    X, one_hot = data(0, 4, 3, 2)
+    Xp, _ = data(9, 5, 3, 2)
+    for _ in range(3):
+        graph.step(X, one_hot, optimizer=opt)
+        assert predict.forward(Xp).tolist() == [[v.data for v in model(r)] for r in Xp.tolist()]
+
+
+def test_nodes_show_the_plans_numbers_when_read():
+    model = nn.MLP(3, [4, 2])
+    graph, loss = training_graph(model)
+    opt = SGD(model.parameters(), lr=0.5)
+    X, one_hot = data(0, 4, 3, 2)
+    first = graph.step(X, one_hot, optimizer=opt)
+    second = graph.step(X, one_hot, optimizer=opt)
+    assert loss.data == second != first
+    assert (loss * 2).data == 2 * second          # eager ops read the current numbers
+    eager = losses.softmax_cross_entropy([model([Value(v) for v in row]) for row in X.tolist()],
+                                         one_hot.tolist())
+    assert graph.forward(X, one_hot) == eager.data
+    assert repr(loss) == f"Value(data={loss.data!r}, grad={loss.grad!r})"
+
+
+def test_an_optimizer_over_other_values_runs_outside_the_plan():
+    model = nn.MLP(3, [4, 2])
+    graph, _ = training_graph(model)
+    extra = Value(1.0)
+    opt = SGD(model.parameters() + [extra], lr=0.1)   # extra is not in the graph
+    X, one_hot = data(0, 4, 3, 2)
+    before = model.get_parameters()
+    graph.step(X, one_hot, optimizer=opt)
+    assert not np.array_equal(model.get_parameters(), before) and extra.data == 1.0
+
+
+# ---- memory follows the weights ---------------------------------------------------------
+
+def test_graph_memory_does_not_hold_the_weights_once_per_example():
+    random.seed(0)
+    model = nn.MLP(200, [50, 10])          # 10,560 weights
+    weights = len(model.parameters())
+
+    def build(batch):
+        xs, ys = cgrad.inputs(batch, 200), cgrad.inputs(batch, 10)
+        loss = losses.softmax_cross_entropy([model(x) for x in xs], ys)
+        return xs, ys, loss
+
+    build(2)  # rows cached on the neurons
+    tracemalloc.start()
+    try:
+        kept = build(32)
+        per_example = tracemalloc.get_traced_memory()[0] / 32
+    finally:
+        tracemalloc.stop()
+    assert kept
+    # a copy of the weight pointers per example would be 2 * 8 bytes per weight
+    assert per_example < weights * 16 / 4, per_example
