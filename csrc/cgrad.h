@@ -156,6 +156,9 @@ void cg_plan_arrays(cg_plan *p, double **val, double **grad);
 /* Fill slots with data as fresh leaves (grad 0); UINT32_MAX slots are skipped. */
 void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t n);
 double cg_plan_root_value(const cg_plan *p);  /* the loss, after forward */
+/* Leave these slots' grads at 0 instead of computing them (layers reading only such
+ * slots skip their input-gradient pass).  0, or -1 out of memory. */
+int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n);
 /* Recompute every node from its leaves; on error *failed is the node. */
 cg_status cg_plan_forward(cg_plan *p, cg_node **failed);
 /* root.backward() over the plan: interior grads restart at zero, leaf grads accumulate. */

@@ -480,7 +480,8 @@ cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
         g[c] = grad[l->out[c]];
     for (size_t j = 0; j < K; j++)
         memcpy(saved_w + j * wlen, grad + l->w_run[j], wlen * sizeof *grad);
-    for (size_t b = 0; b < B; b++)
+    int inputs = !l->inputs_without_grads;
+    for (size_t b = 0; b < B && inputs; b++)
         memcpy(saved_x + b * m, grad + l->x_run[b], m * sizeof *grad);
 
     /* weights: each gradient adds the examples' x * g in example_order */
@@ -500,25 +501,38 @@ cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
             grad[l->w_run[j] + m] = s;
         }
     /* inputs: each gradient adds the neurons' w * g in neuron_order */
-    for (size_t b = 0; b < B; b++) {
+    for (size_t b = 0; b < B && inputs; b++) {
         rows[b] = grad + l->x_run[b];
         for (size_t k = 0; k < K; k++)
             coef_x[b * K + k] = g[l->neuron_order[k] * B + b];
     }
-    for (size_t k = 0; k < K; k++)
+    for (size_t k = 0; k < K && inputs; k++)
         sources[k] = val + l->w_run[l->neuron_order[k]];
-    cg_rank_update(rows, B, sources, K, coef_x, m);
+    if (inputs)
+        cg_rank_update(rows, B, sources, K, coef_x, m);
 
     int finite = 1;
     for (size_t j = 0; j < K && finite; j++)
         finite = all_finite(grad + l->w_run[j], wlen);
-    for (size_t b = 0; b < B && finite; b++)
+    for (size_t b = 0; b < B && finite && inputs; b++)
         finite = all_finite(grad + l->x_run[b], m);
     if (finite)
         return CG_OK;
     for (size_t j = 0; j < K; j++)
         memcpy(grad + l->w_run[j], saved_w + j * wlen, wlen * sizeof *grad);
-    for (size_t b = 0; b < B; b++)
+    for (size_t b = 0; b < B && inputs; b++)
         memcpy(grad + l->x_run[b], saved_x + b * m, m * sizeof *grad);
     return CG_ERR_OVERFLOW;
+}
+
+void cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless)
+{
+    for (size_t i = 0; i < p->n_layers; i++) {
+        cg_layer *l = &p->layers[i];
+        int all = 1;
+        for (size_t b = 0; b < l->B && all; b++)
+            for (size_t k = 0; k < l->m && all; k++)
+                all = gradless[l->x_run[b] + k];
+        l->inputs_without_grads = all;
+    }
 }

@@ -23,6 +23,7 @@ typedef struct {
 typedef struct {
     uint32_t K, B, m;
     int has_bias;
+    int inputs_without_grads;  /* its input rows are all leaves whose grads are not wanted */
     uint32_t *w_run;        /* [K] first slot of neuron j's weights (its bias follows) */
     uint32_t *x_run;        /* [B] first slot of example b's inputs */
     uint32_t *out;          /* [K * B] the slot of dot (j, b) */
@@ -51,6 +52,10 @@ struct cg_plan {
     cg_entry *forward_schedule, *backward_schedule;
     double *layer_scratch;  /* room for the largest layer's gathered operands */
     size_t layer_scratch_len;
+
+    /* Leaves whose gradients are not computed (Graph(..., input_grads=False)): left at 0. */
+    uint32_t *gradless;
+    size_t n_gradless;
 };
 
 /* Find the layers of a planned graph and the schedules that run them (layers.c).
@@ -65,5 +70,6 @@ void cg_plan_free_layers(cg_plan *p);
  * result is not finite. */
 cg_status cg_layer_forward(cg_plan *p, const cg_layer *l);
 cg_status cg_layer_backward(cg_plan *p, const cg_layer *l);
+void cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless);
 
 #endif

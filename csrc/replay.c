@@ -175,6 +175,7 @@ void cg_plan_free(cg_plan *p)
     free(p->scratch);
     free(p->forward_out);
     free(p->backward_out);
+    free(p->gradless);
     cg_plan_free_layers(p);
     free(p);
 }
@@ -598,7 +599,32 @@ cg_status cg_plan_backward(cg_plan *p, cg_node **failed)
             }
         }
     }
+    for (size_t i = 0; i < p->n_gradless; i++)  /* not computed, whatever path ran */
+        p->grad[p->gradless[i]] = 0.0;
     return st;
+}
+
+int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n)
+{
+    uint8_t *mask = calloc(p->n_slots + 1, 1);
+    uint32_t *kept = malloc((n + 1) * sizeof *kept);
+    if (!mask || !kept) {
+        free(mask);
+        free(kept);
+        return -1;
+    }
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        if (slots[i] != UINT32_MAX && !mask[slots[i]]) {
+            mask[slots[i]] = 1;
+            kept[count++] = slots[i];
+        }
+    cg_layers_mark_gradless(p, mask);
+    free(mask);
+    free(p->gradless);
+    p->gradless = kept;
+    p->n_gradless = count;
+    return 0;
 }
 
 void cg_plan_reload(cg_plan *p)

@@ -177,3 +177,18 @@ def test_graph_memory_does_not_hold_the_weights_once_per_example():
     assert kept
     # a copy of the weight pointers per example would be 2 * 8 bytes per weight
     assert per_example < weights * 16 / 4, per_example
+
+
+def test_input_grads_off_skips_them_and_changes_nothing_else():
+    replayed, rebuilt = twins(12, [6, 3])
+    xs, ys = cgrad.inputs(5, 12), cgrad.inputs(5, 3)
+    loss = losses.softmax_cross_entropy([replayed(x) for x in xs], ys)
+    graph = Graph(loss, inputs=(xs, ys), input_grads=False)
+    assert graph.n_layers == 2
+    opt_replay, opt_rebuild = Adam(replayed.parameters(), lr=0.05), Adam(rebuilt.parameters(), lr=0.05)
+    for step in range(4):
+        X, one_hot = data(step, 5, 12, 3)
+        assert graph.step(X, one_hot, optimizer=opt_replay) == \
+            rebuilt_step(rebuilt, opt_rebuild, X, one_hot, 0.0)[0]
+        assert all(v.grad == 0.0 for row in xs + ys for v in row)
+    assert replayed.get_parameters().tolist() == rebuilt.get_parameters().tolist()

@@ -65,6 +65,7 @@ cdef extern from "cgrad.h" nogil:
     void cg_plan_arrays(cg_plan *p, double **val, double **grad)
     void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t n)
     double cg_plan_root_value(const cg_plan *p)
+    int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n)
 
 
 cdef extern from "ops.h" nogil:

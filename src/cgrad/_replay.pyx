@@ -20,7 +20,7 @@ from cgrad._core cimport (Value, cg_node, cg_vec, cg_status, CG_OK, CG_LEAF,
                           cg_load, cg_gather, cg_plan, cg_plan_new, cg_plan_free,
                           cg_plan_slots, cg_plan_layer_count, cg_plan_forward,
                           cg_plan_backward, cg_plan_reload, cg_plan_sync, cg_plan_find_slots,
-                          cg_plan_arrays, cg_plan_load, cg_plan_root_value,
+                          cg_plan_arrays, cg_plan_load, cg_plan_root_value, cg_plan_skip_grads,
                           cg_sgd_step_slots, cg_adam_step_slots,
                           interior_order, owner_of, raise_status, sync_nodes, nodes_changed,
                           replay_pending, node_epoch)
@@ -177,7 +177,9 @@ cdef class Graph:
             loss = graph.step(xb, yb, optimizer=optimizer)
 
     ``loss`` is the scalar Value to differentiate (None for a graph that only computes
-    ``outputs``).  ``inputs`` is one nested list of leaves, or a tuple of them, each
+    ``outputs``).  ``input_grads=False`` leaves the input leaves' grads at 0 instead of
+    computing them (as PyTorch does for inputs that do not require grad): a first layer
+    then skips its input-gradient pass, a third of its work.  ``inputs`` is one nested list of leaves, or a tuple of them, each
     filled from a numpy array of the same shape on every call.  ``outputs`` (a Value or
     nested lists of them) are read back as an array by :meth:`outputs`.
 
@@ -201,7 +203,7 @@ cdef class Graph:
     cdef ParameterArray optimizer_params   # the optimizer whose parameters are in
     cdef uint32_t *optimizer_slots         # the plan, and their slots
 
-    def __init__(self, loss=None, *, inputs=(), outputs=None):
+    def __init__(self, loss=None, *, inputs=(), outputs=None, input_grads=True):
         if loss is not None and type(loss) is not Value:
             raise TypeError(f"the loss must be a Value (or None), not {type(loss).__name__}")
         self.loss = loss
@@ -238,6 +240,9 @@ cdef class Graph:
             if self.input_slots[i] == <uint32_t>-1:
                 stray.append(flat[i])
         self.stray_inputs = from_values(stray)
+        if not input_grads and cg_plan_skip_grads(self.plan, self.input_slots,
+                                                  self.input_nodes.size) < 0:
+            raise MemoryError()
 
     def __dealloc__(self):
         cg_plan_free(self.plan)

@@ -30,7 +30,10 @@ WORKLOADS = [
     ("MLP(784, [256, 128, 10]) b512, CE, Adam", 784, [256, 128, 10], 512, "ce", "adam"),
 ]
 QUICK = WORKLOADS[:4]
-ENGINES = ["cgrad replay", "torch f64, 1 thread", "torch f64, default threads", "jax jit f64"]
+# "cgrad replay" does the work the others do (no gradients for the input data: PyTorch and
+# JAX compute none); "+ input grads" also fills the input leaves' grads, replay's default.
+ENGINES = ["cgrad replay", "cgrad replay + input grads", "torch f64, 1 thread",
+           "torch f64, default threads", "jax jit f64"]
 LR = {"sgd": 0.05, "adam": 1e-3}
 
 
@@ -66,7 +69,7 @@ def flops(nin, nouts, batch):
 
 # ---- the steps ------------------------------------------------------------------------------
 
-def cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model):
+def cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model, input_grads):
     import cgrad
     from cgrad import losses
     from cgrad.optim import SGD, Adam
@@ -80,7 +83,7 @@ def cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model):
         ys = cgrad.inputs(batch, nouts[-1])
         loss = losses.softmax_cross_entropy(scores, ys)
         targets = np.eye(nouts[-1])[y]
-    graph = cgrad.Graph(loss, inputs=(xs, ys))
+    graph = cgrad.Graph(loss, inputs=(xs, ys), input_grads=input_grads)
     params = model.parameters()
     opt = SGD(params, lr=LR["sgd"]) if opt_kind == "sgd" else Adam(params, lr=LR["adam"])
     return lambda: graph.step(X, targets, optimizer=opt)
@@ -161,8 +164,9 @@ def make_step(engine, workload):
     random.seed(0)
     model = nn.MLP(nin, nouts)
     start = time.perf_counter()
-    if engine == "cgrad replay":
-        step = cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model)
+    if engine.startswith("cgrad"):
+        step = cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model,
+                          input_grads="input grads" in engine)
     elif engine.startswith("torch"):
         step = torch_step(nouts, loss_kind, opt_kind, X, y, model)
     else:
