@@ -173,7 +173,8 @@ void cg_gather(cg_node **nodes, size_t n, double *out);
  * SGD: g = grad + weight_decay * data; v = momentum * v + g; data -= lr * v
  * (with momentum 0 and no decay this is micrograd's `p.data -= lr * p.grad`).
  * Both return -1, or, writing nothing, the index of a finite parameter that the update
- * would make inf or NaN. */
+ * would make inf or NaN.  Each state array is followed by room for the update's scratch:
+ * velocity by 2n doubles, v (Adam's second moments) by 3n. */
 long cg_sgd_step(cg_node **params, size_t n, double lr, double momentum,
                  double weight_decay, double *velocity);
 

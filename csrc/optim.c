@@ -54,50 +54,66 @@ static double adam_update(double data, double grad, const adam_rates *r, double 
 #define GRAD(i) (params ? params[i]->grad : grad[slot[i]])
 #define SET(i, x) (*(params ? &params[i]->data : &val[slot[i]]) = (x))
 
+/* Pass one computes every new value into scratch (and stops at the first that breaks),
+ * pass two writes them: the math runs once per parameter, and nothing is written if any
+ * update is refused. */
 static long sgd(cg_node **params, double *val, const double *grad, const uint32_t *slot,
-                size_t n, double lr, double momentum, double weight_decay, double *velocity)
+                size_t n, double lr, double momentum, double weight_decay, double *velocity,
+                double *scratch)
 {
+    double *new_data = scratch, *new_velocity = scratch + n;
     for (size_t i = 0; i < n; i++) {
-        double v = velocity[i];
-        if (breaks(DATA(i), GRAD(i), sgd_update(DATA(i), GRAD(i), lr, momentum,
-                                                weight_decay, &v)))
+        double data = DATA(i), g = GRAD(i);
+        new_velocity[i] = velocity[i];
+        new_data[i] = sgd_update(data, g, lr, momentum, weight_decay, &new_velocity[i]);
+        if (breaks(data, g, new_data[i]))
             return (long)i;
     }
-    for (size_t i = 0; i < n; i++)
-        SET(i, sgd_update(DATA(i), GRAD(i), lr, momentum, weight_decay, &velocity[i]));
+    for (size_t i = 0; i < n; i++) {
+        SET(i, new_data[i]);
+        velocity[i] = new_velocity[i];
+    }
     return -1;
 }
 
 static long adam(cg_node **params, double *val, const double *grad, const uint32_t *slot,
-                 size_t n, const adam_rates *r, double *m, double *v)
+                 size_t n, const adam_rates *r, double *m, double *v, double *scratch)
 {
+    double *new_data = scratch, *new_m = scratch + n, *new_v = scratch + 2 * n;
     for (size_t i = 0; i < n; i++) {
-        double mi = m[i], vi = v[i];
-        if (breaks(DATA(i), GRAD(i), adam_update(DATA(i), GRAD(i), r, &mi, &vi)))
+        double data = DATA(i), g = GRAD(i);
+        new_m[i] = m[i];
+        new_v[i] = v[i];
+        new_data[i] = adam_update(data, g, r, &new_m[i], &new_v[i]);
+        if (breaks(data, g, new_data[i]))
             return (long)i;
     }
-    for (size_t i = 0; i < n; i++)
-        SET(i, adam_update(DATA(i), GRAD(i), r, &m[i], &v[i]));
+    for (size_t i = 0; i < n; i++) {
+        SET(i, new_data[i]);
+        m[i] = new_m[i];
+        v[i] = new_v[i];
+    }
     return -1;
 }
 
 long cg_sgd_step(cg_node **params, size_t n, double lr, double momentum,
                  double weight_decay, double *velocity)
 {
-    return sgd(params, NULL, NULL, NULL, n, lr, momentum, weight_decay, velocity);
+    return sgd(params, NULL, NULL, NULL, n, lr, momentum, weight_decay, velocity,
+               velocity + n);
 }
 
 long cg_sgd_step_slots(double *val, const double *grad, const uint32_t *slots, size_t n,
                        double lr, double momentum, double weight_decay, double *velocity)
 {
-    return sgd(NULL, val, grad, slots, n, lr, momentum, weight_decay, velocity);
+    return sgd(NULL, val, grad, slots, n, lr, momentum, weight_decay, velocity, velocity + n);
 }
 
 long cg_adam_step(cg_node **params, size_t n, double lr, double beta1, double beta2,
                   double eps, double weight_decay, long step, double *m, double *v)
 {
     adam_rates r = rates(lr, beta1, beta2, eps, weight_decay, step);
-    return adam(params, NULL, NULL, NULL, n, &r, m, v);
+    return adam(params, NULL, NULL, NULL, n, &r, m, v, v + n);
 }
 
 long cg_adam_step_slots(double *val, const double *grad, const uint32_t *slots, size_t n,
@@ -105,7 +121,7 @@ long cg_adam_step_slots(double *val, const double *grad, const uint32_t *slots, 
                         double weight_decay, long step, double *m, double *v)
 {
     adam_rates r = rates(lr, beta1, beta2, eps, weight_decay, step);
-    return adam(NULL, val, grad, slots, n, &r, m, v);
+    return adam(NULL, val, grad, slots, n, &r, m, v, v + n);
 }
 
 void cg_zero_grads(cg_node **params, size_t n)

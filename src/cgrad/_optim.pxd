@@ -3,7 +3,7 @@ from cgrad._core cimport cg_node
 
 cdef class ParameterArray:
     cdef cg_node **nodes
-    cdef double *state       # n_state rows of n doubles (velocity, moments)
+    cdef double *state       # n_state rows of n doubles (velocity, moments), 3 of scratch
     cdef readonly Py_ssize_t size
     cdef readonly int n_state
     cdef tuple values        # keeps the Values (and so their nodes) alive

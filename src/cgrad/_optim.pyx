@@ -27,7 +27,8 @@ cdef class ParameterArray:
         self.size = len(self.values)
         self.n_state = n_state
         self.nodes = <cg_node **>calloc(max(self.size, 1), sizeof(cg_node *))
-        self.state = <double *>calloc(max(self.size * n_state, 1), sizeof(double))
+        # the state rows, then scratch rows for the update (see cg_sgd_step/cg_adam_step)
+        self.state = <double *>calloc(max(self.size * (n_state + 3), 1), sizeof(double))
         if self.nodes == NULL or self.state == NULL:
             raise MemoryError()
         for i in range(self.size):
