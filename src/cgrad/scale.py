@@ -240,8 +240,10 @@ def run(quick=False, rounds=None):
         n_rounds = rounds or (5 if quick else 15)
         wall = {e: [] for e in engines}
         cpu = {e: [] for e in engines}
-        for _ in range(n_rounds):
-            for engine in engines:        # interleaved within the round
+        for r in range(n_rounds):
+            # interleaved within the round, each engine first in turn (the first one runs
+            # right after the last round's others have filled the caches with theirs)
+            for engine in engines[r % len(engines):] + engines[:r % len(engines)]:
                 threads(engine)
                 c0, w0 = time.thread_time(), time.perf_counter()
                 steps[engine]()
