@@ -31,6 +31,9 @@ def main(argv=None):
     bench.add_argument("--scale", action="store_true",
                        help="replay at scale: training steps up to MNIST-sized MLPs against "
                             "PyTorch and JAX (when installed)")
+    bench.add_argument("--engine", action="append", metavar="NAME",
+                       help="with --scale: run only this engine (repeat for more), e.g. "
+                            "'cgrad replay' alone, with no other engine between its steps")
 
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -45,7 +48,7 @@ def main(argv=None):
         return train.main(args)
     if args.command == "bench" and args.scale:
         from cgrad import scale
-        return scale.main(quick=args.quick, json_path=args.json)
+        return scale.main(quick=args.quick, json_path=args.json, engines=args.engine)
     if args.command == "bench":
         from cgrad import report
         return report.main(args)

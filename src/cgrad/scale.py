@@ -224,9 +224,9 @@ def resident_bytes():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def run(quick=False, rounds=None):
+def run(quick=False, rounds=None, engines=None):
     global DEFAULT_TORCH_THREADS
-    engines = [e for e in ENGINES if available(e)]
+    engines = [e for e in (engines or ENGINES) if available(e)]
     if any(e.startswith("torch") for e in engines):
         import torch
         DEFAULT_TORCH_THREADS = torch.get_num_threads()
@@ -278,22 +278,26 @@ def format_row(row, engines, quick):
         cells.append(f"{r['wall_ms']:.3g} ({r['cpu_ms']:.3g}) ±{100 * r['spread']:.0f}%")
         if not quick:
             cells += [f"{r['setup']:.2f}", f"{r['memory'] / 1e6:.0f}"]
-    ours = row["engines"]["cgrad replay"]
+    ours = row["engines"].get("cgrad replay")
     torch1 = row["engines"].get("torch f64, 1 thread")
-    cells.append(f"{ours['wall_ms'] / torch1['wall_ms']:.2f}x" if torch1 else "-")
-    cells.append(f"{ours['gflops']:.1f}")
+    cells.append(f"{ours['wall_ms'] / torch1['wall_ms']:.2f}x" if ours and torch1 else "-")
+    cells.append(f"{ours['gflops']:.1f}" if ours else "-")
     return "| " + " | ".join(cells) + " |"
 
 
-def main(quick=False, json_path=None):
+def main(quick=False, json_path=None, engines=None):
     # Engines share two cores in one process, interleaved: torch's OpenMP workers must
     # not spin after their parallel regions while the next engine runs (set before torch
     # loads; torch's own speed is unchanged).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    engines = [e for e in ENGINES if available(e)]
-    missing = [e for e in ENGINES if e not in engines]
+    wanted = engines or ENGINES
+    unknown = [e for e in wanted if e not in ENGINES]
+    if unknown:
+        raise SystemExit(f"unknown engine(s) {unknown}: choose from {ENGINES}")
+    engines = [e for e in wanted if available(e)]
+    missing = [e for e in wanted if e not in engines]
     print(header(engines, quick), flush=True)
-    results = run(quick)
+    results = run(quick, engines=engines)
     if missing:
         print(f"\nnot installed, left out: {', '.join(missing)}")
     if json_path:
