@@ -192,3 +192,82 @@ def test_input_grads_off_skips_them_and_changes_nothing_else():
             rebuilt_step(rebuilt, opt_rebuild, X, one_hot, 0.0)[0]
         assert all(v.grad == 0.0 for row in xs + ys for v in row)
     assert replayed.get_parameters().tolist() == rebuilt.get_parameters().tolist()
+
+
+# ---- threads ------------------------------------------------------------------------------
+
+def test_one_graph_from_two_threads_returns_each_callers_outputs():
+    import threading
+    model = nn.MLP(4, [6, 2])
+    xs = cgrad.inputs(3, 4)
+    graph = Graph(inputs=xs, outputs=[model(x) for x in xs])
+    batches = [data(seed, 3, 4, 2)[0] for seed in range(8)]
+    expected = [[[v.data for v in model(r)] for r in X.tolist()] for X in batches]
+    wrong, errors = [], []
+
+    def work(offset):
+        try:
+            for k in range(200):
+                i = (k + offset) % len(batches)
+                if graph.forward(batches[i]).tolist() != expected[i]:
+                    wrong.append(i)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and wrong == []
+
+
+def test_two_graphs_sharing_parameters_backward_from_two_threads_lose_nothing():
+    import threading
+    model = nn.MLP(48, [48, 4])     # big enough for the runs to overlap without the GIL
+    graphs = []
+    for seed in range(2):
+        xs, ys = cgrad.inputs(32, 48), cgrad.inputs(32, 4)
+        graph = Graph(losses.softmax_cross_entropy([model(x) for x in xs], ys),
+                      inputs=(xs, ys))
+        X, one_hot = data(seed, 32, 48, 4)
+        graph.forward(X, one_hot)
+        graphs.append(graph)
+    model.zero_grad()
+    for graph in graphs:            # one backward each, in turn: the expected sums
+        graph.backward()
+    one_round = model.get_parameters()  # (data unchanged; grads are what we compare)
+    single = [p.grad for p in model.parameters()]
+    model.zero_grad()
+    rounds, errors = 40, []
+
+    def work(graph):
+        try:
+            for _ in range(rounds):
+                graph.backward()
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(g,)) for g in graphs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    got = [p.grad for p in model.parameters()]
+    assert model.get_parameters().tolist() == one_round.tolist()
+    assert got == pytest.approx([rounds * g for g in single], rel=1e-9)
+
+
+def test_a_graph_is_built_once():
+    model = nn.MLP(3, [2])
+    xs = cgrad.inputs(2, 3)
+    graph = Graph(inputs=xs, outputs=[model(x) for x in xs])
+    with pytest.raises(RuntimeError, match="built once"):
+        graph.__init__(inputs=xs, outputs=[])
+    assert graph.forward(np.zeros((2, 3))).shape == (2, 2)
+    broken = Graph.__new__(Graph)
+    with pytest.raises(ValueError):
+        broken.__init__(inputs=[[Value(1.0) * 2]])   # not a leaf: fails half-way
+    with pytest.raises(RuntimeError, match="never built"):
+        broken.forward(np.zeros((1, 1)))

@@ -9,6 +9,8 @@ holds a reference to every node the plan touches, so nothing can be freed under 
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
+import threading
+
 import numpy as np
 
 from cgrad.optim import SGD, Adam
@@ -31,24 +33,34 @@ from cgrad._optim cimport ParameterArray
 # Graphs whose plans hold numbers their nodes do not show yet (see Graph's docstring).
 cdef set STALE_NODES = set()
 
+# Held while a Graph runs, and while plans' numbers are written into nodes: runs are one
+# at a time in the process (two Graphs sharing parameters would otherwise each add to
+# its own copy of their grads, and one would be lost), and no node is ever written from
+# a plan that is half-way through a run.  Re-entrant: a run flushes the others.  Waiting
+# for it releases the GIL.
+RUN_LOCK = threading.RLock()
+
 
 def flush(Graph keep=None):
     """Write every replayed graph's numbers into its nodes (called by cgrad._core before
     anything reads or writes a node), but those of `keep`."""
     cdef Graph graph
     cdef list graphs = []
-    for graph in STALE_NODES:
-        if graph is not keep:
-            graphs.append(graph)
-    if not graphs:
-        return
-    for graph in graphs:
-        STALE_NODES.discard(graph)
-        cg_plan_sync(graph.plan)
-        graph.ahead = False
-    nodes_changed()
-    for graph in graphs:   # their plans and nodes agree now
-        graph.loaded_epoch = node_epoch()
+    with RUN_LOCK:
+        for graph in STALE_NODES:
+            if graph is not keep:
+                graphs.append(graph)
+        if not graphs:
+            return
+        for graph in graphs:
+            STALE_NODES.discard(graph)
+            cg_plan_sync(graph.plan)
+            graph.ahead = False
+        nodes_changed()
+        for graph in graphs:   # their plans and nodes agree now
+            graph.loaded_epoch = node_epoch()
+        if STALE_NODES:
+            replay_pending()
 
 
 _set_flush(flush)
@@ -204,6 +216,16 @@ cdef class Graph:
     cdef uint32_t *optimizer_slots         # the plan, and their slots
 
     def __init__(self, loss=None, *, inputs=(), outputs=None, input_grads=True):
+        if self.plan != NULL or self.loss is not None:
+            raise RuntimeError("a Graph is built once: make a new Graph instead")
+        try:
+            self.build(loss, inputs, outputs, input_grads)
+        except BaseException:
+            cg_plan_free(self.plan)   # a half-built Graph is an unbuilt one
+            self.plan = NULL
+            raise
+
+    cdef int build(self, loss, inputs, outputs, bint input_grads) except -1:
         if loss is not None and type(loss) is not Value:
             raise TypeError(f"the loss must be a Value (or None), not {type(loss).__name__}")
         self.loss = loss
@@ -243,6 +265,7 @@ cdef class Graph:
         if not input_grads and cg_plan_skip_grads(self.plan, self.input_slots,
                                                   self.input_nodes.size) < 0:
             raise MemoryError()
+        return 0
 
     def __dealloc__(self):
         cg_plan_free(self.plan)
@@ -283,18 +306,20 @@ cdef class Graph:
 
         Returns the loss, or for a graph without one, ``outputs()``."""
         self.ready()
-        self.begin()
-        self.load(arrays)
-        self.run(True, False)
-        return self.outputs() if self.loss is None else self.loss_value()
+        with RUN_LOCK:
+            self.begin()
+            self.load(arrays)
+            self.run(True, False)
+            return self.outputs() if self.loss is None else self.loss_value()
 
     def backward(self):
         """``loss.backward()`` over the recorded order: interior grads restart from zero,
         leaf grads accumulate."""
         self.ready()
         self.need_loss("backward()")
-        self.begin()
-        self.run(False, True)
+        with RUN_LOCK:
+            self.begin()
+            self.run(False, True)
 
     def step(self, *arrays, optimizer):
         """One training step: ``optimizer.zero_grad()``, forward, backward,
@@ -308,6 +333,10 @@ cdef class Graph:
         if not (hasattr(optimizer, "zero_grad") and hasattr(optimizer, "step")):
             raise TypeError(f"step() needs an optimizer with zero_grad() and step() "
                             f"(cgrad.optim.SGD or Adam), got {type(optimizer).__name__}")
+        with RUN_LOCK:
+            return self.step_locked(arrays, optimizer)
+
+    cdef object step_locked(self, tuple arrays, optimizer):
         if not self.holds(optimizer):
             self.load(arrays)   # checks the arrays before anything changes
             optimizer.zero_grad()
@@ -349,11 +378,12 @@ cdef class Graph:
     def outputs(self):
         """The outputs' current data, as an array shaped like the outputs."""
         self.ready()
-        sync_nodes()
         out = np.empty(self.output_nodes.size, dtype=np.float64)
         cdef double[::1] view = out
-        if self.output_nodes.size:
-            cg_gather(self.output_nodes.nodes, self.output_nodes.size, &view[0])
+        with RUN_LOCK:          # no other thread's run between the sync and the read
+            sync_nodes()
+            if self.output_nodes.size:
+                cg_gather(self.output_nodes.nodes, self.output_nodes.size, &view[0])
         return out.reshape(self.output_shape)
 
     # -- internals --
@@ -391,8 +421,9 @@ cdef class Graph:
         return True
 
     cdef int begin(self) except -1:
-        """Before a run: other graphs' numbers reach their nodes, and this plan reads
-        its nodes again if anything wrote to them since it last did."""
+        """Before a run (the caller holds RUN_LOCK): other graphs' numbers reach their
+        nodes, and this plan reads its nodes again if anything wrote to them since it
+        last did."""
         if self.running:
             raise RuntimeError("this Graph is already running (in another thread)")
         flush(self)                 # every other graph's numbers reach the nodes
