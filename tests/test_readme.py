@@ -29,3 +29,32 @@ def test_readme_replay_example_is_examples_digits_and_reaches_95_percent():
     with contextlib.redirect_stdout(out):
         exec(compile(block, "README.md", "exec"), {})
     assert float(out.getvalue().split()[-1].rstrip("%")) >= 95.0
+
+
+def python_blocks():
+    return re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+
+
+@pytest.mark.parametrize("index", range(len(python_blocks())))
+def test_every_readme_python_block_runs_as_pasted(index):
+    block = python_blocks()[index]
+    if "load_digits" in block:
+        pytest.importorskip("sklearn")
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(block, f"README.md block {index}", "exec"), {})
+
+
+def test_the_engine_imports_without_numpy():
+    import subprocess
+    import sys
+    code = ("import sys; import cgrad.engine; v = cgrad.engine.Value(2.0) * 3; "
+            "v.backward(); print(v.data, 'numpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["6.0", "False"]
+
+
+def test_the_version_is_written_once():
+    import cgrad
+    from importlib.metadata import version
+    assert cgrad.__version__ == version("cgrad")

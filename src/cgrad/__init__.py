@@ -1,8 +1,15 @@
 """cgrad: micrograd's scalar autograd engine, with its graph in C."""
 from cgrad._core import Value, dot, logsumexp, vsum as sum
-from cgrad._replay import Graph, inputs
+from cgrad._version import __version__
 from cgrad.gradcheck import GradcheckError, gradcheck
 
 __all__ = ["Value", "dot", "sum", "logsumexp", "Graph", "inputs", "gradcheck",
-           "GradcheckError"]
-__version__ = "0.1.0"
+           "GradcheckError", "__version__"]
+
+
+def __getattr__(name):
+    # Replay needs numpy; `import cgrad.engine` (micrograd's Value alone) does not.
+    if name in ("Graph", "inputs"):
+        from cgrad import _replay
+        return getattr(_replay, name)
+    raise AttributeError(f"module 'cgrad' has no attribute {name!r}")

@@ -1,4 +1,8 @@
 """Compare backward() with central differences, as the seeds check gradients by hand."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
 from cgrad.engine import Value
 
 
@@ -6,7 +10,8 @@ class GradcheckError(AssertionError):
     """backward() and the finite differences disagree."""
 
 
-def gradcheck(f, inputs, eps=1e-6, rtol=1e-5, atol=1e-8):
+def gradcheck(f: Callable[..., Value], inputs: Sequence[float], eps: float = 1e-6,
+              rtol: float = 1e-5, atol: float = 1e-8) -> bool:
     """True when f's backward() gradients match central differences at `inputs`.
 
     f takes Values (one per input) and returns a Value; inputs are numbers.  Raises

@@ -2,6 +2,10 @@
 
 Targets may be numbers, or Values (leaves from ``cgrad.inputs``) so that a recorded
 ``cgrad.Graph`` can be replayed over new labels."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
 from cgrad._core import dot, logsumexp, vsum
 from cgrad.engine import Value
 
@@ -15,13 +19,13 @@ def _pairs(predictions, targets):
     return predictions, targets
 
 
-def mse(predictions, targets):
+def mse(predictions: Iterable[Any], targets: Iterable[Any]) -> Value:
     """Mean squared error: mean((p - t)**2)."""
     predictions, targets = _pairs(predictions, targets)
     return vsum([(p - t) ** 2 for p, t in zip(predictions, targets)]) * (1.0 / len(targets))
 
 
-def hinge(scores, labels):
+def hinge(scores: Iterable[Any], labels: Iterable[Any]) -> Value:
     """micrograd's max-margin loss: mean(relu(1 - y * score)), labels in {-1, +1}."""
     scores, labels = _pairs(scores, labels)
     for y in labels:
@@ -31,12 +35,12 @@ def hinge(scores, labels):
     return vsum(losses) * (1.0 / len(losses))
 
 
-def l2(parameters, alpha):
+def l2(parameters: Iterable[Value], alpha: float) -> Value:
     """alpha * sum(p*p): micrograd's demo regularizer."""
     return alpha * vsum([p * p for p in parameters])
 
 
-def binary_cross_entropy_with_logits(logits, labels):
+def binary_cross_entropy_with_logits(logits: Iterable[Any], labels: Iterable[Any]) -> Value:
     """mean(log(1 + exp(z)) - y*z) for labels in {0, 1}.
 
     Each term is logsumexp([-y*z, (1-y)*z]), the same number without overflow or
@@ -55,7 +59,7 @@ def binary_cross_entropy_with_logits(logits, labels):
     return vsum(terms) * (1.0 / len(terms))
 
 
-def cross_entropy(logits, target):
+def cross_entropy(logits: Iterable[Any], target: Any) -> Value:
     """Softmax cross-entropy of one example: logsumexp(logits) - logits[target].
 
     target is a class index, or a row of class probabilities (a one-hot row: a list,
@@ -82,7 +86,7 @@ def cross_entropy(logits, target):
                       for i, z in enumerate(logits)])
 
 
-def softmax_cross_entropy(batch_logits, targets):
+def softmax_cross_entropy(batch_logits: Iterable[Any], targets: Iterable[Any]) -> Value:
     """Mean softmax cross-entropy over a batch: a list of logit rows and, per row, a
     class index or a row of class probabilities."""
     batch_logits, targets = _pairs(batch_logits, targets)

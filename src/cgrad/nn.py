@@ -4,12 +4,16 @@ Same constructor arguments, defaults, random draws and reprs as micrograd, so
 ``random.seed(1337)`` gives the same model.  Beyond micrograd: a choice of activation,
 fused neurons (one C node for ``w.x + b``), numpy and file round trips, ``to_torch()``.
 """
+from __future__ import annotations
+
 import json
 import operator
 import os
 import random
 import zipfile
 import zlib
+
+from typing import Any, Sequence, Union
 
 import numpy as np
 
@@ -22,18 +26,18 @@ _NEURON_NAMES = {'relu': 'ReLU', 'tanh': 'Tanh', 'sigmoid': 'Sigmoid', 'linear':
 
 class Module:
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         for p in self.parameters():
             p.grad = 0
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return []
 
-    def get_parameters(self):
+    def get_parameters(self) -> np.ndarray:
         """All parameters' data as one float64 array, in parameters() order."""
         return np.array([p.data for p in self.parameters()], dtype=np.float64)
 
-    def set_parameters(self, values):
+    def set_parameters(self, values: Any) -> None:
         """Write an array from get_parameters() back into the parameters."""
         params = self.parameters()
         values = np.asarray(values)
@@ -47,12 +51,12 @@ class Module:
         for p, v in zip(params, values.tolist()):
             p.data = v
 
-    def save(self, path):
+    def save(self, path: Any) -> None:
         """Save architecture and parameters to a numpy .npz file; read back with load()."""
         config = json.dumps({'class': type(self).__name__, 'config': self.config()})
         np.savez(path, config=np.array(config), parameters=self.get_parameters())
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         raise NotImplementedError(f"{type(self).__name__} does not describe its architecture")
 
 
@@ -62,7 +66,7 @@ MAX_CONFIG_BYTES = 1 << 16
 MAX_PARAMETERS = 1 << 28    # 2 GiB of float64
 
 
-def load(path):
+def load(path: Any) -> Module:
     """A model saved by Module.save().  A file that is not one (truncated, corrupt, or
     describing a model it does not hold the parameters of) raises ValueError."""
     path = str(path)
@@ -153,7 +157,8 @@ def size(name, n):
 
 class Neuron(Module):
 
-    def __init__(self, nin, nonlin=True, activation=None, fused=True, value_type=Value):
+    def __init__(self, nin: int, nonlin: bool = True, activation: str | None = None,
+                 fused: bool = True, value_type: Any = Value) -> None:
         nin = size("nin", nin)
         if activation is None:
             activation = 'relu' if nonlin else 'linear'
@@ -165,7 +170,7 @@ class Neuron(Module):
         self.activation = activation
         self.fused = fused and value_type is Value
 
-    def __call__(self, x):
+    def __call__(self, x: Sequence[Any]) -> Value:
         if len(x) != len(self.w):
             raise ValueError(f"this neuron takes {len(self.w)} inputs, got {len(x)}")
         if self.fused:
@@ -178,10 +183,10 @@ class Neuron(Module):
             return act
         return act.tanh() if self.activation == 'tanh' else act.sigmoid()
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return self.w + [self.b]
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         return {'nin': len(self.w), 'activation': self.activation, 'fused': self.fused}
 
     @staticmethod
@@ -197,17 +202,17 @@ class Neuron(Module):
 
 class Layer(Module):
 
-    def __init__(self, nin, nout, **kwargs):
+    def __init__(self, nin: int, nout: int, **kwargs: Any) -> None:
         self.neurons = [Neuron(nin, **kwargs) for _ in range(size("nout", nout))]
 
-    def __call__(self, x):
+    def __call__(self, x: Sequence[Any]) -> Union[Value, list[Value]]:
         out = fused_layer(self.neurons, x)  # [n(x) for n in self.neurons], in C
         return out[0] if len(out) == 1 else out
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return [p for n in self.neurons for p in n.parameters()]
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         first = self.neurons[0].config()
         return {'nin': first['nin'], 'nout': len(self.neurons),
                 'activation': first['activation'], 'fused': first['fused']}
@@ -226,7 +231,8 @@ class Layer(Module):
 class MLP(Module):
     """Hidden layers use `activation` (micrograd: ReLU); the last layer is linear."""
 
-    def __init__(self, nin, nouts, activation='relu', fused=True, value_type=Value):
+    def __init__(self, nin: int, nouts: Sequence[int], activation: str = 'relu',
+                 fused: bool = True, value_type: Any = Value) -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: choose one of {ACTIVATIONS}")
         nouts = list(nouts)
@@ -239,15 +245,15 @@ class MLP(Module):
                              fused=fused, value_type=value_type)
                        for i in range(len(nouts))]
 
-    def __call__(self, x):
+    def __call__(self, x: Sequence[Any]) -> Any:
         for layer in self.layers:
             x = layer(x)
         return x
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return [p for layer in self.layers for p in layer.parameters()]
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         return {'nin': len(self.layers[0].neurons[0].w),
                 'nouts': [len(layer.neurons) for layer in self.layers],
                 'activation': self.activation, 'fused': self.layers[0].neurons[0].fused}
@@ -259,12 +265,12 @@ class MLP(Module):
             raise ValueError(f"unknown settings {sorted(rest)}")
         return _check_config(nin, nouts, activation, fused)
 
-    def weights(self):
+    def weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """[(W, b), ...] per layer as numpy arrays, W of shape (nout, nin)."""
         return [(np.array([[w.data for w in n.w] for n in layer.neurons]),
                  np.array([n.b.data for n in layer.neurons])) for layer in self.layers]
 
-    def to_torch(self):
+    def to_torch(self) -> Any:
         """An equivalent float64 torch.nn.Sequential carrying the same weights."""
         import torch
         modules = []

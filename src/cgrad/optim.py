@@ -2,12 +2,16 @@
 
 Their state (momentum, moments) lives in C buffers, not on the Values.  Each step reads
 ``p.grad`` and writes ``p.data`` exactly as the written-out PyTorch update does."""
-import math
+from __future__ import annotations
 
+import math
+from typing import Any, Iterable
+
+from cgrad._core import Value
 from cgrad._optim import ParameterArray
 
 
-def checked(name, value, below=None):
+def checked(name: str, value: Any, below: float | None = None) -> float:
     """value as a float, if it is finite, >= 0 and (given `below`) < below.
 
     Hyperparameters are plain attributes a training loop may change between steps (a
@@ -26,40 +30,43 @@ def checked(name, value, below=None):
 
 
 class Optimizer:
-    def __init__(self, parameters, n_state):
+    def __init__(self, parameters: Iterable[Value], n_state: int) -> None:
         self.params = ParameterArray(parameters, n_state)
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         self.params.zero_grad()
 
 
 class SGD(Optimizer):
     """p -= lr * g, with optional momentum and L2 weight decay (PyTorch's SGD)."""
 
-    def __init__(self, parameters, lr=0.01, momentum=0.0, weight_decay=0.0):
+    def __init__(self, parameters: Iterable[Value], lr: float = 0.01, momentum: float = 0.0,
+                 weight_decay: float = 0.0) -> None:
         super().__init__(parameters, 1)  # a velocity buffer, in case momentum is set later
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.hyperparameters()
 
-    def hyperparameters(self):
+    def hyperparameters(self) -> tuple[float, float, float]:
         """(lr, momentum, weight_decay) as floats, checked; raises on a bad one."""
         return (checked("lr", self.lr), checked("momentum", self.momentum),
                 checked("weight_decay", self.weight_decay))
 
-    def step(self):
+    def step(self) -> None:
         self.params.sgd_step(*self.hyperparameters())
 
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba), bias-corrected, as PyTorch computes it."""
 
-    def __init__(self, parameters, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, parameters: Iterable[Value], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
         super().__init__(parameters, 2)
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
         self.steps = 0
         self.hyperparameters()
 
-    def hyperparameters(self):
+    def hyperparameters(self) -> tuple[float, float, float, float, float]:
         """(lr, beta1, beta2, eps, weight_decay) as floats, checked; raises on a bad one."""
         try:
             beta1, beta2 = self.betas
@@ -73,7 +80,7 @@ class Adam(Optimizer):
                 checked("betas[1]", beta2, below=1.0), eps,
                 checked("weight_decay", self.weight_decay))
 
-    def step(self):
+    def step(self) -> None:
         lr, beta1, beta2, eps, weight_decay = self.hyperparameters()
         self.steps += 1
         self.params.adam_step(lr, beta1, beta2, eps, weight_decay, self.steps)
