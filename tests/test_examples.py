@@ -1,4 +1,5 @@
 """The scripts in examples/ run as a user would run them."""
+import os
 import pathlib
 import subprocess
 import sys
@@ -29,3 +30,21 @@ def test_train_command_reaches_95_percent_with_replay():
     assert sum(line.startswith("epoch") and line.endswith("ms)") for line in lines) == 20
     last = lines[-1]
     assert last.startswith("test accuracy") and float(last.split()[2].rstrip('%;')) >= 95.0, last
+
+
+def test_command_line_version_and_missing_optional_dependencies(tmp_path):
+    import cgrad
+    out = subprocess.run([sys.executable, "-m", "cgrad", "--version"], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip() == f"cgrad {cgrad.__version__}"
+    # a matplotlib that cannot be found: the demo stops before training, with the fix
+    (tmp_path / "sitecustomize.py").write_text(
+        "import importlib.util, sys\n"
+        "real = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda name, *a: None if name == 'matplotlib' "
+        "else real(name, *a)\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    run = subprocess.run([sys.executable, "-m", "cgrad", "demo", "--plot", "x.png"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode != 0 and "pip install matplotlib" in run.stderr
+    assert "step" not in run.stdout

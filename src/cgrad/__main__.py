@@ -3,8 +3,18 @@ import argparse
 import sys
 
 
+def needs(module, extra):
+    """Stop before any work if an optional dependency is missing."""
+    import importlib.util
+    if importlib.util.find_spec(module) is None:
+        sys.exit(f"cgrad: this needs {module}: pip install {extra}")
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="cgrad", description=__doc__)
+    from cgrad._version import __version__
+    parser = argparse.ArgumentParser(prog="cgrad", description="micrograd's engine in C: "
+                                     "demo, replayed training and benchmarks")
+    parser.add_argument("--version", action="version", version=f"cgrad {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="train micrograd's moons demo (the main job)")
@@ -39,13 +49,18 @@ def main(argv=None):
     if args.command == "demo":
         if args.steps < 1 or args.compare_steps < 0:
             parser.error("--steps must be >= 1 and --compare-steps >= 0")
+        if args.plot:
+            needs("matplotlib", "matplotlib")
         from cgrad import demo
         return demo.main(args)
     if args.command == "train":
         if args.epochs < 1 or args.batch_size < 1 or min(args.hidden) < 1 or args.lr <= 0:
             parser.error("--epochs, --batch-size, --hidden and --lr must be positive")
+        needs("sklearn", "scikit-learn")
         from cgrad import train
         return train.main(args)
+    if args.command == "bench" and args.plot:
+        needs("matplotlib", "matplotlib")
     if args.command == "bench" and args.scale:
         from cgrad import scale
         return scale.main(quick=args.quick, json_path=args.json, engines=args.engine)
