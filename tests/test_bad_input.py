@@ -40,16 +40,6 @@ def test_bad_input_raises(make, error, words):
         make()
 
 
-@pytest.mark.parametrize("expression, error", [
-    ("0.0 ** -1", ZeroDivisionError), ("math.log(-1)", ValueError),
-    ("math.exp(1000)", OverflowError), ("float(10**400)", OverflowError),
-    ("10.0 ** 400", OverflowError),
-])
-def test_python_raises_the_same_for_plain_floats(expression, error):
-    with pytest.raises(error):
-        eval(expression)
-
-
 def test_setters_refuse_non_numbers():
     v = Value(1.0)
     with pytest.raises(TypeError):

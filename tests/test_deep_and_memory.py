@@ -2,6 +2,7 @@
 import gc
 import math
 import os
+import sys
 
 import pytest
 
@@ -20,7 +21,9 @@ def test_million_node_chain_builds_differentiates_and_frees():
         y = y + 1
     y.backward()
     assert y.data == 1_000_000.5 and x.grad == 1.0
-    del y  # must not recurse in the deallocator
+    refs = sys.getrefcount(x)
+    del y  # must not recurse in the deallocator (a recursive one crashes here)
+    assert sys.getrefcount(x) == refs - 1   # the whole chain, and its hold on x, is gone
     assert x.data == 0.5
 
 

@@ -43,9 +43,12 @@ def test_trace_sees_every_node_and_edge():
     assert (g['n'], g['o']) in edges and (g['x1'], g['x1w1']) in edges
     labels = {n.label for n in nodes}
     assert {'x1', 'w1', 'x1*w1', 'n', 'o'} <= labels
-    for n in nodes:  # what draw_dot formats
-        "{ %s | data %.4f | grad %.4f }" % (n.label, n.data, n.grad)
-        str(id(n)) + n._op
+    from cgrad.viz import dot_source
+    source = dot_source(g['o'])    # what draw_dot draws: a record per node, an op oval
+    for n in nodes:
+        assert f"data {n.data:.4f} | grad {n.grad:.4f}" in source
+        if n._op:
+            assert f'"{id(n)}{n._op}" -> {id(n)}' in source
 
 
 def test_manual_backpropagation_by_hand_calls():

@@ -104,7 +104,11 @@ def test_pickle_and_deepcopy_keep_graph_and_values():
         assert (clone.data, clone.grad, clone.label, clone._op) == (c.data, c.grad, 'c', 'tanh')
         (mul,) = clone._prev
         assert mul._op == '*' and {p.data for p in mul._prev} == {2.0, 3.0}
-        clone.backward()
+        original = sorted(p.grad for p in next(iter(c._prev))._prev)
+        assert sorted(p.grad for p in mul._prev) == original   # grads travel along
+        clone.backward()   # the clone's own graph: its leaf grads accumulate, c's do not
+        assert sorted(p.grad for p in mul._prev) == [2 * g for g in original]
+        assert sorted(p.grad for p in next(iter(c._prev))._prev) == original
 
 
 def test_numpy_array_operand_is_refused():
