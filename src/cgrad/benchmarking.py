@@ -301,15 +301,15 @@ WORKLOADS = [
     Workload("backward, wide graph", backward_wide, "node", {"quick": 5000, "full": 50000}),
     Workload("backward, 900-deep chain", backward_chain, "node", {"quick": 0, "full": 0}),
     Workload("demo step: MLP(2, [16, 16, 1]), 100 moons", training_step(2, [16, 16, 1], False),
-             "step", {"quick": 100, "full": 100}),
+             "step", {"quick": 2, "full": 100}),
     Workload("step: MLP(2, [64, 64, 1]), 100 moons", training_step(2, [64, 64, 1], False),
-             "step", {"quick": 10, "full": 100}),
+             "step", {"quick": 2, "full": 100}),
     Workload("step: MLP(64, [128, 10]), batch 32", training_step(64, [128, 10], True),
-             "step", {"quick": 4, "full": 32}),
-    Workload("bytes per node", bytes_per_node, "byte", {"quick": 20000, "full": 100000},
+             "step", {"quick": 1, "full": 32}),
+    Workload("bytes per node", bytes_per_node, "byte", {"quick": 5000, "full": 100000},
              kind="memory"),
     Workload("deepest differentiable chain", deepest_chain, "node",
-             {"quick": 100000, "full": 1000000}, kind="depth"),
+             {"quick": 20000, "full": 1000000}, kind="depth"),
 ]
 
 
@@ -347,7 +347,7 @@ def measure(workload, engine, mode="full", repeats=7, budget=10.0):
     except RecursionError:
         raise Unsupported("RecursionError: its recursive topological sort cannot go "
                           f"{sys.getrecursionlimit()} levels deep (Python's limit)")
-    n = max(3, min(repeats, int(budget / max(times[0], 1e-9))))
+    n = max(2 if mode == "quick" else 3, min(repeats, int(budget / max(times[0], 1e-9))))
     times = [time_once(fn, engine) for _ in range(n)]
     per_unit = [t / units for t in times]
     med = statistics.median(per_unit)

@@ -50,7 +50,7 @@ def run(mode="full", engines=None, progress=sys.stderr):
             print(f"  {workload.name} / {engine} ...", file=progress, flush=True)
             try:
                 row[engine] = measure(workload, engine, mode,
-                                      budget=1.0 if mode == "quick" else 8.0)
+                                      budget=0.3 if mode == "quick" else 8.0)
             except Unsupported as why:
                 row[engine] = f"unsupported: {why}"
             gc.collect()
@@ -61,11 +61,12 @@ def table(results):
     kinds = {w.name: w for w in WORKLOADS}
     lines = [f"| workload | engine | median per unit | spread (IQR) | vs micrograd | vs torch (scalar, else batched) |",
              "|---|---|---|---|---|---|"]
+    not_run = {}   # (engine, why) -> workloads: listed once, under the table
     for name, row in results.items():
         w = kinds[name]
         for engine, r in row.items():
             if isinstance(r, str):
-                lines.append(f"| {name} | {engine} | {r} | | | |")
+                not_run.setdefault((engine, r.removeprefix("unsupported: ")), []).append(name)
                 continue
             base = [row.get(b) for b in BASELINES]
             if not isinstance(base[1], dict):  # no scalar-torch figure: compare with batched
@@ -76,6 +77,10 @@ def table(results):
                 f"| {name} | {engine} | {format_amount(r['median'], w.kind)}{unit} | "
                 f"{r['spread'] * 100:.0f}% of {r['repeats']} | "
                 f"{ratio(r['median'], base[0], w.kind)} | {ratio(r['median'], base[1], w.kind)} |")
+    if not_run:
+        lines.append("\nNot run (the engine cannot do the workload):\n")
+        for (engine, why), names in not_run.items():
+            lines.append(f"- {engine}: {', '.join(names)} ({why})")
     return "\n".join(lines)
 
 
