@@ -164,8 +164,6 @@ cg_status cg_plan_forward(cg_plan *p, cg_node **failed);
 /* root.backward() over the plan: interior grads restart at zero, leaf grads accumulate. */
 cg_status cg_plan_backward(cg_plan *p, cg_node **failed);
 
-/* Write data[0..n) into leaves, zeroing their grads as for fresh leaves. */
-void cg_load(cg_node **leaves, const double *data, size_t n);
 /* Read nodes' data into out. */
 void cg_gather(cg_node **nodes, size_t n, double *out);
 

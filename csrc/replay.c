@@ -429,19 +429,23 @@ static cg_status layer_steps(cg_plan *p, const cg_layer *l, int backward, cg_nod
     return CG_OK;
 }
 
-static cg_status forward_scheduled(cg_plan *p, cg_node **failed)
+/* Run a schedule of steps and layers; a layer that meets a non-finite number is run
+ * again step by step, which tells errors as they always are. */
+static cg_status run_schedule(cg_plan *p, const cg_entry *schedule, size_t n, int backward,
+                              cg_node **failed)
 {
     cg_status st = CG_OK;
-    for (size_t e = 0; e < p->n_forward_entries && st == CG_OK; e++) {
-        cg_entry entry = p->forward_schedule[e];
+    for (size_t e = 0; e < n && st == CG_OK; e++) {
+        cg_entry entry = schedule[e];
         if (entry >= 0) {
-            st = forward_step(p, &p->steps[entry]);
+            const cg_step *s = &p->steps[entry];
+            st = backward ? backward_step(p, s) : forward_step(p, s);
             if (st != CG_OK)
-                *failed = p->slot_node[p->steps[entry].out];
+                *failed = p->slot_node[s->out];
         } else {
             const cg_layer *l = &p->layers[-1 - entry];
-            if (cg_layer_forward(p, l) != CG_OK)
-                st = layer_steps(p, l, 0, failed);
+            if ((backward ? cg_layer_backward(p, l) : cg_layer_forward(p, l)) != CG_OK)
+                st = layer_steps(p, l, backward, failed);
         }
     }
     return st;
@@ -451,7 +455,7 @@ cg_status cg_plan_forward(cg_plan *p, cg_node **failed)
 {
     cg_status st = CG_OK;
     if (p->n_layers)
-        return forward_scheduled(p, failed);
+        return run_schedule(p, p->forward_schedule, p->n_forward_entries, 0, failed);
     for (size_t i = 0; i < p->n_steps; i++) {
         size_t batch = p->steps[i].batch;
         if (batch > 1 && forward_batch(p, &p->steps[i], batch) == CG_OK) {
@@ -578,18 +582,7 @@ cg_status cg_plan_backward(cg_plan *p, cg_node **failed)
         p->grad[p->steps[i].out] = 0.0;
     p->grad[p->steps[nb - 1].out] = 1.0;
     if (p->n_layers) {
-        for (size_t e = 0; e < p->n_backward_entries && st == CG_OK; e++) {
-            cg_entry entry = p->backward_schedule[e];
-            if (entry >= 0) {
-                st = backward_step(p, &p->steps[entry]);
-                if (st != CG_OK)
-                    *failed = p->slot_node[p->steps[entry].out];
-            } else {
-                const cg_layer *l = &p->layers[-1 - entry];
-                if (cg_layer_backward(p, l) != CG_OK)
-                    st = layer_steps(p, l, 1, failed);
-            }
-        }
+        st = run_schedule(p, p->backward_schedule, p->n_backward_entries, 1, failed);
     } else {
         for (size_t i = nb; i-- > 0;) {
             st = backward_step(p, &p->steps[i]);
@@ -681,14 +674,6 @@ void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t 
 double cg_plan_root_value(const cg_plan *p)
 {
     return p->n_backward ? p->val[p->steps[p->n_backward - 1].out] : 0.0;
-}
-
-void cg_load(cg_node **leaves, const double *data, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        leaves[i]->data = data[i];
-        leaves[i]->grad = 0.0;
-    }
 }
 
 void cg_gather(cg_node **nodes, size_t n, double *out)

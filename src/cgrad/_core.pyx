@@ -123,7 +123,6 @@ cdef int interior_order(cg_node **roots, size_t n_roots, cg_vec *order,
 
 cdef bint pending = False            # some Graph holds numbers its nodes do not show yet
 cdef object flush_replays = None     # set by _replay: writes those numbers into the nodes
-cdef unsigned long epoch = 0         # bumped when nodes are written outside a plan
 
 
 cdef int sync_nodes() except -1:
@@ -135,9 +134,8 @@ cdef int sync_nodes() except -1:
 
 
 cdef void nodes_changed() noexcept:
-    global epoch, cg_data_epoch
-    epoch += 1
-    cg_data_epoch += 1
+    global cg_data_epoch
+    cg_data_epoch += 1   # also what rows' copies of their data are checked against
 
 
 cdef void replay_pending() noexcept:
@@ -146,7 +144,7 @@ cdef void replay_pending() noexcept:
 
 
 cdef unsigned long node_epoch() noexcept:
-    return epoch
+    return cg_data_epoch
 
 
 def _set_flush(callback):

@@ -19,7 +19,7 @@ from cgrad.optim import SGD, Adam
 from libc.stdint cimport uint32_t
 
 from cgrad._core cimport (Value, cg_node, cg_vec, cg_status, CG_OK, CG_LEAF,
-                          cg_load, cg_gather, cg_plan, cg_plan_new, cg_plan_free,
+                          cg_gather, cg_plan, cg_plan_new, cg_plan_free,
                           cg_plan_slots, cg_plan_layer_count, cg_plan_forward,
                           cg_plan_backward, cg_plan_reload, cg_plan_sync, cg_plan_find_slots,
                           cg_plan_arrays, cg_plan_load, cg_plan_root_value, cg_plan_skip_grads,
