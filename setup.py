@@ -8,14 +8,15 @@ from setuptools import Extension, setup
 FLAGS = ["-O3", "-ffp-contract=off", "-Wall", "-Wextra"]
 LINK = []
 MACROS = []
-# CGRAD_SANITIZE=1: AddressSanitizer and UBSan, and no free list of Values, so that a
-# Value used after it was freed is reported instead of being quietly reused.
+# CGRAD_SANITIZE=1: AddressSanitizer and UBSan, and neither free lists nor slabs for
+# Values, so that a Value used after it was freed is reported instead of being quietly
+# reused.
 if os.environ.get("CGRAD_SANITIZE") == "1":
     FLAGS = ["-O1", "-g", "-ffp-contract=off", "-fno-omit-frame-pointer",
              "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
     LINK = ["-fsanitize=address,undefined"]
-    MACROS = [("CYTHON_USE_FREELISTS", "0")]
-HEADERS = ["csrc/cgrad.h", "csrc/ops.h", "csrc/plan.h", "csrc/layer_kernels.h",
+    MACROS = [("CYTHON_USE_FREELISTS", "0"), ("CGRAD_NO_SLABS", "1")]
+HEADERS = ["csrc/cgrad.h", "csrc/ops.h", "csrc/slab.h", "csrc/plan.h", "csrc/layer_kernels.h",
            "src/cgrad/_core.pxd"]
 
 
@@ -26,7 +27,7 @@ def extension(name, *sources):
 
 
 extensions = [
-    extension("_core", "csrc/graph.c"),
+    extension("_core", "csrc/graph.c", "csrc/slab.c"),
     extension("_replay", "csrc/replay.c", "csrc/layers.c", "csrc/layer_kernels.c",
               "csrc/optim.c"),
     extension("_optim", "csrc/optim.c"),

@@ -24,12 +24,19 @@ typedef enum {
     CG_N_OPS
 } cg_op;
 
+/* Set in a node's op byte when Python code (a `_backward` the user assigned, the way
+ * micrograd's own ops are written) replaces the op's chain rule.  The sweep's inline
+ * `+`/`*` test then fails for such a node, and cg_backward_other hands it to
+ * cg_python_backward; forward math and names use cg_base_op. */
+#define CG_OP_PYTHON_BACKWARD 0x80
+
 typedef enum {
     CG_OK = 0,
     CG_ERR_OVERFLOW,   /* a finite input gave an infinite or NaN result */
     CG_ERR_ZERODIV,    /* zero to a negative power */
     CG_ERR_DOMAIN,     /* log of a non-positive number, fractional power of a negative */
-    CG_ERR_NOMEM
+    CG_ERR_NOMEM,
+    CG_ERR_PYTHON      /* a Python `_backward` raised: its exception is set */
 } cg_status;
 
 enum {
@@ -37,31 +44,51 @@ enum {
     CG_FLAG_HAS_BIAS = 2,     /* CG_DOT: the last kid is the bias */
     /* CG_DOT over two shared rows: kids are a row of weights (and the bias, last, with
      * CG_FLAG_HAS_BIAS) and a row of inputs, so a layer's dots hold no copies of them */
-    CG_FLAG_ROWS = 4
+    CG_FLAG_ROWS = 4,
+    /* the node's Value is tracked by Python's cyclic GC (it holds, or is built over a
+     * node that holds, Python objects that may lead back to it); nodes built over it are
+     * tracked too */
+    CG_FLAG_TRACKED = 8
 };
 
 typedef struct cg_node cg_node;
 
+/* A node's kids: up to two inline, or a malloc'd array the node owns.  The word after a
+ * lone kid or after the array pointer holds the op's constant, `arg`: CG_POW's exponent
+ * (one kid), a row's data-copy epoch (more than two kids).  No op with exactly two kids
+ * has a constant, so a node is 48 bytes. */
+typedef struct {
+    cg_node **many;
+    double arg;
+} cg_kid_array;
+
 typedef union {
-    cg_node *pair[2];  /* up to two kids, stored inline */
-    cg_node **many;    /* more than two: a malloc'd array the node owns */
+    cg_node *pair[2];
+    cg_kid_array ext;
 } cg_kid_slots;
 
 struct cg_node {
     double data;
     double grad;
-    double arg;          /* CG_POW: the exponent; CG_OPAQUE: index of the op's name */
     cg_kid_slots kids;
     uint32_t n_kids;
     uint32_t mark;       /* visit mark: equal to the current epoch once visited */
-    uint8_t op;
+    uint8_t op;          /* a cg_op, maybe with CG_OP_PYTHON_BACKWARD */
     uint8_t flags;
 };
 
 static inline cg_node **cg_kids(cg_node *n)
 {
-    return n->n_kids <= 2 ? n->kids.pair : n->kids.many;
+    return n->n_kids <= 2 ? n->kids.pair : n->kids.ext.many;
 }
+
+static inline uint8_t cg_base_op(const cg_node *n)
+{
+    return (uint8_t)(n->op & ~CG_OP_PYTHON_BACKWARD);
+}
+
+/* Runs a node's Python `_backward` (set by the Python layer, which owns the objects). */
+extern cg_status (*cg_python_backward)(cg_node *n);
 
 /* Bumped whenever some node's data may have changed after it was computed (an optimizer
  * step, a write through Value.data, a replayed graph's numbers reaching its nodes):
@@ -70,7 +97,7 @@ extern uint32_t cg_data_epoch;
 
 /* A row node with more than two items keeps, after its kid pointers, a copy of their
  * data: the layer's dot nodes read it instead of chasing the pointers once per neuron.
- * The copy is refreshed when the epoch moved (node->arg holds the epoch + 1 it was
+ * The copy is refreshed when the epoch moved (kids.ext.arg holds the epoch + 1 it was
  * taken at).  Rows of one or two items have no room for it (kids stored inline). */
 static inline size_t cg_row_alloc_size(size_t n_items)
 {
@@ -128,12 +155,6 @@ int cg_interior_order(cg_node **roots, size_t n_roots, cg_vec *order, size_t *n_
 /* Zero the grads of interior nodes in order, set root's grad to 1 and apply the
  * chain rule from root down.  On error *failed is the node that failed. */
 cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed);
-
-/* One node's local chain rule: adds its grad times each local derivative to its kids. */
-cg_status cg_backward_node(cg_node *n);
-
-/* Recomputes n->data from its kids. */
-cg_status cg_eval(cg_node *n);
 
 /* Replay (replay.c): a recorded graph packed for re-running.  nodes[0..n) are interior
  * nodes, kids first, as cg_interior_order gives them; the first n_backward are the ones

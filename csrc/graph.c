@@ -23,8 +23,13 @@ void cg_vec_free(cg_vec *v)
 
 uint32_t cg_data_epoch = 0;
 
-cg_status cg_eval(cg_node *n) { return cg_eval_inline(n); }
-cg_status cg_backward_node(cg_node *n) { return cg_backward_inline(n); }
+static cg_status no_python(cg_node *n)
+{
+    (void)n;
+    return CG_OK;
+}
+
+cg_status (*cg_python_backward)(cg_node *n) = no_python;
 
 /* Each traversal takes a fresh epoch, so marks never need clearing.  New nodes carry
  * mark 0, which no epoch uses.  (A node left unvisited for 2**32 traversals could be

@@ -215,11 +215,16 @@ static inline const double *cg_row_values(cg_node *row, double spare[2])
 {
     uint32_t n = row->n_kids;
     cg_node **items = cg_kids(row);
-    double *copy = n > 2 ? (double *)(void *)(items + n) : spare;
-    if (n <= 2 || row->arg != (double)cg_data_epoch + 1.0) {
+    if (n <= 2) {
+        for (uint32_t i = 0; i < n; i++)
+            spare[i] = items[i]->data;
+        return spare;
+    }
+    double *copy = (double *)(void *)(items + n);
+    if (row->kids.ext.arg != (double)cg_data_epoch + 1.0) {
         for (uint32_t i = 0; i < n; i++)
             copy[i] = items[i]->data;
-        row->arg = (double)cg_data_epoch + 1.0;
+        row->kids.ext.arg = (double)cg_data_epoch + 1.0;
     }
     return copy;
 }
@@ -270,7 +275,7 @@ static inline cg_status cg_eval_inline(cg_node *n)
         return CG_OK;
     if (cg_is_nary(n->op))
         return cg_eval_nary(n);
-    return cg_forward_scalar(n->op, n->arg, k[0]->data,
+    return cg_forward_scalar(n->op, n->kids.ext.arg, k[0]->data,
                              cg_is_binary(n->op) ? k[1]->data : 0.0, &n->data);
 }
 
@@ -315,6 +320,8 @@ static CG_NOINLINE cg_status cg_backward_other(cg_node *n)
     double g = n->grad, da, db;
     int bad = 0;
     cg_status st;
+    if (n->op & CG_OP_PYTHON_BACKWARD)
+        return cg_python_backward(n);
     switch (n->op) {
     case CG_LEAF:
     case CG_OPAQUE:
@@ -341,7 +348,7 @@ static CG_NOINLINE cg_status cg_backward_other(cg_node *n)
     }
     default: {
         int binary = cg_is_binary(n->op);
-        st = cg_backward_scalar(n->op, n->arg, k[0]->data, binary ? k[1]->data : 0.0,
+        st = cg_backward_scalar(n->op, n->kids.ext.arg, k[0]->data, binary ? k[1]->data : 0.0,
                                 n->data, g, &da, &db);
         if (st != CG_OK)
             return st;

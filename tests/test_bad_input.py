@@ -81,18 +81,23 @@ def test_non_finite_inputs_pass_through_as_in_python():
 
 
 @pytest.mark.parametrize("op, kids", [
-    (1, 1), (2, 3), (4, 0), (6, 0), (6, 2), (11, 3), (0, 1),
+    ("+", 1), ("*", 3), ("**", 0), ("tanh", 0), ("tanh", 2), ("dot", 3), ("leaf", 1),
+    ("no such op", 0), (3, 1),
 ])
 def test_corrupt_pickle_is_refused_not_crashed(op, kids):
     """A pickled node whose children do not fit its op (a + with one child) would make
     the C code read a child that is not there: unpickling refuses it."""
     import pickle
     good = pickle.dumps(Value(1.5) * Value(2.0))
-    from cgrad._core import _restore
+    from cgrad._core import _rebuild, _restore
     with pytest.raises(ValueError, match="corrupt pickled Value"):
-        _restore(1.0, 0.0, '', op, 0.0, 0, tuple(Value(1.0) for _ in range(kids)), '')
+        _rebuild(Value, 1.0, 0.0, op, 0.0, 0, tuple(Value(1.0) for _ in range(kids)))
     with pytest.raises(ValueError, match="corrupt pickled Value"):
-        _restore(1.0, 0.0, '', 11, 0.0, 2, (), '')  # a dot flagged with a bias it lacks
+        _rebuild(Value, 1.0, 0.0, "dot", 0.0, 2, ())  # a dot flagged with a bias it lacks
+    with pytest.raises(ValueError, match="corrupt pickled Value"):
+        _restore(1.0, 0.0, '', 1, 0.0, 0, (Value(1.0),), '')  # cgrad 0.1's format: + of one
+    with pytest.raises(ValueError, match="corrupt pickled Value"):
+        _rebuild(int, 1.0, 0.0, "leaf", 0.0, 0, ())
     assert pickle.loads(good).data == 3.0
     for empty in (dot([], []), dot([], [], 2.0), vsum([])):
         assert pickle.loads(pickle.dumps(empty)).data == empty.data

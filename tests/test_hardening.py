@@ -13,7 +13,7 @@ import pytest
 
 import cgrad
 from cgrad import Graph, Value, dot, inputs, losses, nn
-from cgrad._core import _restore
+from cgrad._core import _rebuild
 from cgrad.optim import SGD, Adam
 from cgrad.viz import dot_source
 
@@ -72,8 +72,8 @@ def test_unpickling_reads_the_children_once():
         def __getitem__(self, i):
             return "not a Value"
 
-    add_code = (a + b).__reduce__()[1][3]
-    out = _restore(5.0, 0.0, '', add_code, 0.0, 0, TwoFaced(), '+')
+    add_key = (a + b).__reduce__()[1][3]
+    out = _rebuild(Value, 5.0, 0.0, add_key, 0.0, 0, TwoFaced())
     out.backward()
     assert out._prev == {a, b} and (a.grad, b.grad) == (1.0, 1.0)
 

@@ -7,23 +7,28 @@ cdef extern from "cgrad.h" nogil:
         CG_SIGMOID, CG_SUM, CG_DOT, CG_LOGSUMEXP, CG_OPAQUE, CG_ROW, CG_N_OPS
 
     ctypedef enum cg_status:
-        CG_OK, CG_ERR_OVERFLOW, CG_ERR_ZERODIV, CG_ERR_DOMAIN, CG_ERR_NOMEM
+        CG_OK, CG_ERR_OVERFLOW, CG_ERR_ZERODIV, CG_ERR_DOMAIN, CG_ERR_NOMEM, CG_ERR_PYTHON
 
     enum:
         CG_FLAG_INT_EXPONENT
         CG_FLAG_HAS_BIAS
         CG_FLAG_ROWS
+        CG_FLAG_TRACKED
+        CG_OP_PYTHON_BACKWARD
 
     cdef struct cg_node
 
+    ctypedef struct cg_kid_array:
+        cg_node **many
+        double arg
+
     ctypedef union cg_kid_slots:
         cg_node *pair[2]
-        cg_node **many
+        cg_kid_array ext
 
     cdef struct cg_node:
         double data
         double grad
-        double arg
         cg_kid_slots kids
         uint32_t n_kids
         uint32_t mark
@@ -44,6 +49,7 @@ cdef extern from "cgrad.h" nogil:
         size_t cap
 
     cg_node **cg_kids(cg_node *n)
+    uint8_t cg_base_op(const cg_node *n)
     uint32_t cg_data_epoch
     size_t cg_row_alloc_size(size_t n_items)
     int cg_vec_push(cg_vec *v, void *item)
@@ -67,6 +73,11 @@ cdef extern from "cgrad.h" nogil:
     int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n)
 
 
+cdef extern from "cgrad.h":
+    # called by the sweep, which holds the GIL whenever a node has Python code
+    cg_status (*cg_python_backward)(cg_node *n) except CG_ERR_PYTHON
+
+
 cdef extern from "ops.h" nogil:
     cg_status cg_eval_inline(cg_node *n)
     cg_status cg_backward_inline(cg_node *n)
@@ -74,7 +85,8 @@ cdef extern from "ops.h" nogil:
 
 cdef class Value:
     cdef cg_node node
-    cdef object _label
+    cdef dict __dict__
+    cdef object __weakref__
 
 
 cdef Value leaf(double data)

@@ -3,15 +3,23 @@
 
 Each Value embeds a ``cg_node``.  A node points at its kids' nodes, and keeps their
 Value objects alive by holding one reference to each (the Value is recovered from the
-node by a fixed offset).  Kids are always older than their parents, so a graph cannot
-hold a cycle: the type is left out of Python's cyclic GC, which would cost ~10x per op
-on a large kept graph.  Freeing is iterative (see ``release_kids``) so that a chain of
+node by a fixed offset).  Freeing is iterative (see ``release_kids``) so that a chain of
 millions of nodes does not recurse.
+
+A Value can carry Python attributes (``__dict__``), weak references, a ``_backward``
+closure, and the type can be subclassed or given new methods, as micrograd's can.  Kids
+are always older than their parents, so only those Python objects can close a cycle:
+a Value is tracked by the cyclic GC only once it holds such objects (or is built over
+one that does), the way CPython untracks tuples and dicts of atoms.  A plain node stays
+untracked; tracking every node would cost ~10x per op on a large kept graph.  Exact
+Values live in slabs (``csrc/slab.c``) so that a graph built in a loop is laid out in
+creation order whatever was freed before.
 """
 cimport cython
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_AsDouble
-from cpython.ref cimport PyObject, Py_INCREF
+from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
+from cpython.object cimport PyTypeObject
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from libc.math cimport isfinite
@@ -24,6 +32,57 @@ cdef extern from "ops.h":
 cdef extern from "Python.h":
     Py_ssize_t Py_REFCNT(PyObject *o)
     void decref "Py_DECREF"(PyObject *o)
+    int PyObject_GC_IsTracked(object o)
+    void PyObject_GC_Track(object o)
+    PyObject *PyObject_Init(PyObject *o, PyTypeObject *t)
+    PyObject *PyErr_NoMemory()
+    int PyObject_GenericSetAttr(object o, object name, PyObject *value) except -1
+    int PyTraceMalloc_Track(unsigned int domain, size_t ptr, size_t size)
+    int PyTraceMalloc_Untrack(unsigned int domain, size_t ptr)
+    unsigned long Py_TPFLAGS_IMMUTABLETYPE_OR_0 "CGRAD_IMMUTABLETYPE"
+    ctypedef PyObject *(*allocfunc)(PyTypeObject *, Py_ssize_t)
+    ctypedef void (*freefunc)(void *)
+    ctypedef int (*visitproc)(PyObject *, void *)
+    ctypedef int (*traverseproc)(PyObject *, visitproc, void *)
+    ctypedef int (*inquiry)(PyObject *)
+    void PyType_Modified(PyTypeObject *t)
+    void Py_SET_TYPE(PyObject *o, PyTypeObject *t)
+    long PY_VERSION_HEX
+    ctypedef struct TypeSlots "PyTypeObject":
+        PyObject *tp_dict
+        Py_ssize_t tp_basicsize
+        Py_ssize_t tp_dictoffset
+        unsigned long tp_flags
+        allocfunc tp_alloc
+        freefunc tp_free
+        traverseproc tp_traverse
+        inquiry tp_clear
+
+cdef extern from *:
+    """
+    #ifdef Py_TPFLAGS_IMMUTABLETYPE
+    #define CGRAD_IMMUTABLETYPE Py_TPFLAGS_IMMUTABLETYPE
+    #else
+    #define CGRAD_IMMUTABLETYPE 0
+    #endif
+    #ifdef CGRAD_NO_SLABS
+    #define CGRAD_USE_SLABS 0
+    #else
+    #define CGRAD_USE_SLABS 1
+    #endif
+    """
+    bint CGRAD_USE_SLABS
+
+cdef extern from "slab.h":
+    ctypedef struct cg_slab_pool:
+        size_t chunk
+        size_t n_slabs
+        void (*on_new)(void *slab, size_t n_bytes) noexcept
+        void (*on_release)(void *slab) noexcept
+    size_t CG_SLAB_BYTES
+    int cg_slab_pool_init(cg_slab_pool *p, size_t chunk, size_t max_empty_slabs)
+    void *cg_slab_alloc(cg_slab_pool *p)
+    void cg_slab_free(cg_slab_pool *p, void *chunk)
 
 
 # ---- node <-> Value -------------------------------------------------------------------
@@ -56,7 +115,7 @@ cdef void release_kids(cg_node *n) noexcept:
         if Py_REFCNT(kid) > 1 or cg_vec_push(&dying, kid) < 0:
             decref(kid)
     if n.n_kids > 2:
-        free(n.kids.many)
+        free(n.kids.ext.many)
     n.n_kids = 0
     if draining:
         return
@@ -77,22 +136,20 @@ cdef cg_node **kid_slots(cg_node *n, Py_ssize_t count) except NULL:
     cdef cg_node **slots = <cg_node **>malloc(count * sizeof(cg_node *))
     if slots == NULL:
         raise MemoryError()
-    n.kids.many = slots
+    n.kids.ext.many = slots
     return slots
 
 
 cdef int check_kids(tuple kids) except -1:
     for kid in kids:
-        if type(kid) is not Value:
+        if not isinstance(kid, Value):
             raise TypeError(f"a node's children must be Values, got {type(kid).__name__}")
     return 0
 
 
 cdef void forget(cg_node *n) noexcept:
-    """Let go of what n holds: its kids and, for a hand-built node, its op's name."""
-    if n.op == CG_OPAQUE:
-        drop_name(<Py_ssize_t>n.arg)
-        n.op = CG_LEAF
+    """Let go of the kids n holds."""
+    n.op = CG_LEAF
     if n.n_kids:
         release_kids(n)
 
@@ -102,14 +159,16 @@ cdef int set_kids(cg_node *n, tuple kids) except -1:
     reference to each.  A tuple: what was checked is what is used, whatever the
     caller's sequence would do if iterated again."""
     cdef Py_ssize_t count = len(kids), i
+    cdef uint8_t flags = 0
     check_kids(kids)
     cdef cg_node **slots = kid_slots(n, count)
     for i in range(count):
         kid = kids[i]
         slots[i] = &(<Value>kid).node
+        flags |= (<Value>kid).node.flags
         Py_INCREF(kid)
     n.n_kids = <uint32_t>count
-    return 0
+    return flags & CG_FLAG_TRACKED
 
 
 cdef int interior_order(cg_node **roots, size_t n_roots, cg_vec *order,
@@ -200,7 +259,7 @@ cdef Value leaf(double data):
 cdef inline Value as_value(object o):
     """o itself if it is a Value, a new leaf if it is a number, None otherwise."""
     cdef double d
-    if type(o) is Value:
+    if isinstance(o, Value):
         return <Value>o
     if as_double(o, &d):
         return leaf(d)
@@ -209,63 +268,26 @@ cdef inline Value as_value(object o):
 
 # ---- errors -----------------------------------------------------------------------------
 
-# The _op strings of user-built nodes, indexed by node.arg, each kept while a node uses
-# it: a program that names a million nodes differently does not keep a million names.
-cdef list OPAQUE_NAMES = []       # index -> name, or None for a free index
-cdef list OPAQUE_USES = []        # index -> how many live nodes use the name
-cdef list OPAQUE_FREE = []        # free indices
-cdef dict OPAQUE_INDEX = {}       # name -> index
-
-
-cdef Py_ssize_t hold_name(str name) except -1:
-    cdef Py_ssize_t i
-    index = OPAQUE_INDEX.get(name)
-    if index is not None:
-        i = index
-    elif OPAQUE_FREE:
-        i = OPAQUE_FREE.pop()
-        OPAQUE_NAMES[i] = name
-        OPAQUE_USES[i] = 0
-        OPAQUE_INDEX[name] = i
-    else:
-        i = len(OPAQUE_NAMES)
-        OPAQUE_NAMES.append(name)
-        OPAQUE_USES.append(0)
-        OPAQUE_INDEX[name] = i
-    OPAQUE_USES[i] += 1
-    return i
-
-
-cdef void drop_name(Py_ssize_t i) noexcept:
-    OPAQUE_USES[i] -= 1
-    if OPAQUE_USES[i] == 0:
-        del OPAQUE_INDEX[OPAQUE_NAMES[i]]
-        OPAQUE_NAMES[i] = None
-        try:
-            OPAQUE_FREE.append(i)
-        except MemoryError:
-            pass  # the index is not reused: a few bytes lost, nothing wrong
-
-
 cdef str op_name(cg_node *n):
-    cdef uint8_t op = n.op
+    cdef uint8_t op = cg_base_op(n)
     if op == CG_POW:
         if n.flags & CG_FLAG_INT_EXPONENT:
-            return f"**{int(n.arg)}"
-        return f"**{n.arg!r}"
+            return f"**{int(n.kids.ext.arg)}"
+        return f"**{n.kids.ext.arg!r}"
     if op == CG_OPAQUE:
-        return OPAQUE_NAMES[<Py_ssize_t>n.arg]
+        d = (<Value>owner_of(n)).__dict__
+        return d.get("_op", "") if d is not None else ""
     return ("", "+", "*", "", "**", "ReLU", "tanh", "exp", "log", "sigmoid", "sum",
             "dot", "logsumexp", "", "row")[op]
 
 
 cdef str describe(cg_node *n):
     cdef cg_node **k = cg_kids(n)
-    cdef uint8_t op = n.op
+    cdef uint8_t op = cg_base_op(n)
     if op == CG_ADD or op == CG_MUL or op == CG_POWV:
         return f"{k[0].data!r} {op_name(n)} {k[1].data!r}"
     if op == CG_POW:
-        return f"{k[0].data!r} ** {n.arg!r}"
+        return f"{k[0].data!r} ** {n.kids.ext.arg!r}"
     if op == CG_SUM:
         return f"a sum of {n.n_kids} values"
     if op == CG_DOT:
@@ -277,6 +299,8 @@ cdef str describe(cg_node *n):
 
 cdef int raise_status(cg_status status, cg_node *failed, bint in_backward) except -1:
     where = "backward() of " if in_backward else ""
+    if status == CG_ERR_PYTHON:
+        return -1   # a Python _backward raised: its exception stands
     if status == CG_ERR_NOMEM:
         raise MemoryError("out of memory while walking the graph")
     what = describe(failed)
@@ -302,19 +326,30 @@ cdef int raise_status(cg_status status, cg_node *failed, bint in_backward) excep
 
 # ---- building nodes ---------------------------------------------------------------------
 
+cdef void track(Value v) noexcept:
+    """Hand v to the cyclic GC: it holds, or is built over, Python objects that may lead
+    back to it."""
+    if not PyObject_GC_IsTracked(v):
+        PyObject_GC_Track(v)
+    v.node.flags |= CG_FLAG_TRACKED
+
+
 cdef Value unary(uint8_t op, Value a, double arg=0.0, uint8_t flags=0):
     sync_nodes()
     cdef Value out = Value.__new__(Value)
     out.node.op = op
-    out.node.arg = arg
     out.node.flags = flags
     out.node.n_kids = 1
     out.node.kids.pair[0] = &a.node
+    if op == CG_POW:
+        out.node.kids.ext.arg = arg
     cdef cg_status status = cg_eval_inline(&out.node)
     if status != CG_OK:
         out.node.n_kids = 0
         raise_status(status, &out.node, False)
     Py_INCREF(a)
+    if a.node.flags & CG_FLAG_TRACKED:
+        track(out)
     return out
 
 
@@ -331,6 +366,8 @@ cdef Value binary(uint8_t op, Value a, Value b):
         raise_status(status, &out.node, False)
     Py_INCREF(a)
     Py_INCREF(b)
+    if (a.node.flags | b.node.flags) & CG_FLAG_TRACKED:
+        track(out)
     return out
 
 
@@ -339,7 +376,8 @@ cdef Value nary(uint8_t op, list kids, uint8_t flags):
     cdef Value out = Value.__new__(Value)
     out.node.op = op
     out.node.flags = flags
-    set_kids(&out.node, tuple(kids))
+    if set_kids(&out.node, tuple(kids)):
+        track(out)
     cdef cg_status status = cg_eval_inline(&out.node)
     if status != CG_OK:
         raise_status(status, &out.node, False)
@@ -372,21 +410,23 @@ cdef object reciprocal(object number):
 
 # ---- the Value --------------------------------------------------------------------------
 
-# The free list keeps up to 131,072 dropped Values (10 MB) for reuse: a training loop
-# that rebuilds its graph each step then allocates no fresh memory, whose page faults
-# cost as much as building the nodes (measured: 48 -> 22 ns per op over 50k pairs).
-@cython.final
-@cython.no_gc
-@cython.freelist(131072)
+cdef int sweeps_running = 0    # backward() sweeps in progress (Python _backward may run)
+
+
 cdef class Value:
     """A scalar in a computation graph: its data, its gradient and how it was made.
 
     micrograd's API: ``Value(data, _children=(), _op='', label='')``, the operators
     ``+ - * / **``, ``relu()``, ``backward()``.  Beyond micrograd: ``tanh()``, ``exp()``,
     ``log()``, ``sigmoid()``, ``Value ** Value`` and ``number ** Value``.
-    """
 
+    Extend it as micrograd is extended: build a node by hand and give it a chain rule,
+    ``out = Value(f(x.data), (x,), 'f'); out._backward = closure`` (the closure runs
+    when backward() reaches ``out``); add methods to the class; subclass it; set
+    attributes on a Value; keep weak references to it.
+    """
     __array_ufunc__ = None  # numpy scalars hand `np.float64(2) * v` to Value.__rmul__
+    label = ''              # a Value's label lives in its __dict__ once it is given one
 
     def __init__(self, data, _children=(), _op='', label=''):
         # Everything that can fail or run the caller's code comes first; the node
@@ -395,30 +435,49 @@ cdef class Value:
         cdef tuple kids = tuple(_children)
         check_kids(kids)
         name = str(_op) if kids or _op else None
+        if self.node.n_kids and sweeps_running:
+            raise RuntimeError("a Value that has children cannot be re-initialised while "
+                               "backward() runs a Python _backward")
         sync_nodes()
         nodes_changed()
         cdef cg_node old = self.node   # its kids are released last, after the swap
-        cdef Py_ssize_t name_index = hold_name(name) if name is not None else -1
         memset(&self.node, 0, sizeof(cg_node))
         self.node.data = d
+        self.node.flags = old.flags & CG_FLAG_TRACKED
         try:
-            set_kids(&self.node, kids)
-        except BaseException:
-            if name_index >= 0:
-                drop_name(name_index)
-            raise
+            if set_kids(&self.node, kids):
+                track(self)
         finally:
             forget(&old)
-        if name_index >= 0:
-            # a node built by hand, as micrograd's internals do: kept as is, no math
+        attrs = self.__dict__
+        if attrs is not None:   # what micrograd's __init__ resets
+            attrs.pop("_backward", None)
+            attrs.pop("_op", None)
+        if name is not None:
+            # a node built by hand, as micrograd's internals do: no math of its own;
+            # its chain rule is the `_backward` the caller assigns next, if any
             self.node.op = CG_OPAQUE
-            self.node.arg = name_index
-        self._label = label
+            if name:
+                self.__dict__["_op"] = name
+        if label or (attrs is not None and "label" in attrs):
+            self.__dict__["label"] = label
+        if type(self) is not Value:
+            track(self)         # a subclass may hold anything
 
     def __dealloc__(self):
         forget(&self.node)
 
     # -- attributes --
+
+    def __setattr__(self, name, value):
+        PyObject_GenericSetAttr(self, name, <PyObject *>value)
+        if self.__dict__ is not None:
+            attrs_changed(self)
+
+    def __delattr__(self, name):
+        PyObject_GenericSetAttr(self, name, NULL)
+        if self.__dict__ is not None:
+            attrs_changed(self)
 
     @property
     def data(self):
@@ -445,14 +504,6 @@ cdef class Value:
         nodes_changed()
 
     @property
-    def label(self):
-        return '' if self._label is None else self._label
-
-    @label.setter
-    def label(self, value):
-        self._label = value
-
-    @property
     def _op(self):
         return op_name(&self.node)
 
@@ -463,8 +514,8 @@ cdef class Value:
         cdef uint32_t i
         cdef cg_dot_parts d
         prev = set()
-        if self.node.op == CG_DOT and self.node.flags & CG_FLAG_ROWS:  # through the rows
-            d = cg_dot_of(&self.node)
+        if cg_base_op(&self.node) == CG_DOT and self.node.flags & CG_FLAG_ROWS:
+            d = cg_dot_of(&self.node)   # through the rows
             for i in range(d.m):
                 prev.add(owner_of(d.w[i]))
                 prev.add(owner_of(d.x[i]))
@@ -503,7 +554,7 @@ cdef class Value:
         return binary(CG_MUL, self, leaf(-1.0))
 
     def __sub__(self, other):
-        if type(other) is Value:
+        if isinstance(other, Value):
             return binary(CG_ADD, self, -other)
         cdef Value b = as_value(other)
         if b is None:
@@ -518,7 +569,7 @@ cdef class Value:
         return binary(CG_ADD, -self, a)
 
     def __truediv__(self, other):
-        if type(other) is Value:
+        if isinstance(other, Value):
             return binary(CG_MUL, self, power(<Value>other, -1))
         inverse = reciprocal(other)
         if inverse is None:
@@ -534,7 +585,7 @@ cdef class Value:
     def __pow__(self, other, modulo=None):
         if modulo is not None:
             return NotImplemented
-        if type(other) is Value:
+        if isinstance(other, Value):
             return binary(CG_POWV, self, <Value>other)
         out = power(self, other)
         return NotImplemented if out is None else out
@@ -566,18 +617,24 @@ cdef class Value:
 
     def backward(self):
         """Set the gradient of every node this one depends on (leaf grads accumulate)."""
+        global sweeps_running
         cdef cg_vec order
         cdef cg_node *failed = NULL
         memset(&order, 0, sizeof(order))
         sync_nodes()
+        sweeps_running += 1
         cdef cg_status status = cg_backward(&self.node, &order, &failed)
+        sweeps_running -= 1
         nodes_changed()
         cg_vec_free(&order)
         if status != CG_OK:
             raise_status(status, failed, True)
 
     def _backward(self):
-        """Apply this node's local chain rule once: add to its children's grads."""
+        """Apply this node's local chain rule once: add to its children's grads.
+
+        A node built by hand takes the chain rule assigned to it, micrograd's way:
+        ``out._backward = closure``."""
         sync_nodes()
         cdef cg_status status = cg_backward_inline(&self.node)
         nodes_changed()
@@ -591,22 +648,59 @@ cdef class Value:
         cdef cg_node **k = cg_kids(&self.node)
         cdef uint32_t i
         cdef list kid_list = []
+        cdef uint8_t op = cg_base_op(&self.node)
         for i in range(self.node.n_kids):
             kid_list.append(owner_of(k[i]))
-        kids = tuple(kid_list)
-        return (_restore, (self.node.data, self.node.grad, self._label, self.node.op,
-                           self.node.arg, self.node.flags, kids, self._op))
+        state = dict(self.__dict__) if self.__dict__ else None
+        return (_rebuild, (type(self), self.node.data, self.node.grad, OP_KEYS[op],
+                           self.node.kids.ext.arg if op == CG_POW else 0.0,
+                           self.node.flags & ~CG_FLAG_TRACKED, tuple(kid_list)), state)
+
+    def __setstate__(self, state):
+        if state:
+            if self.__dict__ is None:
+                self.__dict__ = {}
+            self.__dict__.update(state)
+            attrs_changed(self)
+
+
+cdef int attrs_changed(Value v) except -1:
+    """v's __dict__ changed: its node follows a `_backward` assigned or removed, and v
+    is handed to the cyclic GC once its attributes may lead back to it."""
+    cdef dict attrs = v.__dict__
+    if "_backward" in attrs:
+        v.node.op |= CG_OP_PYTHON_BACKWARD
+    else:
+        v.node.op &= ~CG_OP_PYTHON_BACKWARD
+    if not (v.node.flags & CG_FLAG_TRACKED) and PyObject_GC_IsTracked(attrs):
+        track(v)   # the dict holds containers (CPython tracks it then), not only atoms
+    return 0
+
+
+cdef cg_status python_backward(cg_node *n) except CG_ERR_PYTHON:
+    """The sweep reached a node whose chain rule is Python code: run it."""
+    cdef dict attrs = (<Value>owner_of(n)).__dict__
+    step = attrs.get("_backward") if attrs is not None else None
+    if step is not None:
+        step()
+    return CG_OK
+
+
+# Op names as pickles store them: codes may change, names do not.
+cdef tuple OP_KEYS = ("leaf", "+", "*", "**k", "**", "relu", "tanh", "exp", "log",
+                      "sigmoid", "sum", "dot", "logsumexp", "opaque", "row")
+cdef dict OP_CODES = {key: code for code, key in enumerate(OP_KEYS)}
 
 
 cdef bint kids_fit(int op, tuple kids, int flags):
     """Whether a node of this op can have these kids (the C code relies on it)."""
     cdef Py_ssize_t n = len(kids)
     if op == CG_DOT and flags & CG_FLAG_ROWS:  # a row of weights (and bias), one of inputs
-        return (n == 2 and type(kids[0]) is Value and type(kids[1]) is Value
+        return (n == 2 and isinstance(kids[0], Value) and isinstance(kids[1], Value)
                 and (<Value>kids[0]).node.op == CG_ROW and (<Value>kids[1]).node.op == CG_ROW
                 and (<Value>kids[0]).node.n_kids == (<Value>kids[1]).node.n_kids
                 + ((flags & CG_FLAG_HAS_BIAS) != 0))
-    if op == CG_ROW:
+    if op == CG_ROW or op == CG_OPAQUE:
         return True
     if op == CG_LEAF:
         return n == 0
@@ -620,27 +714,45 @@ cdef bint kids_fit(int op, tuple kids, int flags):
     return n == 1  # the unary ops
 
 
-def _restore(data, grad, label, op, arg, flags, kids, op_text):
-    """Rebuild a pickled Value (data is stored, not recomputed)."""
+def _rebuild(cls, data, grad, op_key, arg, flags, kids):
+    """Rebuild a pickled Value (data is stored, not recomputed; attributes, the label
+    and a hand-built node's _op come back through __setstate__)."""
     cdef Value v
+    cdef int op
     kids = tuple(kids)
-    if op == CG_OPAQUE:
-        v = Value(data, kids, op_text, label)
-    elif op == CG_ROW:
+    code = OP_CODES.get(op_key) if type(op_key) is str else None
+    if code is None or type(flags) is not int or not (0 <= flags < 256):
+        raise ValueError(f"corrupt pickled Value: unknown op {op_key!r}")
+    op = code
+    if not (isinstance(cls, type) and issubclass(cls, Value)):
+        raise ValueError(f"corrupt pickled Value: {cls!r} is not a Value class")
+    check_kids(kids)
+    if not kids_fit(op, kids, flags):
+        raise ValueError(f"corrupt pickled Value: op {op_key!r} cannot have "
+                         f"{len(kids)} children")
+    if op == CG_ROW:
         v = row_node(kids)
-        v._label = label
     else:
-        if type(op) is not int or not (0 <= op < CG_N_OPS) or type(flags) is not int:
-            raise ValueError(f"corrupt pickled Value: unknown op code {op!r}")
-        if not kids_fit(op, kids, flags):
-            raise ValueError(f"corrupt pickled Value: op code {op!r} cannot have "
-                             f"{len(kids)} children")
-        v = Value(data, (), '', label)
-        set_kids(&v.node, kids)
+        v = cls.__new__(cls)
+        if set_kids(&v.node, kids) or type(v) is not Value:
+            track(v)
         v.node.op = op
-        v.node.arg = arg
-        v.node.flags = flags
-    v.node.grad = grad
+        v.node.flags |= flags & ~CG_FLAG_TRACKED
+        if op == CG_POW:
+            v.node.kids.ext.arg = to_double(arg, "a pickled exponent")
+    v.node.data = to_double(data, "pickled data")
+    v.node.grad = to_double(grad, "a pickled gradient")
+    return v
+
+
+def _restore(data, grad, label, op, arg, flags, kids, op_text):
+    """Rebuild a Value pickled by cgrad 0.1 (ops stored as codes, which were these)."""
+    if type(op) is not int or not (0 <= op < len(OP_KEYS)):
+        raise ValueError(f"corrupt pickled Value: unknown op code {op!r}")
+    v = _rebuild(Value, data, grad, OP_KEYS[op], arg, flags, kids)
+    v.__setstate__({"label": label} if label else None)
+    if op == CG_OPAQUE and op_text:
+        v.__setstate__({"_op": op_text})
     return v
 
 
@@ -785,7 +897,7 @@ cdef Value row_node(items):
     cdef cg_node **slots = <cg_node **>malloc(cg_row_alloc_size(count))
     if slots == NULL:
         raise MemoryError()
-    row.node.kids.many = slots
+    row.node.kids.ext.many = slots
     for i in range(count):
         kid = kids[i]
         slots[i] = &(<Value>kid).node
@@ -850,10 +962,123 @@ def fused_layer(neurons, x):
     return out
 
 
-cdef Py_ssize_t node_offset():
+# ---- the Value type's memory and its place in the cyclic GC ----------------------------
+
+cdef Py_ssize_t DICT_OFFSET   # where a Value's __dict__ pointer sits
+cdef Py_ssize_t PRESIZE       # bytes Python keeps before an object of a GC type
+cdef cg_slab_pool value_slabs
+
+
+cdef PyObject *value_alloc(PyTypeObject *t, Py_ssize_t n_items) noexcept:
+    """tp_alloc of exact Values: a chunk of a slab, zeroed, GC header untracked."""
+    cdef char *memory = <char *>cg_slab_alloc(&value_slabs)
+    if memory == NULL:
+        return PyErr_NoMemory()
+    memset(memory, 0, value_slabs.chunk)
+    return PyObject_Init(<PyObject *>(memory + PRESIZE), t)
+
+
+cdef void value_free(void *o) noexcept:
+    cg_slab_free(&value_slabs, <char *>o - PRESIZE)
+
+
+cdef void slab_traced(void *slab, size_t n_bytes) noexcept:
+    PyTraceMalloc_Track(0, <size_t>slab, n_bytes)   # so tracemalloc counts our nodes
+
+
+cdef void slab_untraced(void *slab) noexcept:
+    PyTraceMalloc_Untrack(0, <size_t>slab)
+
+
+cdef int value_traverse(PyObject *o, visitproc visit, void *arg) noexcept:
+    """What a Value holds: its attributes and its kids (the GC walks them only for the
+    Values it tracks)."""
+    cdef PyObject *attrs = (<PyObject **>(<char *>o + DICT_OFFSET))[0]
+    cdef cg_node *n = <cg_node *>(<char *>o + NODE_OFFSET)
+    cdef cg_node **kids = cg_kids(n)
+    cdef uint32_t i
+    cdef int found
+    if attrs != NULL:
+        found = visit(attrs, arg)
+        if found:
+            return found
+    for i in range(n.n_kids):
+        found = visit(owner(kids[i]), arg)
+        if found:
+            return found
+    return 0
+
+
+cdef int value_clear(PyObject *o) noexcept:
+    """Break a cycle: every cycle through a Value runs through some Value's attributes
+    (kids are older than their parents), so dropping those is enough."""
+    cdef PyObject **slot = <PyObject **>(<char *>o + DICT_OFFSET)
+    cdef PyObject *attrs = slot[0]
+    cdef cg_node *n = <cg_node *>(<char *>o + NODE_OFFSET)
+    n.op &= ~CG_OP_PYTHON_BACKWARD
+    slot[0] = NULL
+    Py_XDECREF(attrs)
+    return 0
+
+
+cdef int measure_type() except -1:
+    global NODE_OFFSET, DICT_OFFSET, PRESIZE
+    import sys
     cdef Value probe = Value.__new__(Value)
-    return <char *>&probe.node - <char *><PyObject *>probe
+    NODE_OFFSET = <char *>&probe.node - <char *><PyObject *>probe
+    DICT_OFFSET = (<TypeSlots *>Value).tp_dictoffset
+    PRESIZE = sys.getsizeof(probe) - (<TypeSlots *>Value).tp_basicsize
+    return 0
 
 
-NODE_OFFSET = node_offset()
+cdef int set_up_type() except -1:
+    cdef TypeSlots *t = <TypeSlots *>Value
+    measure_type()   # its probe is freed before the allocator changes
+    t.tp_traverse = <traverseproc>value_traverse
+    t.tp_clear = <inquiry>value_clear
+    # micrograd code adds methods to the class (`Value.tanh = tanh`)
+    t.tp_flags &= ~Py_TPFLAGS_IMMUTABLETYPE_OR_0
+    if PY_VERSION_HEX < 0x030A0000:
+        Py_INCREF(_ValueClass)
+        Py_SET_TYPE(<PyObject *>Value, <PyTypeObject *>_ValueClass)
+    # Slabs need the GC header to be the usual two words in front of the object.
+    if CGRAD_USE_SLABS and PRESIZE == 2 * sizeof(void *) and \
+            cg_slab_pool_init(&value_slabs, (PRESIZE + t.tp_basicsize + 15) // 16 * 16,
+                              512) == 0:
+        value_slabs.on_new = slab_traced
+        value_slabs.on_release = slab_untraced
+        t.tp_alloc = value_alloc
+        t.tp_free = value_free
+    return 0
+
+
+class _ValueClass(type):
+    """Python 3.9 only, Value's metaclass: 3.9 refuses new attributes on any type written
+    in C, and micrograd code adds methods to Value (`Value.tanh = tanh`).  Later
+    Pythons need no metaclass (Value's type is simply left mutable)."""
+
+    def __setattr__(cls, name, value):
+        if cls is not Value:
+            return type.__setattr__(cls, name, value)
+        if name.startswith("__") and name.endswith("__"):
+            raise TypeError(f"cannot set {name!r} on Value under Python 3.9 (only 3.10+ "
+                            f"updates a C type's special methods); subclass Value instead")
+        (<dict>(<TypeSlots *>Value).tp_dict)[name] = value
+        PyType_Modified(<PyTypeObject *>Value)
+
+    def __delattr__(cls, name):
+        if cls is not Value:
+            return type.__delattr__(cls, name)
+        del (<dict>(<TypeSlots *>Value).tp_dict)[name]
+        PyType_Modified(<PyTypeObject *>Value)
+
+
+def _memory_layout():
+    """(bytes per exact Value including the GC header, bytes held in slabs or 0)."""
+    return (PRESIZE + (<TypeSlots *>Value).tp_basicsize,
+            value_slabs.n_slabs * CG_SLAB_BYTES)
+
+
+set_up_type()
 memset(&dying, 0, sizeof(dying))
+cg_python_backward = python_backward

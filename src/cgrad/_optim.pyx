@@ -14,7 +14,7 @@ cdef class ParameterArray:
         cdef Py_ssize_t i
         self.values = tuple(values)
         for i, item in enumerate(self.values):
-            if type(item) is not Value:
+            if not isinstance(item, Value):
                 raise TypeError(f"optimizers take cgrad Values, got {type(item).__name__} "
                                 f"at position {i}")
             v = item

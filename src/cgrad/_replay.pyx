@@ -24,7 +24,7 @@ from cgrad._core cimport (Value, cg_node, cg_vec, cg_status, CG_OK, CG_LEAF,
                           cg_plan_backward, cg_plan_reload, cg_plan_sync, cg_plan_find_slots,
                           cg_plan_arrays, cg_plan_load, cg_plan_root_value, cg_plan_skip_grads,
                           cg_sgd_step_slots, cg_adam_step_slots,
-                          interior_order, owner_of, raise_status, sync_nodes, nodes_changed,
+                          CG_OP_PYTHON_BACKWARD, interior_order, owner_of, raise_status, sync_nodes, nodes_changed,
                           replay_pending, node_epoch)
 from cgrad._core import _set_flush
 from cgrad._optim cimport ParameterArray
@@ -111,7 +111,7 @@ def flatten(obj, what):
     while True:
         n_values = 0
         for item in level:
-            n_values += type(item) is Value
+            n_values += isinstance(item, Value)
         if n_values == len(level):
             return level, tuple(shape)
         if n_values:
@@ -171,12 +171,30 @@ cdef cg_plan *record(list roots, bint with_loss) except NULL:
     # Under the GIL: the traversal and the planning write visit marks into the nodes,
     # and two threads recording graphs that share nodes would garble each other's.
     failed = interior_order(root_array.nodes, root_array.size, &order, &n_first)
-    if not failed:
-        plan = cg_plan_new(<cg_node **>order.items, order.len, n_first if with_loss else 0)
-    free(order.items)
+    try:
+        if not failed:
+            refuse_python_nodes(<cg_node **>order.items, order.len)
+            plan = cg_plan_new(<cg_node **>order.items, order.len,
+                               n_first if with_loss else 0)
+    finally:
+        free(order.items)
     if plan == NULL:
         raise MemoryError("out of memory while recording the graph")
     return plan
+
+
+cdef int refuse_python_nodes(cg_node **nodes, size_t n) except -1:
+    """A plan runs in C without the GIL: a node whose chain rule is Python code (a
+    `_backward` assigned to it) cannot be part of one."""
+    cdef size_t i
+    for i in range(n):
+        if nodes[i].op & CG_OP_PYTHON_BACKWARD:
+            v = owner_of(nodes[i])
+            raise TypeError(
+                f"cannot replay a graph containing a node with a Python _backward "
+                f"({v!r}, op {v._op!r}): replay runs in C.  Build the op from cgrad's "
+                f"ops (or cgrad.dot/sum/logsumexp), or call loss.backward() eagerly")
+    return 0
 
 
 cdef class Graph:
@@ -226,7 +244,7 @@ cdef class Graph:
             raise
 
     cdef int build(self, loss, inputs, outputs, bint input_grads) except -1:
-        if loss is not None and type(loss) is not Value:
+        if loss is not None and not isinstance(loss, Value):
             raise TypeError(f"the loss must be a Value (or None), not {type(loss).__name__}")
         self.loss = loss
         groups = inputs if type(inputs) is tuple else (inputs,)
