@@ -1,19 +1,108 @@
 /* The slab pool: see slab.h. */
-#define _POSIX_C_SOURCE 200112L  /* posix_memalign */
+#define _DEFAULT_SOURCE          /* MAP_ANONYMOUS, madvise */
+#define _DARWIN_C_SOURCE
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include "slab.h"
 
-enum { IN_USE, SPARSE, EMPTY };
+/* Slabs are carved from 2 MiB arenas mapped straight from the system and offered to
+ * transparent huge pages: one page fault and one TLB entry per 2 MiB instead of per
+ * 4 KiB.  Measured on a 100,000-node chain (9.6 MB): backward went from 35 to 7 ns per
+ * node once the graph no longer outgrew the 4 KiB-page TLB's reach (8 MiB). */
+#define ARENA_BYTES ((size_t)2 << 20)
+#define SLABS_PER_ARENA ((uint32_t)(ARENA_BYTES / CG_SLAB_BYTES))
 
-struct cg_slab {
-    cg_slab *prev, *next;   /* links in the sparse list, or the empty cache (next) */
-    uint32_t live;          /* chunks handed out and not freed */
-    uint32_t cursor;        /* no free chunk below it in the current slab */
-    uint32_t where;
-    uint32_t pad;
-    uint64_t used[];        /* bit i: chunk i is live (header chunks and the tail: set) */
+struct cg_arena {
+    char *base;
+    uint32_t free_mask;        /* bit i: slab i is not handed out */
+    cg_arena *prev, *next;     /* arenas with a free slab */
 };
+
+static void *map_arena(void)
+{
+    /* twice the size, then the unaligned ends unmapped: an aligned 2 MiB */
+    char *raw = mmap(NULL, 2 * ARENA_BYTES, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    char *base = (char *)(((uintptr_t)raw + ARENA_BYTES - 1) & ~(uintptr_t)(ARENA_BYTES - 1));
+    if (base > raw)
+        munmap(raw, (size_t)(base - raw));
+    if (base + ARENA_BYTES < raw + 2 * ARENA_BYTES)
+        munmap(base + ARENA_BYTES, (size_t)(raw + 2 * ARENA_BYTES - (base + ARENA_BYTES)));
+#ifdef MADV_HUGEPAGE
+    madvise(base, ARENA_BYTES, MADV_HUGEPAGE);
+#endif
+    return base;
+}
+
+static void unlink_arena(cg_slab_pool *p, cg_arena *a)
+{
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        p->arenas = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    a->prev = a->next = NULL;
+}
+
+static void push_arena(cg_slab_pool *p, cg_arena *a)
+{
+    a->prev = NULL;
+    a->next = p->arenas;
+    if (p->arenas)
+        p->arenas->prev = a;
+    p->arenas = a;
+}
+
+/* The lowest free slab of an arena with one, mapping a new arena if none has. */
+static cg_slab *take_slab(cg_slab_pool *p)
+{
+    cg_arena *a = p->arenas;
+    if (!a) {
+        if (!(a = malloc(sizeof *a)))
+            return NULL;
+        if (!(a->base = map_arena())) {
+            free(a);
+            return NULL;
+        }
+        a->free_mask = SLABS_PER_ARENA == 32 ? 0xFFFFFFFFu
+                                             : ((uint32_t)1 << SLABS_PER_ARENA) - 1;
+        push_arena(p, a);
+    }
+    uint32_t i = (uint32_t)__builtin_ctz(a->free_mask);
+    a->free_mask &= ~((uint32_t)1 << i);
+    if (!a->free_mask)
+        unlink_arena(p, a);
+    cg_slab *s = (cg_slab *)(void *)(a->base + (size_t)i * CG_SLAB_BYTES);
+    s->arena = a;
+    if (p->on_new)
+        p->on_new(s, CG_SLAB_BYTES);
+    return s;
+}
+
+/* A slab goes back to its arena; an arena with nothing handed out goes back to the
+ * system. */
+static void give_back_slab(cg_slab_pool *p, cg_slab *s)
+{
+    cg_arena *a = s->arena;
+    uint32_t i = (uint32_t)(((char *)s - a->base) / CG_SLAB_BYTES);
+    if (p->on_release)
+        p->on_release(s);
+    if (!a->free_mask)
+        push_arena(p, a);
+    a->free_mask |= (uint32_t)1 << i;
+    if (a->free_mask == (SLABS_PER_ARENA == 32 ? 0xFFFFFFFFu
+                                               : ((uint32_t)1 << SLABS_PER_ARENA) - 1)) {
+        unlink_arena(p, a);
+        munmap(a->base, ARENA_BYTES);
+        free(a);
+    }
+}
+
+enum { IN_USE, SPARSE, EMPTY };
 
 static uint32_t usable(const cg_slab_pool *p)
 {
@@ -26,6 +115,7 @@ int cg_slab_pool_init(cg_slab_pool *p, size_t chunk, size_t max_empty_slabs)
     if (chunk == 0 || chunk % 16 || chunk > CG_SLAB_BYTES / 8)
         return -1;
     p->chunk = chunk;
+    p->reciprocal = (uint32_t)((((uint64_t)1 << 32) + chunk - 1) / chunk);
     p->per_slab = (uint32_t)(CG_SLAB_BYTES / chunk);
     p->words = (p->per_slab + 63) / 64;
     size_t header = sizeof(cg_slab) + p->words * sizeof(uint64_t);
@@ -47,14 +137,11 @@ static void mark_reserved(const cg_slab_pool *p, cg_slab *s)
 
 static cg_slab *new_slab(cg_slab_pool *p)
 {
-    void *mem = NULL;
-    if (posix_memalign(&mem, CG_SLAB_BYTES, CG_SLAB_BYTES) != 0)
+    cg_slab *s = take_slab(p);
+    if (!s)
         return NULL;
-    cg_slab *s = mem;
     mark_reserved(p, s);
     p->n_slabs++;
-    if (p->on_new)
-        p->on_new(s, CG_SLAB_BYTES);
     return s;
 }
 
@@ -90,9 +177,7 @@ static void retire_empty(cg_slab_pool *p, cg_slab *s)
         return;
     }
     p->n_slabs--;
-    if (p->on_release)
-        p->on_release(s);
-    free(s);
+    give_back_slab(p, s);
 }
 
 /* The current slab has no free chunk at or above its cursor: put it where it belongs
@@ -145,7 +230,7 @@ static uint32_t lowest_free(const cg_slab_pool *p, cg_slab *s)
     return w * 64 + (uint32_t)__builtin_ctzll(free_bits);
 }
 
-void *cg_slab_alloc(cg_slab_pool *p)
+void *cg_slab_alloc_next(cg_slab_pool *p)
 {
     cg_slab *s = p->current;
     uint32_t i = s ? lowest_free(p, s) : 0;
@@ -160,15 +245,11 @@ void *cg_slab_alloc(cg_slab_pool *p)
     return (char *)s + (size_t)i * p->chunk;
 }
 
-void cg_slab_free(cg_slab_pool *p, void *chunk)
+/* A chunk of s was freed and s is not current, or s is current and now empty. */
+void cg_slab_freed(cg_slab_pool *p, cg_slab *s)
 {
-    cg_slab *s = (cg_slab *)((uintptr_t)chunk & ~(uintptr_t)(CG_SLAB_BYTES - 1));
-    uint32_t i = (uint32_t)(((char *)chunk - (char *)s) / p->chunk);
-    s->used[i / 64] &= ~((uint64_t)1 << (i % 64));
-    s->live--;
     if (s == p->current) {
-        if (s->live == 0)
-            s->cursor = p->first;   /* the next graph starts where the last one did */
+        s->cursor = p->first;     /* the next graph starts where the last one did */
         return;
     }
     if (s->live == 0) {
@@ -177,5 +258,16 @@ void cg_slab_free(cg_slab_pool *p, void *chunk)
         retire_empty(p, s);
     } else if (s->live == usable(p) / 2 && s->where == IN_USE) {
         push_sparse(p, s);
+    }
+}
+
+void cg_slab_pool_trim(cg_slab_pool *p)
+{
+    while (p->empty) {
+        cg_slab *s = p->empty;
+        p->empty = s->next;
+        p->n_empty--;
+        p->n_slabs--;
+        give_back_slab(p, s);
     }
 }

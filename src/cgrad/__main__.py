@@ -41,6 +41,9 @@ def main(argv=None):
     bench.add_argument("--scale", action="store_true",
                        help="replay at scale: training steps up to MNIST-sized MLPs against "
                             "PyTorch and JAX (when installed)")
+    bench.add_argument("--layout", action="store_true",
+                       help="first build and backward() on fresh, recycled and fragmented "
+                            "heaps, 1e3 to 1e7 nodes, one process per cell")
     bench.add_argument("--engine", action="append", metavar="NAME",
                        help="with --scale: run only this engine (repeat for more), e.g. "
                             "'cgrad replay' alone, with no other engine between its steps")
@@ -61,6 +64,9 @@ def main(argv=None):
         return train.main(args)
     if args.command == "bench" and args.plot:
         needs("matplotlib", "matplotlib")
+    if args.command == "bench" and args.layout:
+        from cgrad import layout
+        return layout.main(quick=args.quick, json_path=args.json)
     if args.command == "bench" and args.scale:
         from cgrad import scale
         return scale.main(quick=args.quick, json_path=args.json, engines=args.engine)

@@ -1,3 +1,4 @@
+from cpython.ref cimport PyObject
 from libc.stdint cimport uint8_t, uint32_t
 
 
@@ -85,7 +86,7 @@ cdef extern from "ops.h" nogil:
 
 cdef class Value:
     cdef cg_node node
-    cdef dict __dict__
+    cdef PyObject *attrs        # the instance __dict__, made on first use (see _core.pyx)
     cdef object __weakref__
 
 

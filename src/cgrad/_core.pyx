@@ -45,10 +45,28 @@ cdef extern from "Python.h":
     ctypedef int (*visitproc)(PyObject *, void *)
     ctypedef int (*traverseproc)(PyObject *, visitproc, void *)
     ctypedef int (*inquiry)(PyObject *)
+    ctypedef void (*destructor)(PyObject *)
+    ctypedef PyObject *(*getter)(PyObject *, void *)
+    ctypedef int (*setter)(PyObject *, PyObject *, void *)
+    ctypedef struct PyGetSetDef:
+        const char *name
+        getter get
+        setter set
+        const char *doc
+        void *closure
+    PyObject *PyObject_GenericGetDict(PyObject *o, void *context)
+    int PyObject_GenericSetDict(PyObject *o, PyObject *value, void *context)
+    PyObject *PyDescr_NewGetSet(PyTypeObject *t, PyGetSetDef *getset) except NULL
+    PyObject *PyType_GenericAlloc(PyTypeObject *t, Py_ssize_t n_items)
+    void PyObject_GC_Del(void *o)
+    void PyObject_GC_UnTrack(void *o)
+    unsigned long Py_TPFLAGS_HAVE_GC
+    int PyDict_SetItem(object d, object key, object value) except -1
     void PyType_Modified(PyTypeObject *t)
     void Py_SET_TYPE(PyObject *o, PyTypeObject *t)
     long PY_VERSION_HEX
     ctypedef struct TypeSlots "PyTypeObject":
+        destructor tp_dealloc
         PyObject *tp_dict
         Py_ssize_t tp_basicsize
         Py_ssize_t tp_dictoffset
@@ -81,6 +99,8 @@ cdef extern from "slab.h":
         void (*on_release)(void *slab) noexcept
     size_t CG_SLAB_BYTES
     int cg_slab_pool_init(cg_slab_pool *p, size_t chunk, size_t max_empty_slabs)
+    void cg_slab_pool_trim(cg_slab_pool *p)
+    void cg_zero_block(void *block, size_t n_bytes)
     void *cg_slab_alloc(cg_slab_pool *p)
     void cg_slab_free(cg_slab_pool *p, void *chunk)
 
@@ -275,7 +295,7 @@ cdef str op_name(cg_node *n):
             return f"**{int(n.kids.ext.arg)}"
         return f"**{n.kids.ext.arg!r}"
     if op == CG_OPAQUE:
-        d = (<Value>owner_of(n)).__dict__
+        d = attrs_of(<Value>owner_of(n))
         return d.get("_op", "") if d is not None else ""
     return ("", "+", "*", "", "**", "ReLU", "tanh", "exp", "log", "sigmoid", "sum",
             "dot", "logsumexp", "", "row")[op]
@@ -325,6 +345,20 @@ cdef int raise_status(cg_status status, cg_node *failed, bint in_backward) excep
 
 
 # ---- building nodes ---------------------------------------------------------------------
+
+cdef inline dict attrs_of(Value v):
+    """v's attributes (its __dict__), or None: the dict is made only when needed."""
+    return <dict>v.attrs if v.attrs != NULL else None
+
+
+cdef dict new_attrs(Value v):
+    cdef dict attrs
+    if v.attrs == NULL:
+        attrs = {}
+        Py_INCREF(attrs)
+        v.attrs = <PyObject *>attrs
+    return <dict>v.attrs
+
 
 cdef void track(Value v) noexcept:
     """Hand v to the cyclic GC: it holds, or is built over, Python objects that may lead
@@ -411,6 +445,10 @@ cdef object reciprocal(object number):
 # ---- the Value --------------------------------------------------------------------------
 
 cdef int sweeps_running = 0    # backward() sweeps in progress (Python _backward may run)
+# The order backward() sweeps is kept between calls: a large graph's order is megabytes,
+# and fresh pages cost a fault each (measured: ~2.5 ns per node of a 1e6-node graph).
+cdef cg_vec backward_order
+cdef size_t KEEP_ORDER = 1 << 22
 
 
 cdef class Value:
@@ -449,7 +487,7 @@ cdef class Value:
                 track(self)
         finally:
             forget(&old)
-        attrs = self.__dict__
+        attrs = attrs_of(self)
         if attrs is not None:   # what micrograd's __init__ resets
             attrs.pop("_backward", None)
             attrs.pop("_op", None)
@@ -458,25 +496,28 @@ cdef class Value:
             # its chain rule is the `_backward` the caller assigns next, if any
             self.node.op = CG_OPAQUE
             if name:
-                self.__dict__["_op"] = name
+                new_attrs(self)["_op"] = name
         if label or (attrs is not None and "label" in attrs):
-            self.__dict__["label"] = label
+            new_attrs(self)["label"] = label
         if type(self) is not Value:
             track(self)         # a subclass may hold anything
 
     def __dealloc__(self):
         forget(&self.node)
+        cdef PyObject *attrs = self.attrs
+        self.attrs = NULL
+        Py_XDECREF(attrs)
 
     # -- attributes --
 
     def __setattr__(self, name, value):
         PyObject_GenericSetAttr(self, name, <PyObject *>value)
-        if self.__dict__ is not None:
+        if self.attrs != NULL:
             attrs_changed(self)
 
     def __delattr__(self, name):
         PyObject_GenericSetAttr(self, name, NULL)
-        if self.__dict__ is not None:
+        if self.attrs != NULL:
             attrs_changed(self)
 
     @property
@@ -618,15 +659,19 @@ cdef class Value:
     def backward(self):
         """Set the gradient of every node this one depends on (leaf grads accumulate)."""
         global sweeps_running
-        cdef cg_vec order
+        cdef cg_vec local
+        cdef cg_vec *order = &backward_order
         cdef cg_node *failed = NULL
-        memset(&order, 0, sizeof(order))
+        if sweeps_running:             # a Python _backward calling backward(): its own
+            memset(&local, 0, sizeof(local))
+            order = &local
         sync_nodes()
         sweeps_running += 1
-        cdef cg_status status = cg_backward(&self.node, &order, &failed)
+        cdef cg_status status = cg_backward(&self.node, order, &failed)
         sweeps_running -= 1
         nodes_changed()
-        cg_vec_free(&order)
+        if order is not &backward_order or order.cap > KEEP_ORDER:
+            cg_vec_free(order)
         if status != CG_OK:
             raise_status(status, failed, True)
 
@@ -651,23 +696,22 @@ cdef class Value:
         cdef uint8_t op = cg_base_op(&self.node)
         for i in range(self.node.n_kids):
             kid_list.append(owner_of(k[i]))
-        state = dict(self.__dict__) if self.__dict__ else None
+        attrs = attrs_of(self)
+        state = dict(attrs) if attrs else None
         return (_rebuild, (type(self), self.node.data, self.node.grad, OP_KEYS[op],
                            self.node.kids.ext.arg if op == CG_POW else 0.0,
                            self.node.flags & ~CG_FLAG_TRACKED, tuple(kid_list)), state)
 
     def __setstate__(self, state):
         if state:
-            if self.__dict__ is None:
-                self.__dict__ = {}
-            self.__dict__.update(state)
+            new_attrs(self).update(state)
             attrs_changed(self)
 
 
 cdef int attrs_changed(Value v) except -1:
     """v's __dict__ changed: its node follows a `_backward` assigned or removed, and v
     is handed to the cyclic GC once its attributes may lead back to it."""
-    cdef dict attrs = v.__dict__
+    cdef dict attrs = attrs_of(v)
     if "_backward" in attrs:
         v.node.op |= CG_OP_PYTHON_BACKWARD
     else:
@@ -679,7 +723,7 @@ cdef int attrs_changed(Value v) except -1:
 
 cdef cg_status python_backward(cg_node *n) except CG_ERR_PYTHON:
     """The sweep reached a node whose chain rule is Python code: run it."""
-    cdef dict attrs = (<Value>owner_of(n)).__dict__
+    cdef dict attrs = attrs_of(<Value>owner_of(n))
     step = attrs.get("_backward") if attrs is not None else None
     if step is not None:
         step()
@@ -969,12 +1013,18 @@ cdef Py_ssize_t PRESIZE       # bytes Python keeps before an object of a GC type
 cdef cg_slab_pool value_slabs
 
 
+# A Value in memory: the GC header (two words), the object header, the node, the
+# attribute dict and the weak reference list.  A constant, so that zeroing it is inline.
+cdef enum:
+    VALUE_BYTES = 2 * sizeof(void *) + sizeof(PyObject) + sizeof(cg_node) + 2 * sizeof(void *)
+
+
 cdef PyObject *value_alloc(PyTypeObject *t, Py_ssize_t n_items) noexcept:
     """tp_alloc of exact Values: a chunk of a slab, zeroed, GC header untracked."""
     cdef char *memory = <char *>cg_slab_alloc(&value_slabs)
     if memory == NULL:
         return PyErr_NoMemory()
-    memset(memory, 0, value_slabs.chunk)
+    cg_zero_block(memory, VALUE_BYTES)   # chunks are 16-byte aligned, VALUE_BYTES % 16 == 0
     return PyObject_Init(<PyObject *>(memory + PRESIZE), t)
 
 
@@ -1021,35 +1071,67 @@ cdef int value_clear(PyObject *o) noexcept:
     return 0
 
 
-cdef int measure_type() except -1:
-    global NODE_OFFSET, DICT_OFFSET, PRESIZE
-    import sys
-    cdef Value probe = Value.__new__(Value)
-    NODE_OFFSET = <char *>&probe.node - <char *><PyObject *>probe
-    DICT_OFFSET = (<TypeSlots *>Value).tp_dictoffset
-    PRESIZE = sys.getsizeof(probe) - (<TypeSlots *>Value).tp_basicsize
-    return 0
-
-
 cdef int set_up_type() except -1:
+    """Finish the Value type.  Cython would give each Value an eager __dict__ (a dict per
+    node) and, without one, leave the type out of the cyclic GC; so the instance dict is
+    the raw `attrs` field, made on first use, and the GC slots are set here, before any
+    Value exists."""
+    global NODE_OFFSET, DICT_OFFSET, PRESIZE, cython_dealloc
+    import sys
     cdef TypeSlots *t = <TypeSlots *>Value
-    measure_type()   # its probe is freed before the allocator changes
+    cdef Value probe = Value.__new__(Value)    # allocated and freed before any change
+    NODE_OFFSET = <char *>&probe.node - <char *><PyObject *>probe
+    DICT_OFFSET = <char *>&probe.attrs - <char *><PyObject *>probe
+    probe = None
+    if not (t.tp_flags & Py_TPFLAGS_HAVE_GC):
+        t.tp_flags |= Py_TPFLAGS_HAVE_GC
+        t.tp_alloc = PyType_GenericAlloc
+        t.tp_free = PyObject_GC_Del
+    t.tp_dictoffset = DICT_OFFSET
     t.tp_traverse = <traverseproc>value_traverse
     t.tp_clear = <inquiry>value_clear
+    cython_dealloc = t.tp_dealloc
+    t.tp_dealloc = value_dealloc
     # micrograd code adds methods to the class (`Value.tanh = tanh`)
     t.tp_flags &= ~Py_TPFLAGS_IMMUTABLETYPE_OR_0
+    PyDict_SetItem(<object>t.tp_dict, "__dict__",
+                   <object>PyDescr_NewGetSet(<PyTypeObject *>Value, &DICT_GETSET))
     if PY_VERSION_HEX < 0x030A0000:
         Py_INCREF(_ValueClass)
         Py_SET_TYPE(<PyObject *>Value, <PyTypeObject *>_ValueClass)
+    PyType_Modified(<PyTypeObject *>Value)
+    PRESIZE = sys.getsizeof(Value.__new__(Value)) - t.tp_basicsize
     # Slabs need the GC header to be the usual two words in front of the object.
     if CGRAD_USE_SLABS and PRESIZE == 2 * sizeof(void *) and \
-            cg_slab_pool_init(&value_slabs, (PRESIZE + t.tp_basicsize + 15) // 16 * 16,
-                              512) == 0:
+            PRESIZE + t.tp_basicsize == VALUE_BYTES and VALUE_BYTES % 16 == 0 and \
+            VALUE_BYTES <= 128 and \
+            cg_slab_pool_init(&value_slabs, (VALUE_BYTES + 15) // 16 * 16, 512) == 0:
         value_slabs.on_new = slab_traced
         value_slabs.on_release = slab_untraced
         t.tp_alloc = value_alloc
         t.tp_free = value_free
     return 0
+
+
+cdef destructor cython_dealloc
+
+
+cdef void value_dealloc(PyObject *o) noexcept:
+    """Out of the GC's lists first (weakref callbacks and __dealloc__ may run Python
+    code, hence a collection), then Cython's own dealloc."""
+    # The usual GC header's first word is non-zero exactly when the object is tracked:
+    # read inline, the common untracked case costs no call.
+    if PRESIZE != 2 * sizeof(void *) or (<void **>o - 2)[0] != NULL:
+        PyObject_GC_UnTrack(o)
+    cython_dealloc(o)
+
+
+cdef PyGetSetDef DICT_GETSET
+DICT_GETSET.name = "__dict__"
+DICT_GETSET.get = PyObject_GenericGetDict
+DICT_GETSET.set = PyObject_GenericSetDict
+DICT_GETSET.doc = NULL
+DICT_GETSET.closure = NULL
 
 
 class _ValueClass(type):
@@ -1073,6 +1155,12 @@ class _ValueClass(type):
         PyType_Modified(<PyTypeObject *>Value)
 
 
+def _trim_slabs():
+    """Give the memory of freed Values kept for reuse back to the system (a benchmark
+    measuring memory calls it first)."""
+    cg_slab_pool_trim(&value_slabs)
+
+
 def _memory_layout():
     """(bytes per exact Value including the GC header, bytes held in slabs or 0)."""
     return (PRESIZE + (<TypeSlots *>Value).tp_basicsize,
@@ -1081,4 +1169,5 @@ def _memory_layout():
 
 set_up_type()
 memset(&dying, 0, sizeof(dying))
+memset(&backward_order, 0, sizeof(backward_order))
 cg_python_backward = python_backward
