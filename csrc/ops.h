@@ -88,6 +88,14 @@ static inline cg_status cg_forward_scalar(uint8_t op, double arg, double a, doub
     case CG_SIGMOID:
         *out = cg_sigmoid(a);
         return CG_OK;
+    case CG_STEP:
+        *out = a > 0.0 ? 1.0 : 0.0;
+        return CG_OK;
+    case CG_RECIP:
+        if (a == 0.0)
+            return CG_ERR_ZERODIV;
+        *out = 1.0 / a;
+        return cg_check_finite(*out, a, 0.0);
     default:
         return CG_OK;
     }
@@ -137,6 +145,11 @@ static inline cg_status cg_backward_scalar(uint8_t op, double arg, double a, dou
         break;
     case CG_SIGMOID:
         *da = (out * (1.0 - out)) * g;
+        break;
+    case CG_STEP:        /* flat on both sides of its jump, taken as 0 at it (PyTorch) */
+        break;
+    case CG_RECIP:
+        *da = -(out * out) * g;
         break;
     default:
         break;
@@ -271,7 +284,7 @@ static inline cg_status cg_eval_nary(cg_node *n)
 static inline cg_status cg_eval_inline(cg_node *n)
 {
     cg_node **k = cg_kids(n);
-    if (n->op == CG_LEAF || n->op == CG_OPAQUE || n->op == CG_ROW)  /* nothing to compute */
+    if (CG_OP_INFO[n->op].flags & CG_OPF_NO_MATH)   /* leaf, opaque, row */
         return CG_OK;
     if (cg_is_nary(n->op))
         return cg_eval_nary(n);

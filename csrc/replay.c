@@ -116,7 +116,7 @@ static uint32_t dot_length(const cg_step *s)
 /* An activation that cannot fail, applied to the dot just before it. */
 static int is_activation_of(const cg_plan *p, const cg_step *act, const cg_step *dot)
 {
-    return (act->op == CG_RELU || act->op == CG_TANH || act->op == CG_SIGMOID)
+    return (CG_OP_INFO[act->op].flags & CG_OPF_CANNOT_FAIL)
         && act->n_kids == 1 && p->kid_slots[act->kids] == dot->out;
 }
 
@@ -364,7 +364,7 @@ static cg_status forward_step(cg_plan *p, const cg_step *s)
             return cg_logsumexp_values(v, s->n_kids, &val[s->out]);
         return cg_dot_values(v, v + m, m, has_bias ? v[2 * m] : 0.0, &val[s->out]);
     }
-    if (s->op == CG_OPAQUE || s->op == CG_LEAF || s->op == CG_ROW) {
+    if (CG_OP_INFO[s->op].flags & CG_OPF_NO_MATH) {
         val[s->out] = p->slot_node[s->out]->data;
         return CG_OK;
     }
@@ -407,7 +407,7 @@ static cg_status forward_batch(cg_plan *p, const cg_step *steps, size_t n)
         val[dots[d]->out] = sum[d];
     for (size_t i = 0; i < n; i++)
         if (steps[i].op != CG_DOT)
-            forward_step(p, &steps[i]);  /* relu, tanh or sigmoid: cannot fail */
+            forward_step(p, &steps[i]);  /* an activation that cannot fail */
     return CG_OK;
 }
 

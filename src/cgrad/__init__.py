@@ -1,10 +1,11 @@
 """cgrad: micrograd's scalar autograd engine, with its graph in C."""
 from cgrad._core import Value, dot, logsumexp, vsum as sum
+from cgrad.autograd import grad, hessian, hvp
 from cgrad._version import __version__
 from cgrad.gradcheck import GradcheckError, gradcheck
 
 __all__ = ["Value", "dot", "sum", "logsumexp", "Graph", "inputs", "gradcheck",
-           "GradcheckError", "__version__"]
+           "GradcheckError", "grad", "hessian", "hvp", "__version__"]
 
 
 def __getattr__(name):

@@ -5,7 +5,21 @@ from libc.stdint cimport uint8_t, uint32_t
 cdef extern from "cgrad.h" nogil:
     ctypedef enum cg_op:
         CG_LEAF, CG_ADD, CG_MUL, CG_POW, CG_POWV, CG_RELU, CG_TANH, CG_EXP, CG_LOG,
-        CG_SIGMOID, CG_SUM, CG_DOT, CG_LOGSUMEXP, CG_OPAQUE, CG_ROW, CG_N_OPS
+        CG_SIGMOID, CG_SUM, CG_DOT, CG_LOGSUMEXP, CG_OPAQUE, CG_ROW, CG_STEP, CG_RECIP,
+        CG_N_OPS
+
+    enum:
+        CG_OPF_CANNOT_FAIL
+        CG_OPF_NO_MATH
+
+    ctypedef struct cg_op_info:
+        const char *key
+        const char *symbol
+        int min_kids
+        int max_kids
+        unsigned flags
+
+    const cg_op_info CG_OP_INFO[]
 
     ctypedef enum cg_status:
         CG_OK, CG_ERR_OVERFLOW, CG_ERR_ZERODIV, CG_ERR_DOMAIN, CG_ERR_NOMEM, CG_ERR_PYTHON

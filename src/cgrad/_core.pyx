@@ -297,8 +297,7 @@ cdef str op_name(cg_node *n):
     if op == CG_OPAQUE:
         d = attrs_of(<Value>owner_of(n))
         return d.get("_op", "") if d is not None else ""
-    return ("", "+", "*", "", "**", "ReLU", "tanh", "exp", "log", "sigmoid", "sum",
-            "dot", "logsumexp", "", "row")[op]
+    return OP_SYMBOLS[op]
 
 
 cdef str describe(cg_node *n):
@@ -324,6 +323,8 @@ cdef int raise_status(cg_status status, cg_node *failed, bint in_backward) excep
     if status == CG_ERR_NOMEM:
         raise MemoryError("out of memory while walking the graph")
     what = describe(failed)
+    if status == CG_ERR_ZERODIV and cg_base_op(failed) == CG_RECIP:
+        raise ZeroDivisionError(f"{where}{what}: division by zero")
     if status == CG_ERR_ZERODIV:
         raise ZeroDivisionError(
             f"{where}{what}: 0.0 cannot be raised to a negative power")
@@ -654,11 +655,28 @@ cdef class Value:
     def sigmoid(self):
         return unary(CG_SIGMOID, self)
 
+    def heaviside(self):
+        """1.0 where this Value is > 0, else 0.0: ReLU's derivative.  Its own derivative
+        is 0 (taken as 0 at the jump too, as PyTorch does for ReLU)."""
+        return unary(CG_STEP, self)
+
+    def reciprocal(self):
+        """1.0 / this Value, divided (``v ** -1``, micrograd's way of dividing, rounds
+        differently in the last bit for some numbers): log's derivative."""
+        return unary(CG_RECIP, self)
+
     # -- gradients --
 
-    def backward(self):
-        """Set the gradient of every node this one depends on (leaf grads accumulate)."""
+    def backward(self, create_graph=False):
+        """Set the gradient of every node this one depends on (leaf grads accumulate).
+
+        ``create_graph=True`` also records the gradient computation as graph nodes, as
+        PyTorch does: each leaf's gradient is then kept as a Value in its
+        ``grad_value`` attribute, which can be differentiated again (cgrad.grad)."""
         global sweeps_running
+        if create_graph:
+            from cgrad import autograd
+            return autograd.backward(self)
         cdef cg_vec local
         cdef cg_vec *order = &backward_order
         cdef cg_node *failed = NULL
@@ -730,12 +748,6 @@ cdef cg_status python_backward(cg_node *n) except CG_ERR_PYTHON:
     return CG_OK
 
 
-# Op names as pickles store them: codes may change, names do not.
-cdef tuple OP_KEYS = ("leaf", "+", "*", "**k", "**", "relu", "tanh", "exp", "log",
-                      "sigmoid", "sum", "dot", "logsumexp", "opaque", "row")
-cdef dict OP_CODES = {key: code for code, key in enumerate(OP_KEYS)}
-
-
 cdef bint kids_fit(int op, tuple kids, int flags):
     """Whether a node of this op can have these kids (the C code relies on it)."""
     cdef Py_ssize_t n = len(kids)
@@ -744,18 +756,61 @@ cdef bint kids_fit(int op, tuple kids, int flags):
                 and (<Value>kids[0]).node.op == CG_ROW and (<Value>kids[1]).node.op == CG_ROW
                 and (<Value>kids[0]).node.n_kids == (<Value>kids[1]).node.n_kids
                 + ((flags & CG_FLAG_HAS_BIAS) != 0))
-    if op == CG_ROW or op == CG_OPAQUE:
-        return True
-    if op == CG_LEAF:
-        return n == 0
-    if op == CG_ADD or op == CG_MUL or op == CG_POWV:
-        return n == 2
-    if op == CG_SUM or op == CG_LOGSUMEXP:
-        return True
     if op == CG_DOT:  # weights, as many inputs, then the bias if flagged
         n -= (flags & CG_FLAG_HAS_BIAS) != 0
         return n >= 0 and n % 2 == 0
-    return n == 1  # the unary ops
+    return CG_OP_INFO[op].min_kids <= n and (CG_OP_INFO[op].max_kids < 0
+                                             or n <= CG_OP_INFO[op].max_kids)
+
+
+# The op table (csrc/cgrad.h) as Python sees it.  Pickles store keys: codes may change.
+cdef tuple table_column(bint symbols):
+    cdef int i
+    cdef list names = []
+    for i in range(<int>CG_N_OPS):
+        names.append((CG_OP_INFO[i].symbol if symbols else CG_OP_INFO[i].key).decode())
+    return tuple(names)
+
+
+cdef tuple OP_KEYS = table_column(False)
+cdef tuple OP_SYMBOLS = table_column(True)
+cdef dict OP_CODES = {key: code for code, key in enumerate(OP_KEYS)}
+
+
+def _structure(Value v):
+    """(op key, kids as stored, constant) of a node, for cgrad.autograd: the constant is
+    a power's exponent, or a dot's (weights, inputs, bias or None); the key is "python"
+    for a node whose chain rule is a Python _backward."""
+    cdef cg_node **k = cg_kids(&v.node)
+    cdef uint8_t op = cg_base_op(&v.node)
+    cdef uint32_t i
+    cdef cg_dot_parts d
+    cdef list kids = [], weights, inputs
+    sync_nodes()
+    for i in range(v.node.n_kids):
+        kids.append(owner_of(k[i]))
+    arg = None
+    if op == CG_POW:
+        arg = v.node.kids.ext.arg
+    elif op == CG_DOT:
+        d = cg_dot_of(&v.node)
+        weights, inputs = [], []
+        for i in range(d.m):
+            weights.append(owner_of(d.w[i]))
+            inputs.append(owner_of(d.x[i]))
+        arg = (weights, inputs, owner_of(d.bias) if d.bias != NULL else None)
+    key = "python" if v.node.op & CG_OP_PYTHON_BACKWARD else OP_KEYS[op]
+    return (key, tuple(kids), arg)
+
+
+def _op_table():
+    """{key: (symbol, min kids, max kids or -1, cannot fail)} for every op."""
+    cdef int i
+    cdef dict table = {}
+    for i in range(<int>CG_N_OPS):
+        table[OP_KEYS[i]] = (OP_SYMBOLS[i], CG_OP_INFO[i].min_kids, CG_OP_INFO[i].max_kids,
+                             bool(CG_OP_INFO[i].flags & CG_OPF_CANNOT_FAIL))
+    return table
 
 
 def _rebuild(cls, data, grad, op_key, arg, flags, kids):

@@ -97,6 +97,12 @@ class Value:
         return self._unary(_sigmoid(self.data), 'sigmoid',
                            lambda out: out.data * (1 - out.data))
 
+    def heaviside(self):
+        return self._unary(1.0 if self.data > 0 else 0.0, 'step', lambda out: 0.0)
+
+    def reciprocal(self):
+        return self._unary(1.0 / self.data, 'recip', lambda out: -(out.data * out.data))
+
     def backward(self):
         topo = []
         visited = set()
