@@ -48,3 +48,9 @@ def test_command_line_version_and_missing_optional_dependencies(tmp_path):
                          capture_output=True, text=True, env=env, timeout=60)
     assert run.returncode != 0 and "pip install matplotlib" in run.stderr
     assert "step" not in run.stdout
+
+
+def test_physics_informed_example_finds_sin_from_its_derivative():
+    last = run("pinn.py", "1200").splitlines()[-1]
+    error = float(last.rsplit(":", 1)[1])
+    assert error < 0.05, last    # the network never sees sin(x), only du/dx = cos(x)

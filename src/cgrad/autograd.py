@@ -11,10 +11,14 @@ very arithmetic of the C backward (so the numbers are those backward() gives): R
 ``heaviside(out)`` (whose own derivative is 0, also at the kink, as in PyTorch), log's
 ``reciprocal(a)``, tanh's ``1 - out**2``, and so on.
 """
+from typing import Any, Iterable, Sequence, Union
+
 from cgrad._core import Value, _structure
 
+Values = Union[Value, Iterable[Value]]
 
-def _as_list(values, what):
+
+def _as_list(values: Any, what: str) -> tuple[list[Value], bool]:
     if isinstance(values, Value):
         return [values], True
     values = list(values)
@@ -24,11 +28,12 @@ def _as_list(values, what):
     return values, False
 
 
-def _topological(roots):
+def _topological(roots: list[Value]) -> list[tuple[Value, Any]]:
     """Interior nodes the roots depend on, kids before parents, in the order backward()
     sweeps them (a depth-first post-order over kids in their stored order, as the C
     search does), each with its structure; iterative, so any depth works."""
-    order, seen = [], set()
+    order: list[tuple[Value, Any]] = []
+    seen: set[int] = set()
     for root in roots:
         parts = _structure(root)
         if id(root) in seen or not parts[1]:
@@ -50,7 +55,7 @@ def _topological(roots):
     return order
 
 
-def _contributions(node, parts, g):
+def _contributions(node: Value, parts: Any, g: Value) -> list[tuple[Value, Value]]:
     """(kid, d(out)/d(kid) * g) pairs for one node, in the order the C backward adds
     them, as Values built from cgrad's ops."""
     op, kids, arg = parts
@@ -100,7 +105,8 @@ def _contributions(node, parts, g):
     raise NotImplementedError(f"no derivative rule for op {op!r}")
 
 
-def grad(outputs, inputs, grad_outputs=None, create_graph=False):
+def grad(outputs: Values, inputs: Values, grad_outputs: Any = None,
+         create_graph: bool = False) -> Any:
     """d(outputs)/d(inputs), as PyTorch's ``torch.autograd.grad``.
 
     ``outputs`` is a Value or a list of them (their gradients add up, each weighted by
@@ -116,8 +122,8 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False):
         grad_outputs = [grad_outputs]
     if len(grad_outputs) != len(outputs):
         raise ValueError(f"{len(outputs)} outputs but {len(grad_outputs)} grad_outputs")
-    grads = {}                       # id(node) -> its gradient (a Value)
-    keep = {}                        # id -> node, so that ids stay unique while we work
+    grads: dict[int, Value] = {}     # id(node) -> its gradient (a Value)
+    keep: dict[int, Value] = {}      # id -> node, so that ids stay unique while we work
     for out, g in zip(outputs, grad_outputs):
         g = g if isinstance(g, Value) else Value(float(g))
         key = id(out)
@@ -131,7 +137,7 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False):
             key = id(kid)
             keep[key] = kid
             grads[key] = grads[key] + contribution if key in grads else contribution
-    result = []
+    result: list[Any] = []
     for v in inputs:
         g = grads.get(id(v))
         if g is None:
@@ -140,13 +146,13 @@ def grad(outputs, inputs, grad_outputs=None, create_graph=False):
     return result[0] if single else result
 
 
-def backward(root):
+def backward(root: Value) -> None:
     """``root.backward(create_graph=True)``: what backward() does (every node's ``.grad``
     set, leaves' accumulated), and each leaf's gradient also kept as a Value in its
     ``grad_value`` attribute (added to the one already there), differentiable again."""
     order = _topological([root])
-    leaves = []
-    seen = set()
+    leaves: list[Value] = []
+    seen: set[int] = set()
     for node, (op, kids, arg) in order:
         for kid in kids:
             if id(kid) not in seen and not _structure(kid)[1]:
@@ -161,10 +167,10 @@ def backward(root):
     for leaf, g in zip(leaves, grads[len(interior):]):
         leaf.grad += g.data
         old = getattr(leaf, "grad_value", None)
-        leaf.grad_value = g if old is None else old + g
+        setattr(leaf, "grad_value", g if old is None else old + g)
 
 
-def hessian(f, inputs):
+def hessian(f: Value, inputs: Values) -> list[list[float]]:
     """The matrix of second derivatives of the scalar Value ``f`` with respect to
     ``inputs`` (a list of Values), as a list of rows of floats.  For small problems:
     one gradient graph, then one pass per input."""
@@ -173,7 +179,7 @@ def hessian(f, inputs):
     return [grad(g, inputs) for g in first]
 
 
-def hvp(f, inputs, vector):
+def hvp(f: Value, inputs: Values, vector: Sequence[float]) -> list[float]:
     """The Hessian of ``f`` times ``vector`` without forming the Hessian: the gradient
     of (grad f . vector), two passes whatever the number of inputs."""
     inputs, _ = _as_list(inputs, "inputs")
@@ -184,4 +190,4 @@ def hvp(f, inputs, vector):
     dot = first[0] * vector[0]
     for g, v in zip(first[1:], vector[1:]):
         dot = dot + g * v
-    return grad(dot, inputs)
+    return list(grad(dot, inputs))

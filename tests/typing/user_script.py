@@ -24,4 +24,9 @@ def train() -> float:
     value: float = graph.step(np.zeros((2, 3)), np.eye(2), optimizer=opt)
     sgd.zero_grad()
     total: Value = cgrad.sum([cgrad.dot([a], [b], 1.0), cgrad.logsumexp([a, b])])
-    return value + grad + total.data + losses.mse([a], [1.0]).data
+    slope: Value = cgrad.grad(total * a.heaviside() * b.reciprocal(), a, create_graph=True)
+    curvature: list[list[float]] = cgrad.hessian(total, [a, b])
+    hvp: list[float] = cgrad.hvp(total, [a, b], [1.0, 0.0])
+    total.backward(create_graph=True)
+    return value + grad + total.data + losses.mse([a], [1.0]).data + slope.data \
+        + curvature[0][0] + hvp[0]
