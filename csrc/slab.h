@@ -37,6 +37,7 @@ typedef struct {
     cg_slab *sparse;          /* slabs at most half live, not current (doubly linked) */
     cg_slab *empty;           /* a cache of slabs with nothing live */
     cg_arena *arenas;         /* arenas with slabs not handed out */
+    size_t arenas_mapped;     /* ever, by this pool */
     size_t n_empty, max_empty;
     size_t n_slabs;           /* slabs held, the cache's included */
     /* told about each slab put to use / given back (memory tracing) */
