@@ -215,3 +215,58 @@ def test_replayed_gradient_penalty_equals_rebuilding_bit_for_bit(activation):
         opt_rebuild.step()
         assert got == loss.data
     assert [p.data for p in replayed.parameters()] == [p.data for p in rebuilt.parameters()]
+
+
+def mlp_hvp_graph(model, n_points):
+    """The replayed Hessian-vector product of an MLP's squared error (as the benchmark
+    records it): inputs X, targets, v; outputs H v."""
+    from cgrad import losses
+    params = model.parameters()
+    xs, ys, vs = cgrad.inputs(n_points, 2), cgrad.inputs(n_points), cgrad.inputs(len(params))
+    loss = losses.mse([model(x) for x in xs], ys)
+    grads = grad(loss, params, create_graph=True)
+    hv = grad(cgrad.sum([g * v for g, v in zip(grads, vs)]), params, create_graph=True)
+    return cgrad.Graph(None, inputs=(xs, ys, vs), outputs=hv, input_grads=False)
+
+
+def test_mlp_hvp_eager_replayed_and_torch_agree():
+    from cgrad import losses
+    rng = np.random.default_rng(5)
+    X, y = rng.uniform(-1, 1, (6, 2)), rng.uniform(-1, 1, 6)
+    model = nn.MLP(2, [5, 5, 1], activation="tanh")
+    params = model.parameters()
+    graph = mlp_hvp_graph(model, 6)
+    for _ in range(2):          # new data and vector each time: the replay follows
+        v = rng.standard_normal(len(params))
+        loss = losses.mse([model(r) for r in X.tolist()], y.tolist())
+        eager = hvp(loss, params, v.tolist())
+        assert graph.forward(X, y, v).tolist() == eager
+        X, y = X * 0.5 + 0.1, -y
+    if torch is not None:       # the last data used above, against torch's double backward
+        X, y = X * 2 - 0.2, -y
+        net = model.to_torch()
+        tp = list(net.parameters())
+        tloss = ((net(torch.tensor(X))[:, 0] - torch.tensor(y)) ** 2).mean()
+        g = torch.autograd.grad(tloss, tp, create_graph=True)
+        tv = torch.tensor(to_torch_layout(model, v))
+        pieces, at = [], 0
+        for p in tp:
+            pieces.append(tv[at:at + p.numel()].reshape(p.shape))
+            at += p.numel()
+        hv = torch.autograd.grad(sum((gi * vi).sum() for gi, vi in zip(g, pieces)), tp)
+        want = torch.cat([h.reshape(-1) for h in hv]).numpy()
+        np.testing.assert_allclose(to_torch_layout(model, eager), want, rtol=1e-9, atol=1e-12)
+
+
+def to_torch_layout(model, flat):
+    """cgrad's parameter order (per neuron: weights, bias) -> torch's (per layer: the
+    weight matrix row by row, then the biases)."""
+    out, at = [], 0
+    for layer in model.layers:
+        rows = []
+        for neuron in layer.neurons:
+            n = len(neuron.w)
+            rows.append(flat[at:at + n + 1])
+            at += n + 1
+        out += [x for row in rows for x in row[:-1]] + [row[-1] for row in rows]
+    return np.array(out)

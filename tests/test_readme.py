@@ -40,8 +40,12 @@ def test_every_readme_python_block_runs_as_pasted(index):
     block = python_blocks()[index]
     if "load_digits" in block:
         pytest.importorskip("sklearn")
-    with contextlib.redirect_stdout(io.StringIO()):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
         exec(compile(block, f"README.md block {index}", "exec"), {})
+    prints = re.findall(r"^print\(.*\)(?:\s+# (.*))?$", block, re.M)
+    if prints and all(prints):       # every print says what it prints: hold it to that
+        assert out.getvalue().splitlines() == prints
 
 
 def test_the_engine_imports_without_numpy():

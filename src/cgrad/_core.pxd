@@ -108,6 +108,7 @@ cdef Value leaf(double data)
 cdef object owner_of(cg_node *n)
 cdef int interior_order(cg_node **roots, size_t n_roots, cg_vec *order,
                         size_t *n_first) noexcept nogil
+cdef void free_order(cg_vec *order) noexcept nogil   # an order interior_order filled
 cdef int raise_status(cg_status status, cg_node *failed, bint in_backward) except -1
 
 # Replayed graphs keep their numbers in their plans and bring the nodes up to date only

@@ -198,6 +198,10 @@ cdef int interior_order(cg_node **roots, size_t n_roots, cg_vec *order,
     return cg_interior_order(roots, n_roots, order, n_first)
 
 
+cdef void free_order(cg_vec *order) noexcept nogil:
+    cg_vec_free(order)   # graph.c maps large orders: only it knows how to free them
+
+
 # ---- replayed graphs and their nodes -------------------------------------------------------
 
 cdef bint pending = False            # some Graph holds numbers its nodes do not show yet

@@ -24,7 +24,7 @@ from cgrad._core cimport (Value, cg_node, cg_vec, cg_status, CG_OK, CG_LEAF,
                           cg_plan_backward, cg_plan_reload, cg_plan_sync, cg_plan_find_slots,
                           cg_plan_arrays, cg_plan_load, cg_plan_root_value, cg_plan_skip_grads,
                           cg_sgd_step_slots, cg_adam_step_slots,
-                          CG_OP_PYTHON_BACKWARD, interior_order, owner_of, raise_status, sync_nodes, nodes_changed,
+                          CG_OP_PYTHON_BACKWARD, interior_order, free_order, owner_of, raise_status, sync_nodes, nodes_changed,
                           replay_pending, node_epoch)
 from cgrad._core import _set_flush
 from cgrad._optim cimport ParameterArray
@@ -177,7 +177,7 @@ cdef cg_plan *record(list roots, bint with_loss) except NULL:
             plan = cg_plan_new(<cg_node **>order.items, order.len,
                                n_first if with_loss else 0)
     finally:
-        free(order.items)
+        free_order(&order)
     if plan == NULL:
         raise MemoryError("out of memory while recording the graph")
     return plan

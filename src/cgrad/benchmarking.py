@@ -288,6 +288,51 @@ def training_step(nin, nouts, classify):
     return prepare
 
 
+def hessian_vector_product(engine, n_points):
+    """H v for the squared error of a tanh MLP(2, [16, 16, 1]) over n_points, with
+    respect to its 337 parameters: a gradient recorded as a graph, then differentiated.
+    cgrad (replay) records that graph once and replays it with new data and v."""
+    import numpy as np
+    X, y = step_data(2, n_points)
+    rng = np.random.default_rng(0)
+    if engine == "torch (batched)":
+        torch = torch_module()
+        model = torch.nn.Sequential(torch.nn.Linear(2, 16, dtype=torch.float64), torch.nn.Tanh(),
+                                    torch.nn.Linear(16, 16, dtype=torch.float64), torch.nn.Tanh(),
+                                    torch.nn.Linear(16, 1, dtype=torch.float64))
+        params = list(model.parameters())
+        vector = [torch.tensor(rng.standard_normal(p.shape)) for p in params]
+        Xt, yt = torch.tensor(X), torch.tensor(y, dtype=torch.float64)
+
+        def run():
+            loss = ((model(Xt)[:, 0] - yt) ** 2).mean()
+            grads = torch.autograd.grad(loss, params, create_graph=True)
+            dot = sum((g * v).sum() for g, v in zip(grads, vector))
+            return torch.autograd.grad(dot, params)
+        return run, 1
+    if not engine.startswith("cgrad"):
+        raise Unsupported("no gradients of gradients (a gradient is a float, not a Value)")
+    import cgrad
+    from cgrad import losses, nn
+    model = nn.MLP(2, [16, 16, 1], activation="tanh")
+    params = model.parameters()
+    vector = rng.standard_normal(len(params))
+    if engine == "cgrad":
+        rows, targets = X.tolist(), list(map(float, y))
+
+        def run():
+            loss = losses.mse([model(r) for r in rows], targets)
+            return cgrad.hvp(loss, params, vector.tolist())
+        return run, 1
+    xs, ys, vs = cgrad.inputs(n_points, 2), cgrad.inputs(n_points), cgrad.inputs(len(params))
+    loss = losses.mse([model(x) for x in xs], ys)
+    grads = cgrad.grad(loss, params, create_graph=True)
+    dot = cgrad.sum([g * v for g, v in zip(grads, vs)])
+    hv = cgrad.grad(dot, params, create_graph=True)
+    graph = cgrad.Graph(None, inputs=(xs, ys, vs), outputs=hv, input_grads=False)
+    return (lambda: graph.forward(X, np.asarray(y, dtype=float), vector)), 1
+
+
 # ---- the table of workloads ---------------------------------------------------------------
 
 class Workload:
@@ -306,6 +351,8 @@ WORKLOADS = [
              "step", {"quick": 2, "full": 100}),
     Workload("step: MLP(64, [128, 10]), batch 32", training_step(64, [128, 10], True),
              "step", {"quick": 1, "full": 32}),
+    Workload("Hessian-vector product: tanh MLP(2, [16, 16, 1]), 32 points",
+             hessian_vector_product, "hvp", {"quick": 8, "full": 32}),
     Workload("bytes per node", bytes_per_node, "byte", {"quick": 50000, "full": 100000},
              kind="memory"),
     Workload("deepest differentiable chain", deepest_chain, "node",
