@@ -781,30 +781,132 @@ cdef tuple OP_SYMBOLS = table_column(True)
 cdef dict OP_CODES = {key: code for code, key in enumerate(OP_KEYS)}
 
 
-def _structure(Value v):
-    """(op key, kids as stored, constant) of a node, for cgrad.autograd: the constant is
-    a power's exponent, or a dot's (weights, inputs, bias or None); the key is "python"
-    for a node whose chain rule is a Python _backward."""
-    cdef cg_node **k = cg_kids(&v.node)
-    cdef uint8_t op = cg_base_op(&v.node)
+# ---- gradients as Values (cgrad.autograd) -------------------------------------------------
+
+cdef class GradientSums:
+    """The gradients being summed while a gradient graph is recorded, by node address."""
+    cdef dict sums
+
+    def __cinit__(self):
+        self.sums = {}
+
+    cdef int add(self, cg_node *kid, Value contribution) except -1:
+        """kid's gradient += contribution, in the order backward() adds them."""
+        key = <size_t>kid
+        total = self.sums.get(key)
+        self.sums[key] = contribution if total is None else \
+            binary(CG_ADD, <Value>total, contribution)
+        return 0
+
+    cdef Value get(self, cg_node *n):
+        return self.sums.get(<size_t>n)
+
+
+cdef Value negated(Value v):
+    return binary(CG_MUL, v, leaf(-1.0))        # -v, as Value.__neg__ makes it
+
+
+cdef Value one_minus(Value v):
+    return binary(CG_ADD, negated(v), leaf(1.0))  # 1 - v, as Value.__rsub__ makes it
+
+
+cdef int record_chain_rule(Value node, Value g, GradientSums sums) except -1:
+    """Add node's contributions to its kids' gradients, each d(node)/d(kid) * g built
+    from cgrad's ops with exactly the arithmetic of the C backward (ops.h)."""
+    cdef cg_node *n = &node.node
+    cdef cg_node **k = cg_kids(n)
+    cdef uint8_t op = cg_base_op(n)
     cdef uint32_t i
     cdef cg_dot_parts d
-    cdef list kids = [], weights, inputs
-    sync_nodes()
-    for i in range(v.node.n_kids):
-        kids.append(owner_of(k[i]))
-    arg = None
-    if op == CG_POW:
-        arg = v.node.kids.ext.arg
+    cdef Value a, b, neg
+    cdef double e
+    if n.op & CG_OP_PYTHON_BACKWARD:
+        raise TypeError(f"cannot record the derivative of a node with a Python _backward "
+                        f"(op {node._op!r}): its chain rule is Python code, not cgrad ops")
+    if op == CG_ADD or op == CG_SUM:
+        for i in range(n.n_kids):
+            sums.add(k[i], g)
+    elif op == CG_MUL:
+        a, b = owner_of(k[0]), owner_of(k[1])
+        sums.add(k[0], binary(CG_MUL, b, g))
+        sums.add(k[1], binary(CG_MUL, a, g))
     elif op == CG_DOT:
-        d = cg_dot_of(&v.node)
-        weights, inputs = [], []
+        d = cg_dot_of(n)
         for i in range(d.m):
-            weights.append(owner_of(d.w[i]))
-            inputs.append(owner_of(d.x[i]))
-        arg = (weights, inputs, owner_of(d.bias) if d.bias != NULL else None)
-    key = "python" if v.node.op & CG_OP_PYTHON_BACKWARD else OP_KEYS[op]
-    return (key, tuple(kids), arg)
+            sums.add(d.w[i], binary(CG_MUL, <Value>owner_of(d.x[i]), g))
+            sums.add(d.x[i], binary(CG_MUL, <Value>owner_of(d.w[i]), g))
+        if d.bias != NULL:
+            sums.add(d.bias, g)
+    elif op == CG_LOGSUMEXP:
+        neg = negated(node)
+        for i in range(n.n_kids):
+            a = binary(CG_ADD, <Value>owner_of(k[i]), neg)
+            sums.add(k[i], binary(CG_MUL, unary(CG_EXP, a), g))
+    elif op == CG_POW:
+        e = n.kids.ext.arg
+        a = owner_of(k[0])
+        b = binary(CG_MUL, unary(CG_POW, a, e - 1.0), leaf(e))   # e * a**(e - 1)
+        sums.add(k[0], binary(CG_MUL, b, g))
+    elif op == CG_POWV:
+        a, b = owner_of(k[0]), owner_of(k[1])
+        exponent_less_one = binary(CG_ADD, b, leaf(-1.0))
+        sums.add(k[0], binary(CG_MUL, binary(CG_MUL, b, binary(CG_POWV, a, exponent_less_one)), g))
+        if a.node.data != 0.0:   # d/db = out * log(a); 0 at a == 0, as PyTorch
+            sums.add(k[1], binary(CG_MUL, binary(CG_MUL, node, unary(CG_LOG, a)), g))
+    elif op == CG_RELU:
+        sums.add(k[0], binary(CG_MUL, unary(CG_STEP, node), g))
+    elif op == CG_TANH:
+        sums.add(k[0], binary(CG_MUL, one_minus(unary(CG_POW, node, 2.0, CG_FLAG_INT_EXPONENT)), g))
+    elif op == CG_EXP:
+        sums.add(k[0], binary(CG_MUL, node, g))
+    elif op == CG_LOG:
+        sums.add(k[0], binary(CG_MUL, unary(CG_RECIP, <Value>owner_of(k[0])), g))
+    elif op == CG_SIGMOID:
+        sums.add(k[0], binary(CG_MUL, binary(CG_MUL, node, one_minus(node)), g))
+    elif op == CG_RECIP:
+        sums.add(k[0], binary(CG_MUL, negated(binary(CG_MUL, node, node)), g))
+    elif not (CG_OP_INFO[op].flags & CG_OPF_NO_MATH or op == CG_STEP):
+        raise NotImplementedError(f"no derivative rule for op {OP_KEYS[op]!r}")
+    return 0
+
+
+def _gradients(list outputs, list seeds, list inputs):
+    """The gradients of sum(seed * output) with respect to each input, as Values (None
+    where an input does not matter), recorded as graph nodes: cgrad.autograd.grad.
+    With inputs None: [(node, gradient)] for every node reached."""
+    cdef Py_ssize_t i, n_roots = len(outputs)
+    cdef cg_vec order
+    cdef size_t n_first
+    cdef GradientSums sums = GradientSums()
+    cdef cg_node **roots = <cg_node **>malloc(max(n_roots, 1) * sizeof(cg_node *))
+    if roots == NULL:
+        raise MemoryError()
+    memset(&order, 0, sizeof(order))
+    sync_nodes()
+    try:
+        for i in range(n_roots):
+            roots[i] = &(<Value>outputs[i]).node
+            sums.add(roots[i], <Value>seeds[i])
+        if cg_interior_order(roots, n_roots, &order, &n_first) < 0:
+            raise MemoryError("out of memory while walking the graph")
+        nodes = []      # held while new nodes are built: the order's nodes stay alive
+        for i in range(<Py_ssize_t>order.len):
+            nodes.append(owner_of(<cg_node *>order.items[i]))
+        for i in range(len(nodes) - 1, -1, -1):
+            g = sums.get(&(<Value>nodes[i]).node)
+            if g is not None:
+                record_chain_rule(<Value>nodes[i], <Value>g, sums)
+    finally:
+        free(roots)
+        cg_vec_free(&order)
+    result = []
+    if inputs is None:        # every node reached: [(node, its gradient)]
+        for key, g in sums.sums.items():
+            result.append((owner_of(<cg_node *><size_t>key), g))
+        return result
+    for v in inputs:
+        result.append(sums.get(&(<Value>v).node))
+    return result
 
 
 def _op_table():

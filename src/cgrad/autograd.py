@@ -13,7 +13,7 @@ very arithmetic of the C backward (so the numbers are those backward() gives): R
 """
 from typing import Any, Iterable, Sequence, Union
 
-from cgrad._core import Value, _structure
+from cgrad._core import Value, _gradients
 
 Values = Union[Value, Iterable[Value]]
 
@@ -26,83 +26,6 @@ def _as_list(values: Any, what: str) -> tuple[list[Value], bool]:
         if not isinstance(v, Value):
             raise TypeError(f"{what} must be Values, got {type(v).__name__}")
     return values, False
-
-
-def _topological(roots: list[Value]) -> list[tuple[Value, Any]]:
-    """Interior nodes the roots depend on, kids before parents, in the order backward()
-    sweeps them (a depth-first post-order over kids in their stored order, as the C
-    search does), each with its structure; iterative, so any depth works."""
-    order: list[tuple[Value, Any]] = []
-    seen: set[int] = set()
-    for root in roots:
-        parts = _structure(root)
-        if id(root) in seen or not parts[1]:
-            continue
-        seen.add(id(root))
-        stack = [(root, parts, iter(parts[1]))]
-        while stack:
-            node, parts, kids = stack[-1]
-            for kid in kids:
-                if id(kid) not in seen:
-                    kid_parts = _structure(kid)
-                    if kid_parts[1]:
-                        seen.add(id(kid))
-                        stack.append((kid, kid_parts, iter(kid_parts[1])))
-                        break
-            else:
-                stack.pop()
-                order.append((node, parts))
-    return order
-
-
-def _contributions(node: Value, parts: Any, g: Value) -> list[tuple[Value, Value]]:
-    """(kid, d(out)/d(kid) * g) pairs for one node, in the order the C backward adds
-    them, as Values built from cgrad's ops."""
-    op, kids, arg = parts
-    if op == "+" or op == "sum":
-        return [(k, g) for k in kids]
-    if op == "*":
-        a, b = kids
-        return [(a, b * g), (b, a * g)]
-    if op == "dot":
-        weights, inputs, bias = arg
-        out = []
-        for w, x in zip(weights, inputs):
-            out.append((w, x * g))
-            out.append((x, w * g))
-        if bias is not None:
-            out.append((bias, g))
-        return out
-    if op == "logsumexp":
-        return [(k, (k - node).exp() * g) for k in kids]
-    if op == "row" or op == "step":
-        return []
-    if op == "python":
-        raise TypeError(f"cannot record the derivative of a node with a Python _backward "
-                        f"(op {node._op!r}): its chain rule is Python code, not cgrad ops")
-    if op == "opaque":
-        return []      # a hand-built node without a chain rule passes nothing, as in micrograd
-    (a,) = kids[:1]
-    if op == "**k":
-        return [(a, (arg * a ** (arg - 1.0)) * g)]
-    if op == "**":
-        base, exponent = kids
-        da = (exponent * base ** (exponent - 1.0)) * g
-        db = (node * base.log()) * g if base.data != 0.0 else None
-        return [(base, da)] + ([(exponent, db)] if db is not None else [])
-    if op == "relu":
-        return [(a, node.heaviside() * g)]
-    if op == "tanh":
-        return [(a, (1 - node ** 2) * g)]
-    if op == "exp":
-        return [(a, node * g)]
-    if op == "log":
-        return [(a, a.reciprocal() * g)]
-    if op == "sigmoid":
-        return [(a, (node * (1 - node)) * g)]
-    if op == "recip":
-        return [(a, -(node * node) * g)]
-    raise NotImplementedError(f"no derivative rule for op {op!r}")
 
 
 def grad(outputs: Values, inputs: Values, grad_outputs: Any = None,
@@ -122,24 +45,9 @@ def grad(outputs: Values, inputs: Values, grad_outputs: Any = None,
         grad_outputs = [grad_outputs]
     if len(grad_outputs) != len(outputs):
         raise ValueError(f"{len(outputs)} outputs but {len(grad_outputs)} grad_outputs")
-    grads: dict[int, Value] = {}     # id(node) -> its gradient (a Value)
-    keep: dict[int, Value] = {}      # id -> node, so that ids stay unique while we work
-    for out, g in zip(outputs, grad_outputs):
-        g = g if isinstance(g, Value) else Value(float(g))
-        key = id(out)
-        keep[key] = out
-        grads[key] = grads[key] + g if key in grads else g
-    for node, parts in reversed(_topological(outputs)):
-        g = grads.get(id(node))
-        if g is None:
-            continue
-        for kid, contribution in _contributions(node, parts, g):
-            key = id(kid)
-            keep[key] = kid
-            grads[key] = grads[key] + contribution if key in grads else contribution
+    seeds = [g if isinstance(g, Value) else Value(float(g)) for g in grad_outputs]
     result: list[Any] = []
-    for v in inputs:
-        g = grads.get(id(v))
+    for g in _gradients(outputs, seeds, inputs):
         if g is None:
             g = Value(0.0)
         result.append(g if create_graph else g.data)
@@ -150,24 +58,15 @@ def backward(root: Value) -> None:
     """``root.backward(create_graph=True)``: what backward() does (every node's ``.grad``
     set, leaves' accumulated), and each leaf's gradient also kept as a Value in its
     ``grad_value`` attribute (added to the one already there), differentiable again."""
-    order = _topological([root])
-    leaves: list[Value] = []
-    seen: set[int] = set()
-    for node, (op, kids, arg) in order:
-        for kid in kids:
-            if id(kid) not in seen and not _structure(kid)[1]:
-                seen.add(id(kid))
-                leaves.append(kid)
-    interior = [node for node, _ in order]
-    if not interior:
-        leaves = [root]
-    grads = grad(root, interior + leaves, create_graph=True)
-    for node, g in zip(interior, grads):
-        node.grad = g.data
-    for leaf, g in zip(leaves, grads[len(interior):]):
-        leaf.grad += g.data
-        old = getattr(leaf, "grad_value", None)
-        setattr(leaf, "grad_value", g if old is None else old + g)
+    for node, g in _gradients([root], [Value(1.0)], None):
+        interior = bool(node._prev)
+        if interior or node is root:
+            node.grad = g.data
+        else:
+            node.grad += g.data
+        if not interior:
+            old = getattr(node, "grad_value", None)
+            setattr(node, "grad_value", g if old is None else old + g)
 
 
 def hessian(f: Value, inputs: Values) -> list[list[float]]:
