@@ -14,6 +14,19 @@ def _sigmoid(x):
     return e / (1.0 + e)
 
 
+_recording = [False]   # inside backward(create_graph=True): grads are Values
+
+
+def _v(x):
+    """A node's number as the chain rule uses it: the Value itself while a gradient is
+    recorded (so that it can be differentiated again), else its float."""
+    return x if _recording[0] else x.data
+
+
+def _log(x):
+    return x.log() if isinstance(x, Value) else math.log(x)
+
+
 class Value:
     """ stores a single scalar value and its gradient """
 
@@ -42,8 +55,8 @@ class Value:
         out = Value(self.data * other.data, (self, other), '*')
 
         def _backward():
-            self.grad += other.data * out.grad
-            other.grad += self.data * out.grad
+            self.grad += _v(other) * out.grad
+            other.grad += _v(self) * out.grad
         out._backward = _backward
         return out
 
@@ -54,8 +67,8 @@ class Value:
             out = Value(self.data ** other.data, (self, other), '**')
 
             def _backward():
-                self.grad += (other.data * self.data ** (other.data - 1)) * out.grad
-                other.grad += (0.0 if self.data == 0 else out.data * math.log(self.data)) * out.grad
+                self.grad += (_v(other) * _v(self) ** (_v(other) - 1)) * out.grad
+                other.grad += (0.0 if self.data == 0 else _v(out) * _log(_v(self))) * out.grad
             out._backward = _backward
             return out
         if not isinstance(other, (int, float)):
@@ -65,7 +78,7 @@ class Value:
         out = Value(self.data ** other, (self,), f'**{other}')
 
         def _backward():
-            self.grad += (other * self.data ** (other - 1)) * out.grad
+            self.grad += (other * _v(self) ** (other - 1)) * out.grad
         out._backward = _backward
         return out
 
@@ -85,25 +98,28 @@ class Value:
                            lambda out: float(out.data > 0))
 
     def tanh(self):
-        return self._unary(math.tanh(self.data), 'tanh', lambda out: 1 - out.data ** 2)
+        return self._unary(math.tanh(self.data), 'tanh', lambda out: 1 - _v(out) ** 2)
 
     def exp(self):
-        return self._unary(math.exp(self.data), 'exp', lambda out: out.data)
+        return self._unary(math.exp(self.data), 'exp', lambda out: _v(out))
 
     def log(self):
-        return self._unary(math.log(self.data), 'log', lambda out: 1 / self.data)
+        return self._unary(math.log(self.data), 'log', lambda out: 1 / _v(self))
 
     def sigmoid(self):
         return self._unary(_sigmoid(self.data), 'sigmoid',
-                           lambda out: out.data * (1 - out.data))
+                           lambda out: _v(out) * (1 - _v(out)))
 
     def heaviside(self):
         return self._unary(1.0 if self.data > 0 else 0.0, 'step', lambda out: 0.0)
 
     def reciprocal(self):
-        return self._unary(1.0 / self.data, 'recip', lambda out: -(out.data * out.data))
+        return self._unary(1.0 / self.data, 'recip', lambda out: -(_v(out) * _v(out)))
 
-    def backward(self):
+    def backward(self, create_graph=False):
+        """micrograd's backward().  With create_graph, the chain rule runs on Values:
+        every grad becomes a Value that can be differentiated again (each closure uses
+        the nodes themselves instead of their floats)."""
         topo = []
         visited = set()
 
@@ -118,9 +134,15 @@ class Value:
         for v in topo:  # interior grads restart from zero; leaf grads accumulate
             if v._prev:
                 v.grad = 0.0
-        self.grad = 1.0
-        for v in reversed(topo):
-            v._backward()
+            if create_graph:
+                v.grad = v.grad if isinstance(v.grad, Value) else Value(v.grad)
+        self.grad = Value(1.0) if create_graph else 1.0
+        _recording[0] = create_graph
+        try:
+            for v in reversed(topo):
+                v._backward()
+        finally:
+            _recording[0] = False
 
     def __neg__(self):
         return self * -1
