@@ -117,3 +117,18 @@ def test_to_torch_gives_the_same_outputs():
 def test_sizes_must_be_whole_numbers_at_least_zero(make, error):
     with pytest.raises(error, match="must be"):
         make()
+
+
+def test_a_neuron_draws_as_the_readme_says_and_unfused_as_micrograd():
+    micrograd = pytest.importorskip("micrograd.nn")
+    from micrograd.engine import Value as MValue
+    from cgrad.viz import trace
+
+    def shape(out):
+        nodes, _ = trace(out)
+        return len(nodes), sum(1 for v in nodes if v._prev)
+    n = nn.Neuron(2)
+    assert shape(n([Value(1.0), Value(-2.0)])) == (7, 2)           # one dot node
+    n.fused = False
+    assert shape(n([Value(1.0), Value(-2.0)])) == (10, 5)
+    assert shape(micrograd.Neuron(2)([MValue(1.0), MValue(-2.0)])) == (10, 5)

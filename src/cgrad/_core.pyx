@@ -645,18 +645,23 @@ cdef class Value:
     # -- functions --
 
     def relu(self):
+        """max(0, x), written as micrograd's ReLU (its gradient is 0 at 0)."""
         return unary(CG_RELU, self)
 
     def tanh(self):
+        """tanh(x) (C's tanh: stable, Value(1000).tanh() is 1.0)."""
         return unary(CG_TANH, self)
 
     def exp(self):
+        """e ** x (OverflowError past ~709.78)."""
         return unary(CG_EXP, self)
 
     def log(self):
+        """The natural log (ValueError for x <= 0)."""
         return unary(CG_LOG, self)
 
     def sigmoid(self):
+        """1 / (1 + e ** -x), computed without overflow either side."""
         return unary(CG_SIGMOID, self)
 
     def heaviside(self):

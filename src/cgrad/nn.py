@@ -25,12 +25,15 @@ _NEURON_NAMES = {'relu': 'ReLU', 'tanh': 'Tanh', 'sigmoid': 'Sigmoid', 'linear':
 
 
 class Module:
+    """micrograd's base class: a model is anything with parameters()."""
 
     def zero_grad(self) -> None:
+        """Set every parameter's grad to 0 (before a backward(), as micrograd does)."""
         for p in self.parameters():
             p.grad = 0
 
     def parameters(self) -> list[Value]:
+        """The model's leaf Values, in a fixed order (what optimizers update)."""
         return []
 
     def get_parameters(self) -> np.ndarray:
@@ -57,6 +60,7 @@ class Module:
         np.savez(path, config=np.array(config), parameters=self.get_parameters())
 
     def config(self) -> dict[str, Any]:
+        """The architecture as plain data, enough to build the model again (nn.load)."""
         raise NotImplementedError(f"{type(self).__name__} does not describe its architecture")
 
 
@@ -156,6 +160,12 @@ def size(name, n):
 
 
 class Neuron(Module):
+    """micrograd's neuron: act(w . x + b), weights drawn uniformly from [-1, 1], bias 0.
+
+    ``activation`` is 'relu' (micrograd's ``nonlin=True``), 'tanh', 'sigmoid' or
+    'linear'.  ``fused`` (the default) computes w . x + b as one dot node, with the very
+    numbers of micrograd's ``sum(wi*xi ...) + b``; ``fused=False`` builds micrograd's
+    per-scalar graph (what its trace_graph notebook draws)."""
 
     def __init__(self, nin: int, nonlin: bool = True, activation: str | None = None,
                  fused: bool = True, value_type: Any = Value) -> None:
@@ -171,6 +181,7 @@ class Neuron(Module):
         self.fused = fused and value_type is Value
 
     def __call__(self, x: Sequence[Any]) -> Value:
+        """The neuron's output for inputs x (Values or numbers)."""
         if len(x) != len(self.w):
             raise ValueError(f"this neuron takes {len(self.w)} inputs, got {len(x)}")
         if self.fused:
@@ -201,11 +212,13 @@ class Neuron(Module):
 
 
 class Layer(Module):
+    """nout neurons over the same nin inputs (keyword arguments go to each Neuron)."""
 
     def __init__(self, nin: int, nout: int, **kwargs: Any) -> None:
         self.neurons = [Neuron(nin, **kwargs) for _ in range(size("nout", nout))]
 
     def __call__(self, x: Sequence[Any]) -> Union[Value, list[Value]]:
+        """The neurons' outputs (a single Value for a one-neuron layer, as micrograd)."""
         out = fused_layer(self.neurons, x)  # [n(x) for n in self.neurons], in C
         return out[0] if len(out) == 1 else out
 
@@ -246,6 +259,7 @@ class MLP(Module):
                        for i in range(len(nouts))]
 
     def __call__(self, x: Sequence[Any]) -> Any:
+        """The last layer's output for inputs x."""
         for layer in self.layers:
             x = layer(x)
         return x
