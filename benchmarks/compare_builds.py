@@ -11,7 +11,7 @@ import statistics
 import subprocess
 import sys
 
-CODE = ("import json, sys; from cgrad import benchmarking as b; "
+CODE = ("import json, sys; from cgrad.cli import benchmarking as b; "
         "w = [x for x in b.WORKLOADS if x.name == sys.argv[1]][0]; "
         "print(json.dumps(b.measure(w, 'cgrad', 'full')['median']))")
 NAMES = ["build ops (c = a*b + a, kept)", "backward, wide graph", "backward, 900-deep chain"]

@@ -4,7 +4,7 @@ Each round times one repetition of the workload; divide by extra_info['units'] f
 per-op or per-node figure (`python -m cgrad bench` prints those directly)."""
 import pytest
 
-from cgrad.benchmarking import ENGINES, WORKLOADS
+from cgrad.cli.benchmarking import ENGINES, WORKLOADS
 
 TIMED = [w for w in WORKLOADS if w.kind == "time"]
 

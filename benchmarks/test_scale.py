@@ -3,7 +3,7 @@ the same weights and data (`pytest benchmarks/test_scale.py --benchmark-only`).
 `python -m cgrad bench --scale` runs the same steps interleaved, with setup and memory."""
 import pytest
 
-from cgrad import scale
+from cgrad.cli import scale
 
 ENGINES = [e for e in scale.ENGINES if scale.available(e)]
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cgrad import Value, nn, reference
-from cgrad.demo import micrograd_step, moons
+from cgrad.cli.steps import micrograd_step, moons
 
 micrograd_nn = pytest.importorskip("micrograd.nn")
 micrograd_engine = pytest.importorskip("micrograd.engine")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import cgrad
-from cgrad import Graph, Value, demo, losses, nn
+from cgrad import Graph, Value, losses, nn
+from cgrad.cli import steps as demo
 from cgrad.optim import SGD, Adam
 
 

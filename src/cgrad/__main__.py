@@ -54,24 +54,24 @@ def main(argv=None):
             parser.error("--steps must be >= 1 and --compare-steps >= 0")
         if args.plot:
             needs("matplotlib", "matplotlib")
-        from cgrad import demo
+        from cgrad.cli import demo
         return demo.main(args)
     if args.command == "train":
         if args.epochs < 1 or args.batch_size < 1 or min(args.hidden) < 1 or args.lr <= 0:
             parser.error("--epochs, --batch-size, --hidden and --lr must be positive")
         needs("sklearn", "scikit-learn")
-        from cgrad import train
+        from cgrad.cli import train
         return train.main(args)
     if args.command == "bench" and args.plot:
         needs("matplotlib", "matplotlib")
     if args.command == "bench" and args.layout:
-        from cgrad import layout
+        from cgrad.cli import layout
         return layout.main(quick=args.quick, json_path=args.json)
     if args.command == "bench" and args.scale:
-        from cgrad import scale
+        from cgrad.cli import scale
         return scale.main(quick=args.quick, json_path=args.json, engines=args.engine)
     if args.command == "bench":
-        from cgrad import report
+        from cgrad.cli import report
         return report.main(args)
 
 

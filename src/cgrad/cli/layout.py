@@ -132,7 +132,7 @@ def measure(shape, heap, n_nodes, processes):
     runs = []
     for _ in range(processes):
         out = subprocess.run(
-            [sys.executable, "-c", "import json, sys; from cgrad.layout import run_cell; "
+            [sys.executable, "-c", "import json, sys; from cgrad.cli.layout import run_cell; "
              "print(json.dumps(run_cell(*json.loads(sys.argv[1]))))",
              json.dumps([shape, heap, n_nodes])],
             capture_output=True, text=True, env=dict(os.environ, PYTHONHASHSEED="0"))

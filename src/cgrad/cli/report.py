@@ -5,7 +5,7 @@ import os
 import platform
 import sys
 
-from cgrad.benchmarking import ENGINES, WORKLOADS, Unsupported, measure
+from cgrad.cli.benchmarking import ENGINES, WORKLOADS, Unsupported, measure
 
 BASELINES = ("micrograd", "torch (scalar)")
 

@@ -191,7 +191,7 @@ def setup_and_memory(engine, index):
     """In a fresh process: setup seconds (build + record, or compile: up to the end of
     the first step) and the largest resident-memory growth over the process after its
     imports, sampled after setup and after each of three steps."""
-    code = (f"import sys; from cgrad import scale; "
+    code = (f"import sys; from cgrad.cli import scale; "
             f"print(scale._child({engine!r}, {index}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout

@@ -183,7 +183,7 @@ def generic_cross_entropy(logits, target):
 
 def step_data(nin, n_points):
     if nin == 2:
-        from cgrad.demo import moons
+        from cgrad.cli.steps import moons
         X, y = moons()
         return X[:n_points], y[:n_points]
     rng = random.Random(1)
@@ -222,7 +222,8 @@ def replayed_step(nin, nouts, X, y, classify):
     """The cgrad step recorded once as a Graph and replayed: graph.step(X, labels)."""
     import numpy as np
     import cgrad
-    from cgrad import demo, losses, nn
+    from cgrad import losses, nn
+    from cgrad.cli import steps as demo
     from cgrad.optim import SGD
     model = nn.MLP(nin, nouts)
     xs = cgrad.inputs(len(X), nin)
@@ -248,7 +249,8 @@ def training_step(nin, nouts, classify):
         if engine == "torch (scalar)":
             raise Unsupported("an MLP of 0-d tensors is not how torch is used; "
                               "see torch (batched)")
-        from cgrad import demo, losses, nn
+        from cgrad import losses, nn
+        from cgrad.cli import steps as demo
         from cgrad.optim import SGD
         if engine == "cgrad (replay)":
             return replayed_step(nin, nouts, X, y, classify), 1
