@@ -1194,6 +1194,15 @@ cdef PyObject *value_alloc(PyTypeObject *t, Py_ssize_t n_items) noexcept:
     return PyObject_Init(<PyObject *>(memory + PRESIZE), t)
 
 
+cdef PyObject *value_alloc_untracked(PyTypeObject *t, Py_ssize_t n_items) noexcept:
+    """tp_alloc of exact Values without slabs (CGRAD_NO_SLABS, unusual GC headers):
+    Python's allocator, which tracks GC objects at once; a plain Value is not tracked."""
+    cdef PyObject *o = PyType_GenericAlloc(t, n_items)
+    if o != NULL:
+        PyObject_GC_UnTrack(o)
+    return o
+
+
 cdef void value_free(void *o) noexcept:
     cg_slab_free(&value_slabs, <char *>o - PRESIZE)
 
@@ -1251,8 +1260,8 @@ cdef int set_up_type() except -1:
     probe = None
     if not (t.tp_flags & Py_TPFLAGS_HAVE_GC):
         t.tp_flags |= Py_TPFLAGS_HAVE_GC
-        t.tp_alloc = PyType_GenericAlloc
         t.tp_free = PyObject_GC_Del
+    t.tp_alloc = value_alloc_untracked
     t.tp_dictoffset = DICT_OFFSET
     t.tp_traverse = <traverseproc>value_traverse
     t.tp_clear = <inquiry>value_clear
