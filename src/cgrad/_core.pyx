@@ -789,22 +789,56 @@ cdef dict OP_CODES = {key: code for code, key in enumerate(OP_KEYS)}
 # ---- gradients as Values (cgrad.autograd) -------------------------------------------------
 
 cdef class GradientSums:
-    """The gradients being summed while a gradient graph is recorded, by node address."""
-    cdef dict sums
+    """The gradients being summed while a gradient graph is recorded: an interior node's
+    by its place in the search's order (its mark holds place + 1 meanwhile), a leaf's by
+    its address."""
+    cdef cg_node **order
+    cdef Py_ssize_t n
+    cdef list interior
+    cdef dict leaves
 
     def __cinit__(self):
-        self.sums = {}
+        self.leaves = {}
+
+    cdef int index(self, cg_vec *order) except -1:
+        """Number the nodes of order through their marks (reset by forget_index)."""
+        cdef Py_ssize_t i
+        self.order = <cg_node **>order.items
+        self.n = <Py_ssize_t>order.len
+        self.interior = [None] * self.n
+        for i in range(self.n):
+            self.order[i].mark = <uint32_t>(i + 1)
+        return 0
+
+    cdef void forget_index(self) noexcept:
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            self.order[i].mark = 0       # 0 is no traversal's epoch
+        self.n = 0
+
+    cdef Py_ssize_t place(self, cg_node *n) noexcept:
+        cdef Py_ssize_t i = <Py_ssize_t>n.mark - 1
+        if n.n_kids and 0 <= i < self.n and self.order[i] == n:
+            return i
+        return -1
 
     cdef int add(self, cg_node *kid, Value contribution) except -1:
         """kid's gradient += contribution, in the order backward() adds them."""
+        cdef Py_ssize_t i = self.place(kid)
+        if i >= 0:
+            total = self.interior[i]
+            self.interior[i] = contribution if total is None else \
+                binary(CG_ADD, <Value>total, contribution)
+            return 0
         key = <size_t>kid
-        total = self.sums.get(key)
-        self.sums[key] = contribution if total is None else \
+        total = self.leaves.get(key)
+        self.leaves[key] = contribution if total is None else \
             binary(CG_ADD, <Value>total, contribution)
         return 0
 
     cdef Value get(self, cg_node *n):
-        return self.sums.get(<size_t>n)
+        cdef Py_ssize_t i = self.place(n)
+        return self.interior[i] if i >= 0 else self.leaves.get(<size_t>n)
 
 
 cdef Value negated(Value v):
@@ -888,29 +922,35 @@ def _gradients(list outputs, list seeds, list inputs):
         raise MemoryError()
     memset(&order, 0, sizeof(order))
     sync_nodes()
+    result = []
     try:
         for i in range(n_roots):
             roots[i] = &(<Value>outputs[i]).node
-            sums.add(roots[i], <Value>seeds[i])
         if cg_interior_order(roots, n_roots, &order, &n_first) < 0:
             raise MemoryError("out of memory while walking the graph")
         nodes = []      # held while new nodes are built: the order's nodes stay alive
         for i in range(<Py_ssize_t>order.len):
             nodes.append(owner_of(<cg_node *>order.items[i]))
+        sums.index(&order)
+        for i in range(n_roots):
+            sums.add(roots[i], <Value>seeds[i])
         for i in range(len(nodes) - 1, -1, -1):
             g = sums.get(&(<Value>nodes[i]).node)
             if g is not None:
                 record_chain_rule(<Value>nodes[i], <Value>g, sums)
+        if inputs is None:        # every node reached: [(node, its gradient)]
+            for i in range(len(nodes)):
+                if sums.interior[i] is not None:
+                    result.append((nodes[i], sums.interior[i]))
+            for key, g in sums.leaves.items():
+                result.append((owner_of(<cg_node *><size_t>key), g))
+        else:
+            for v in inputs:
+                result.append(sums.get(&(<Value>v).node))
     finally:
+        sums.forget_index()
         free(roots)
         cg_vec_free(&order)
-    result = []
-    if inputs is None:        # every node reached: [(node, its gradient)]
-        for key, g in sums.sums.items():
-            result.append((owner_of(<cg_node *><size_t>key), g))
-        return result
-    for v in inputs:
-        result.append(sums.get(&(<Value>v).node))
     return result
 
 
