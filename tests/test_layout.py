@@ -1,0 +1,80 @@
+"""Where Values sit in memory (csrc/slab.c): a graph built in a loop sits in creation
+order whatever was freed before, and freed memory goes back to the system beyond a
+bounded cache.  Skipped in builds without slabs (the sanitizer's)."""
+import random
+
+import pytest
+
+from cgrad._core import _memory_layout, _trim_slabs
+from cgrad.engine import Value
+
+
+def slabs_in_use():
+    probe = Value(1.0)        # an exact Value: it comes from a slab if this build has them
+    return probe is not None and _memory_layout()[1] > 0
+
+
+SLABS = slabs_in_use()
+pytestmark = pytest.mark.skipif(not SLABS, reason="this build allocates Values without slabs")
+
+
+def ascending_share(values):
+    """The share of consecutive Values that sit at increasing addresses."""
+    ids = [id(v) for v in values]
+    return sum(b > a for a, b in zip(ids, ids[1:])) / (len(ids) - 1)
+
+
+def build(a, b, n):
+    return [a * b for _ in range(n)]
+
+
+def test_a_rebuilt_graph_sits_in_creation_order():
+    a, b = Value(1.5), Value(2.0)
+    for _ in range(5):                     # an eager training loop: build, drop, rebuild
+        nodes = build(a, b, 20_000)
+        assert ascending_share(nodes) > 0.99
+        del nodes
+
+
+def test_a_graph_built_on_a_fragmented_heap_is_still_in_address_order():
+    a, b = Value(1.5), Value(2.0)
+    made = build(a, b, 40_000)
+    rng = random.Random(0)
+    order = list(range(len(made)))
+    rng.shuffle(order)
+    kept = [made[i] for i in order[:20_000]]   # half survive, freed in random order
+    for i in order[20_000:]:
+        made[i] = None
+    del made
+    nodes = build(a, b, 20_000)
+    # within each slab the holes are filled lowest address first; slabs change ~60 times
+    assert ascending_share(nodes) > 0.99
+    del kept
+
+
+def test_memory_of_a_freed_graph_goes_back_beyond_the_cache():
+    _trim_slabs()
+    held_before = _memory_layout()[1]
+    a, b = Value(1.5), Value(2.0)
+    nodes = build(a, b, 1_000_000)             # ~96 MB
+    held = _memory_layout()[1]
+    assert held - held_before >= 96 * 1_000_000 * 0.99
+    del nodes
+    cached = _memory_layout()[1] - held_before
+    assert cached <= 33 * 2 ** 20              # at most the 32 MiB cache of empty slabs kept
+    _trim_slabs()
+    assert _memory_layout()[1] - held_before <= 2 ** 16
+
+
+def test_a_long_lived_node_does_not_pin_a_graphs_worth_of_memory():
+    """A slab reused once at most half live: one survivor per slab costs no more than
+    twice the live memory, rebuilding many times."""
+    _trim_slabs()
+    a, b = Value(1.5), Value(2.0)
+    survivors = []
+    for _ in range(10):
+        nodes = build(a, b, 50_000)
+        survivors.extend(nodes[::500])          # one in 500 lives on
+        del nodes
+    live_bytes = (len(survivors) + 50_000) * 96
+    assert _memory_layout()[1] <= 2 * live_bytes + 33 * 2 ** 20
