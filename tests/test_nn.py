@@ -132,3 +132,31 @@ def test_a_neuron_draws_as_the_readme_says_and_unfused_as_micrograd():
     n.fused = False
     assert shape(n([Value(1.0), Value(-2.0)])) == (10, 5)
     assert shape(micrograd.Neuron(2)([MValue(1.0), MValue(-2.0)])) == (10, 5)
+
+
+def test_a_layer_hands_the_core_plain_data_and_follows_its_neurons():
+    from cgrad._core import fused_layer
+    import cgrad
+    layer = nn.Layer(3, 2)
+    x = [0.5, -1.0, 2.0]
+    want = [cgrad.dot(n.w, x, n.b).relu().data for n in layer.neurons]
+    assert [v.data for v in layer(x)] == want
+    n0 = layer.neurons[0]
+    n0.activation = 'tanh'                      # changes are seen: no stale copy
+    n0.b = Value(0.25)
+    assert layer(x)[0].data == cgrad.dot(n0.w, x, n0.b).tanh().data
+
+    class Doubled(nn.Neuron):                   # a subclass's own __call__ is honoured
+        def __call__(self, x):
+            return super().__call__(x) * 2
+    layer.neurons[1] = Doubled(3)
+    n1 = layer.neurons[1]
+    assert layer(x)[1].data == cgrad.dot(n1.w, x, n1.b).relu().data * 2
+    # the core's entry point itself: plain data, no nn
+    w = [Value(0.1), Value(0.2)]
+    (out,) = fused_layer([(w, Value(0.3), 'sigmoid')], [1.0, 2.0])
+    assert out.data == cgrad.dot(w, [1.0, 2.0], 0.3).sigmoid().data
+    with pytest.raises(ValueError, match="unknown activation"):
+        fused_layer([(w, Value(0.3), 'gelu')], [1.0, 2.0])
+    with pytest.raises(ValueError, match="weights, bias, activation"):
+        fused_layer([(w, Value(0.3))], [1.0, 2.0])

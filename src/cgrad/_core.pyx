@@ -1156,7 +1156,7 @@ cdef Value row_node(items):
     return row
 
 
-cdef Value weight_row(object neuron, object weights, Value bias, Py_ssize_t n_inputs):
+cdef Value weight_row(object weights, Value bias, Py_ssize_t n_inputs):
     """The row of a neuron's weights and bias: remembered on its ParameterList, else
     built for this call."""
     if type(weights) is ParameterList and weights.row_bias is bias \
@@ -1190,24 +1190,32 @@ cdef Value row_dot(Value weights, Value inputs):
     return out
 
 
-def fused_layer(neurons, x):
-    """``[n(x) for n in neurons]`` for nn.Neurons, with no Python call per fused neuron:
-    each is one dot node over the neuron's weight row and one input row shared by the
-    layer, and its activation.  Any other neuron is simply called."""
+def fused_layer(specs, x):
+    """The outputs of a layer's neurons for inputs x, with no Python call per fused
+    neuron.  specs holds one item per neuron: either plain data, a tuple (weights, bias,
+    activation) -- a list of weight Values (a ParameterList remembers its row node), the
+    bias Value and 'relu', 'tanh', 'sigmoid' or 'linear' -- computed as one dot node over
+    the weights' row and one input row shared by the layer, then the activation; or any
+    callable, called with x."""
     cdef Value inputs = None
     cdef list out = []
     cdef Value pre, bias
-    for n in neurons:
-        activation = n.activation
-        if not n.fused or (activation != 'linear' and activation not in ACTIVATION_OPS):
-            out.append(n(x))
+    for spec in specs:
+        if type(spec) is not tuple:
+            out.append(spec(x))
             continue
+        if len(<tuple>spec) != 3:
+            raise ValueError(f"a fused neuron is (weights, bias, activation), got {spec!r:.80}")
+        weights, b, activation = <tuple>spec
+        if activation != 'linear' and activation not in ACTIVATION_OPS:
+            raise ValueError(f"unknown activation {activation!r}: 'relu', 'tanh', "
+                             f"'sigmoid' or 'linear'")
         if inputs is None:
             inputs = row_node(values_of(x, "a layer's inputs"))
-        bias = as_value(n.b)
+        bias = as_value(b)
         if bias is None:
-            raise TypeError(f"a neuron's bias must be a Value, not {type(n.b).__name__}")
-        pre = row_dot(weight_row(n, n.w, bias, inputs.node.n_kids), inputs)
+            raise TypeError(f"a neuron's bias must be a Value, not {type(b).__name__}")
+        pre = row_dot(weight_row(weights, bias, inputs.node.n_kids), inputs)
         out.append(pre if activation == 'linear' else unary(ACTIVATION_OPS[activation], pre))
     return out
 

@@ -159,6 +159,9 @@ def size(name, n):
     return n
 
 
+_SPEC_FIELDS = ('w', 'b', 'activation', 'fused')
+
+
 class Neuron(Module):
     """micrograd's neuron: act(w . x + b), weights drawn uniformly from [-1, 1], bias 0.
 
@@ -179,6 +182,20 @@ class Neuron(Module):
         self.nonlin = activation != 'linear'
         self.activation = activation
         self.fused = fused and value_type is Value
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in _SPEC_FIELDS:
+            self._refresh_layer_spec()
+
+    def _refresh_layer_spec(self) -> None:
+        """What a Layer hands the core for this neuron: plain data (weights, bias,
+        activation) while it is fused and computed by Neuron's own __call__, else None
+        (the layer then calls it).  Kept up to date as w, b, activation or fused change."""
+        d = self.__dict__
+        fusable = (d.get('fused') and all(k in d for k in _SPEC_FIELDS)
+                   and type(self).__call__ is Neuron.__call__)
+        d['_layer_spec'] = (d['w'], d['b'], d['activation']) if fusable else None
 
     def __call__(self, x: Sequence[Any]) -> Value:
         """The neuron's output for inputs x (Values or numbers)."""
@@ -219,7 +236,8 @@ class Layer(Module):
 
     def __call__(self, x: Sequence[Any]) -> Union[Value, list[Value]]:
         """The neurons' outputs (a single Value for a one-neuron layer, as micrograd)."""
-        out = fused_layer(self.neurons, x)  # [n(x) for n in self.neurons], in C
+        # [n(x) for n in self.neurons], fused neurons in one C call over plain data
+        out = fused_layer([getattr(n, '_layer_spec', None) or n for n in self.neurons], x)
         return out[0] if len(out) == 1 else out
 
     def parameters(self) -> list[Value]:
