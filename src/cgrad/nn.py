@@ -97,6 +97,7 @@ def load(path: Any) -> Module:
 
 
 def header_name(cls, config):
+    """How an error names a stored model: MLP(nin=2, nouts=[16, 1], ...)."""
     return f"{cls.__name__}({', '.join(f'{k}={v!r}' for k, v in config.items())})"
 
 
@@ -212,9 +213,11 @@ class Neuron(Module):
         return act.tanh() if self.activation == 'tanh' else act.sigmoid()
 
     def parameters(self) -> list[Value]:
+        """The weights, then the bias."""
         return self.w + [self.b]
 
     def config(self) -> dict[str, Any]:
+        """{'nin', 'activation', 'fused'}: enough to build it again."""
         return {'nin': len(self.w), 'activation': self.activation, 'fused': self.fused}
 
     @staticmethod
@@ -241,9 +244,11 @@ class Layer(Module):
         return out[0] if len(out) == 1 else out
 
     def parameters(self) -> list[Value]:
+        """Every neuron's parameters, neuron by neuron."""
         return [p for n in self.neurons for p in n.parameters()]
 
     def config(self) -> dict[str, Any]:
+        """{'nin', 'nout', 'activation', 'fused'}: enough to build it again."""
         first = self.neurons[0].config()
         return {'nin': first['nin'], 'nout': len(self.neurons),
                 'activation': first['activation'], 'fused': first['fused']}
@@ -283,9 +288,11 @@ class MLP(Module):
         return x
 
     def parameters(self) -> list[Value]:
+        """Every layer's parameters, layer by layer (micrograd's order)."""
         return [p for layer in self.layers for p in layer.parameters()]
 
     def config(self) -> dict[str, Any]:
+        """{'nin', 'nouts', 'activation', 'fused'}: enough to build it again."""
         return {'nin': len(self.layers[0].neurons[0].w),
                 'nouts': [len(layer.neurons) for layer in self.layers],
                 'activation': self.activation, 'fused': self.layers[0].neurons[0].fused}

@@ -30,10 +30,13 @@ def checked(name: str, value: Any, below: float | None = None) -> float:
 
 
 class Optimizer:
+    """An update rule over leaf Values, its state (velocity, moments) in C buffers."""
+
     def __init__(self, parameters: Iterable[Value], n_state: int) -> None:
         self.params = ParameterArray(parameters, n_state)
 
     def zero_grad(self) -> None:
+        """Set every parameter's grad to 0."""
         self.params.zero_grad()
 
 
@@ -52,6 +55,8 @@ class SGD(Optimizer):
                 checked("weight_decay", self.weight_decay))
 
     def step(self) -> None:
+        """Update every parameter from its grad (nothing is written if one would
+        overflow: OverflowError)."""
         self.params.sgd_step(*self.hyperparameters())
 
 
@@ -81,6 +86,8 @@ class Adam(Optimizer):
                 checked("weight_decay", self.weight_decay))
 
     def step(self) -> None:
+        """Update every parameter from its grad (nothing is written if one would
+        overflow: OverflowError)."""
         lr, beta1, beta2, eps, weight_decay = self.hyperparameters()
         self.steps += 1
         self.params.adam_step(lr, beta1, beta2, eps, weight_decay, self.steps)
