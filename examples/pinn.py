@@ -3,9 +3,10 @@ u(0) = 0.  The loss is made of the network's derivative with respect to its inpu
 (cgrad.grad with create_graph=True), so training differentiates a gradient; the step is
 recorded once and replayed.  The answer is sin(x), which the network never sees.
 
-    python examples/pinn.py [steps]
+    python examples/pinn.py [steps] [seed]
 """
 import math
+import random
 import sys
 
 import numpy as np
@@ -15,7 +16,7 @@ from cgrad import Value, nn
 from cgrad.optim import Adam
 
 steps = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-np.random.seed(0)
+random.seed(int(sys.argv[2]) if len(sys.argv) > 2 else 0)   # nn draws weights with random
 model = nn.MLP(1, [16, 16, 1], activation="tanh")
 
 # collocation points: where the equation is enforced
@@ -35,6 +36,7 @@ loss = cgrad.sum(residuals) * (1.0 / n_points) + u0 ** 2   # the equation, u(0) 
 graph = cgrad.Graph(loss, inputs=(xs, targets), input_grads=False)
 optimizer = Adam(model.parameters(), lr=0.01)
 for k in range(steps):
+    optimizer.lr = 0.01 * (1 - 0.95 * k / steps)          # settle at the end
     value = graph.step(X, np.cos(X[:, 0]), optimizer=optimizer)
     if k % (steps // 5 or 1) == 0 or k == steps - 1:
         print(f"step {k:5d}  loss {value:.3e}")
