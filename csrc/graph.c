@@ -3,26 +3,10 @@
 #include "cgrad.h"
 #include "ops.h"
 
-/* Buffers only grow.  (Mapping the large ones on transparent huge pages was tried to
- * save page faults on a first backward: the huge-page faults, with the kernel compacting
- * memory to find them, cost more: a 1e5-deep chain's first backward went 52 -> 95 ns per
- * node.) */
-static void buffer_free(void *p, size_t bytes)
-{
-    (void)bytes;
-    free(p);
-}
-
-static void *buffer_grow(void *p, size_t old_bytes, size_t new_bytes)
-{
-    (void)old_bytes;
-    return realloc(p, new_bytes);
-}
-
 int cg_vec_grow(cg_vec *v)
 {
     size_t cap = v->cap ? 2 * v->cap : 64;
-    void **items = buffer_grow(v->items, v->cap * sizeof *items, cap * sizeof *items);
+    void **items = realloc(v->items, cap * sizeof *items);
     if (!items)
         return -1;
     v->items = items;
@@ -32,15 +16,12 @@ int cg_vec_grow(cg_vec *v)
 
 void cg_vec_free(cg_vec *v)
 {
-    buffer_free(v->items, v->cap * sizeof *v->items);
+    free(v->items);
     v->items = NULL;
     v->len = v->cap = 0;
 }
 
 uint32_t cg_data_epoch = 0;
-
-#define CG_PREFETCH_BYTES 1024   /* ~10 nodes ahead of the depth-first search */
-#define CG_PREFETCH_NODES 16     /* nodes ahead of the sweep */
 
 static cg_status no_python(cg_node *n)
 {
@@ -74,11 +55,6 @@ static dfs_frame frame_of(cg_node *n)
     return (dfs_frame){n, kids, kids + n->n_kids};
 }
 
-/* Iterative depth-first post-order from root, skipping nodes already marked with
- * epoch: the same order micrograd's recursive build_topo gives when kids are visited in
- * their stored order.  Leaves are left out (they have nothing to compute or pass on, so
- * they need neither a mark nor a slot).  With zero_grads, each node's grad is zeroed as
- * it is emitted, which is what backward() needs before its sweep. */
 /* The search's stack is kept between calls (a deep graph's stack is megabytes, and
  * fresh pages cost a fault each), unless it grew past this many frames. */
 #define KEEP_FRAMES ((size_t)1 << 20)
@@ -88,13 +64,18 @@ static size_t spare_cap = 0;
 static void put_back_stack(dfs_frame *stack, size_t cap)
 {
     if (cap > KEEP_FRAMES || spare_stack) {
-        buffer_free(stack, cap * sizeof *stack);
+        free(stack);
         return;
     }
     spare_stack = stack;
     spare_cap = cap;
 }
 
+/* Iterative depth-first post-order from root, skipping nodes already marked with
+ * epoch: the same order micrograd's recursive build_topo gives when kids are visited in
+ * their stored order.  Leaves are left out (they have nothing to compute or pass on, so
+ * they need neither a mark nor a slot).  With zero_grads, each node's grad is zeroed as
+ * it is emitted, which is what backward() needs before its sweep. */
 static int depth_first(cg_node *root, uint32_t epoch, cg_vec *order, int zero_grads)
 {
     size_t cap = 64, len = order->len;
@@ -124,14 +105,9 @@ static int depth_first(cg_node *root, uint32_t epoch, cg_vec *order, int zero_gr
         }
         top->next_kid = next;
         if (kid) {
-            /* Nodes built one after another sit side by side, older ones at lower
-             * addresses (slab layout), and the search goes from new to old: fetch
-             * ahead of the pointer chase.  A prefetch of a bad address does nothing. */
-            __builtin_prefetch((const char *)kid - CG_PREFETCH_BYTES);
             kid->mark = epoch;
             if (++top == stack + cap) {
-                dfs_frame *grown = buffer_grow(stack, cap * sizeof *stack,
-                                               2 * cap * sizeof *stack);
+                dfs_frame *grown = realloc(stack, 2 * cap * sizeof *stack);
                 if (!grown)
                     goto nomem;
                 top = grown + cap;
@@ -180,8 +156,6 @@ int cg_interior_order(cg_node **roots, size_t n_roots, cg_vec *order, size_t *n_
 static cg_status sweep(cg_node **nodes, size_t n, cg_node **failed)
 {
     for (size_t i = n; i-- > 0;) {
-        if (i >= CG_PREFETCH_NODES)   /* the order names the nodes ahead: no guessing */
-            __builtin_prefetch(nodes[i - CG_PREFETCH_NODES], 1);
         cg_status st = cg_backward_inline(nodes[i]);
         if (st != CG_OK) {
             *failed = nodes[i];
