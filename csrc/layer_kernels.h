@@ -7,10 +7,10 @@
 
 #include <stddef.h>
 
-/* out[j * B + b] = bias[j] + w[j][0] * xt[b] + w[j][1] * xt[B + b] + ... over m terms,
- * summed left to right (bias NULL: from 0.0).  xt is the inputs transposed: m rows of B. */
-void cg_dot_tiles(const double *const *w, size_t K, const double *bias, const double *xt,
-                  size_t B, size_t m, double *out);
+/* out[j * B + b] = bias[j] + w[j][0] * x[b][0] + w[j][1] * x[b][1] + ... over m terms,
+ * summed left to right (bias NULL: from 0.0). */
+void cg_dot_tiles(const double *const *w, size_t K, const double *bias,
+                  const double *const *x, size_t B, size_t m, double *out);
 
 /* c[r][i] = (((c[r][i] + a[0][i] * coef[r * n_k]) + a[1][i] * coef[r * n_k + 1]) + ...)
  * over k < n_k, for r < n_r and i < m. */

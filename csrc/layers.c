@@ -407,9 +407,9 @@ int cg_plan_layers(cg_plan *p)
     for (size_t i = 0; i < p->n_layers; i++) {
         const cg_layer *l = &p->layers[i];
         size_t K = l->K, B = l->B, m = l->m;
-        /* forward: xt (m B), out (K B); backward: G, two coefficient tables (3 K B),
-         * saved gradients (K (m + 1) + B m); row pointers (2 (K + B)) */
-        size_t need = m * B + 3 * K * B + K * (m + 1) + B * m + 2 * (K + B);
+        /* forward: out (K B), biases, row pointers; backward: G, two coefficient
+         * tables (3 K B), saved gradients (K (m + 1) + B m); row pointers (2 (K + B)) */
+        size_t need = 3 * K * B + K * (m + 1) + B * m + 2 * (K + B);
         if (need > scratch)
             scratch = need;
     }
@@ -448,19 +448,15 @@ static int all_finite(const double *v, size_t n)
 cg_status cg_layer_forward(cg_plan *p, const cg_layer *l)
 {
     size_t K = l->K, B = l->B, m = l->m;
-    double *val = p->val, *xt = p->layer_scratch, *out = xt + m * B;
-    double *bias = out + K * B;  /* K values */
-    const double **w = (const double **)(void *)(bias + K);
-    for (size_t b = 0; b < B; b++) {
-        const double *x = val + l->x_run[b];
-        for (size_t i = 0; i < m; i++)
-            xt[i * B + b] = x[i];
-    }
+    double *val = p->val, *out = p->layer_scratch, *bias = out + K * B;
+    const double **w = (const double **)(void *)(bias + K), **x = w + K;
+    for (size_t b = 0; b < B; b++)
+        x[b] = val + l->x_run[b];
     for (size_t j = 0; j < K; j++) {
         w[j] = val + l->w_run[j];
         bias[j] = l->has_bias ? w[j][m] : 0.0;
     }
-    cg_dot_tiles(w, K, l->has_bias ? bias : NULL, xt, B, m, out);
+    cg_dot_tiles(w, K, l->has_bias ? bias : NULL, x, B, m, out);
     if (!all_finite(out, K * B))
         return CG_ERR_OVERFLOW;
     for (size_t c = 0; c < K * B; c++)

@@ -40,6 +40,7 @@ def rebuilt_step(model, opt, X, one_hot, alpha):
     (13, [9, 7, 3], 11, 0.0, lambda ps: Adam(ps, lr=0.03)),      # tails of every tile
     (16, [8, 4], 16, 1e-3, lambda ps: SGD(ps, lr=0.1, momentum=0.9)),  # L2 on the weights
     (5, [12, 3], 1, 0.0, lambda ps: SGD(ps, lr=0.2)),             # a batch of one
+    (261, [133, 3], 131, 0.0, lambda ps: Adam(ps, lr=0.01)),      # past the kernels' chunks
 ])
 def test_layers_replay_bit_for_bit(nin, nouts, batch, alpha, make_opt):
     replayed, rebuilt = twins(nin, nouts)
