@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "layer_kernels.h"
+#include "ops.h"
 #include "plan.h"
 
 #define NONE UINT32_MAX
@@ -62,8 +63,10 @@ typedef struct {
     uint32_t *row_first, *row_last;  /* [n] their first and last sweep positions */
     uint32_t *row_of;        /* [n_slots] row step + 1 owning the slot, 0 none */
     uint32_t *last_level;    /* [n_slots] level + 1 of the last direct contribution */
-    int32_t *layer_of;       /* [n] the layer a step belongs to, -1 none */
+    int32_t *layer_of;       /* [n] the layer a step belongs to, -1 none, FUSED */
 } finder;
+
+enum { FUSED = -2 };         /* an activation run by its layer: not scheduled itself */
 
 static uint32_t sweep_pos(const finder *f, size_t i) { return (uint32_t)(f->nb - 1 - i); }
 
@@ -173,6 +176,8 @@ static void free_layer(cg_layer *l)
     free(l->step);
     free(l->neuron_order);
     free(l->example_order);
+    free(l->act_out);
+    free(l->act_step);
 }
 
 /* The order (by sweep position) in which row `fixed` of a K x B table of ranks meets
@@ -263,6 +268,69 @@ done:
     return result;
 }
 
+/* The step reading each slot: step + 1 if exactly one step reads it, 0 if none, NONE
+ * if several. */
+static uint32_t *find_readers(const cg_plan *p, size_t n)
+{
+    uint32_t *reader = calloc(p->n_slots + 1, sizeof *reader);
+    if (!reader)
+        return NULL;
+#define READ_BY(slot_expr)                                                           \
+    do {                                                                              \
+        uint32_t r_ = (slot_expr);                                                    \
+        reader[r_] = reader[r_] == 0 ? (uint32_t)i + 1 : NONE;                        \
+    } while (0)
+    for (size_t i = 0; i < n; i++) {
+        const cg_step *s = &p->steps[i];
+        if (is_row_dot(s)) {
+            READ_BY(s->rows[0]);
+            READ_BY(s->rows[1]);
+        } else {
+            FOR_EACH_DIRECT_KID(p, s, k, READ_BY(k));
+        }
+    }
+#undef READ_BY
+    return reader;
+}
+
+/* Give layer l its activation if every dot's only reader is one and the same unary op
+ * that cannot fail (see cg_layer).  0 done or not possible, -1 out of memory. */
+static int fuse_activation(finder *f, cg_layer *l, const uint32_t *reader)
+{
+    const cg_plan *p = f->p;
+    size_t count = (size_t)l->K * l->B;
+    const cg_step *first = NULL;
+    for (size_t c = 0; c < count; c++) {
+        uint32_t r = reader[l->out[c]];
+        if (r == 0 || r == NONE || f->layer_of[r - 1] != -1)
+            return 0;
+        const cg_step *act = &p->steps[r - 1];
+        if (!(CG_OP_INFO[act->op].flags & CG_OPF_CANNOT_FAIL) || act->n_kids != 1)
+            return 0;
+        if (!first)
+            first = act;
+        else if (act->op != first->op || memcmp(&act->arg, &first->arg, sizeof act->arg))
+            return 0;
+    }
+    l->act_out = malloc(count * sizeof *l->act_out);
+    l->act_step = malloc(count * sizeof *l->act_step);
+    if (!l->act_out || !l->act_step) {
+        free(l->act_out);
+        free(l->act_step);
+        l->act_out = l->act_step = NULL;
+        return -1;
+    }
+    l->act_op = first->op;
+    l->act_arg = first->arg;
+    for (size_t c = 0; c < count; c++) {
+        uint32_t step = reader[l->out[c]] - 1;
+        l->act_step[c] = step;
+        l->act_out[c] = p->steps[step].out;
+        f->layer_of[step] = FUSED;
+    }
+    return 0;
+}
+
 static int find_layers(finder *f)
 {
     cg_plan *p = f->p;
@@ -307,6 +375,15 @@ static int find_layers(finder *f)
             p->n_layers++;
         }
     }
+    uint32_t *reader = p->n_layers ? find_readers(p, f->n) : NULL;
+    if (p->n_layers && !reader)
+        goto done;
+    for (size_t i = 0; i < p->n_layers; i++)
+        if (fuse_activation(f, &p->layers[i], reader) < 0) {
+            free(reader);
+            goto done;
+        }
+    free(reader);
     result = 0;
 done:
     free(cands);
@@ -341,9 +418,9 @@ static cg_entry *schedule(finder *f, size_t n, int sweep, size_t *len)
     for (size_t k = 0; k < n; k++) {
         uint32_t i = sorted[sweep ? k : n - 1 - k];
         int32_t layer = f->layer_of[i];
-        if (layer < 0)
+        if (layer == -1)
             out[(*len)++] = i;
-        else if (!emitted[layer]) {
+        else if (layer >= 0 && !emitted[layer]) {
             emitted[layer] = 1;
             out[(*len)++] = -1 - (cg_entry)layer;
         }
@@ -445,6 +522,57 @@ static int all_finite(const double *v, size_t n)
     return bad == 0.0;
 }
 
+/* The op is a constant in each case, so that every loop is the op's own. */
+#define FOR_EACH_ACTIVATION(op, ...)                                                \
+    switch (op) {                                                                   \
+    case CG_RELU: { const uint8_t OP = CG_RELU; __VA_ARGS__; break; }               \
+    case CG_TANH: { const uint8_t OP = CG_TANH; __VA_ARGS__; break; }               \
+    case CG_SIGMOID: { const uint8_t OP = CG_SIGMOID; __VA_ARGS__; break; }         \
+    default: { const uint8_t OP = op; __VA_ARGS__; break; }                         \
+    }
+
+/* The cells c = j * B + b of a layer, eight examples at a time: the kernels' tables are
+ * neuron-major and the plan's slots example-major, so both are walked a line at a time
+ * (either order alone strides a page per cell at these sizes). */
+#define FOR_EACH_CELL(l, c, ...)                                                    \
+    for (size_t b0_ = 0; b0_ < (l)->B; b0_ += 8)                                    \
+        for (size_t j_ = 0; j_ < (l)->K; j_++)                                      \
+            for (size_t c = j_ * (l)->B + b0_,                                      \
+                        end_ = j_ * (l)->B + ((l)->B - b0_ < 8 ? (l)->B : b0_ + 8); \
+                 c < end_; c++) {                                                   \
+                __VA_ARGS__;                                                        \
+            }
+
+/* The dots' values from the kernel's table into their slots, and the activations'. */
+static void store_outputs(const cg_layer *l, const double *out, double *val)
+{
+    double arg = l->act_arg;
+    if (!l->act_step) {
+        FOR_EACH_CELL(l, c, val[l->out[c]] = out[c]);
+        return;
+    }
+    FOR_EACH_ACTIVATION(l->act_op, FOR_EACH_CELL(l, c, {
+        val[l->out[c]] = out[c];
+        (void)cg_forward_scalar(OP, arg, out[c], 0.0, &val[l->act_out[c]]);
+    }));
+}
+
+/* The dots' gradients into g (neuron-major); with an activation, its contributions
+ * first (the dots' gradients start from 0, as the sweep leaves them). */
+static void gather_gradients(const cg_layer *l, const double *val, double *grad, double *g)
+{
+    double arg = l->act_arg, da, db;
+    if (!l->act_step) {
+        FOR_EACH_CELL(l, c, g[c] = grad[l->out[c]]);
+        return;
+    }
+    FOR_EACH_ACTIVATION(l->act_op, FOR_EACH_CELL(l, c, {
+        uint32_t act = l->act_out[c], dot = l->out[c];
+        (void)cg_backward_scalar(OP, arg, val[dot], 0.0, val[act], grad[act], &da, &db);
+        g[c] = grad[dot] += da;
+    }));
+}
+
 cg_status cg_layer_forward(cg_plan *p, const cg_layer *l)
 {
     size_t K = l->K, B = l->B, m = l->m;
@@ -459,8 +587,7 @@ cg_status cg_layer_forward(cg_plan *p, const cg_layer *l)
     cg_dot_tiles(w, K, l->has_bias ? bias : NULL, x, B, m, out);
     if (!all_finite(out, K * B))
         return CG_ERR_OVERFLOW;
-    for (size_t c = 0; c < K * B; c++)
-        val[l->out[c]] = out[c];
+    store_outputs(l, out, val);
     return CG_OK;
 }
 
@@ -472,8 +599,7 @@ cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
     double *saved_w = coef_x + K * B, *saved_x = saved_w + K * wlen;
     double **rows = (double **)(void *)(saved_x + B * m);
     const double **sources = (const double **)(void *)(rows + K + B);
-    for (size_t c = 0; c < K * B; c++)
-        g[c] = grad[l->out[c]];
+    gather_gradients(l, val, grad, g);
     for (size_t j = 0; j < K; j++)
         memcpy(saved_w + j * wlen, grad + l->w_run[j], wlen * sizeof *grad);
     int inputs = !l->inputs_without_grads;

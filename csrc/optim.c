@@ -4,6 +4,7 @@
  * if no finite parameter would become inf or NaN: a learning rate of 1e308 is refused,
  * not turned into a model of infinities.  The same updates run over nodes (an optimizer
  * on its own) and over a replay plan's arrays (Graph.step), bit for bit alike. */
+#include <float.h>
 #include <math.h>
 #include "cgrad.h"
 
@@ -54,21 +55,54 @@ static double adam_update(double data, double grad, const adam_rates *r, double 
 #define GRAD(i) (params ? params[i]->grad : grad[slot[i]])
 #define SET(i, x) (*(params ? &params[i]->data : &val[slot[i]]) = (x))
 
-/* Pass one computes every new value into scratch (and stops at the first that breaks),
- * pass two writes them: the math runs once per parameter, and nothing is written if any
- * update is refused. */
+/* Pass one computes every new value into scratch, BLOCK parameters at a time: their
+ * data and grads gathered first, so that the math runs as vector code (one sqrt and one
+ * division per four parameters), and a block with a non-finite result checked exactly.
+ * Pass two writes them: nothing is written if any update is refused. */
+enum { BLOCK = 64 };
+
+#define FOR_EACH_BLOCK(n, i0, len, d, g, ...)                                          \
+    for (size_t i0 = 0; i0 < (n); i0 += BLOCK) {                                      \
+        size_t len = (n) - i0 < BLOCK ? (n) - i0 : BLOCK;                             \
+        double d[BLOCK], g[BLOCK];                                                    \
+        for (size_t k = 0; k < len; k++) {                                            \
+            d[k] = DATA(i0 + k);                                                      \
+            g[k] = GRAD(i0 + k);                                                      \
+        }                                                                             \
+        __VA_ARGS__                                                                   \
+    }
+
+/* Whether some result of the block broke a parameter: its index, or -1. */
+static long first_broken(size_t i0, size_t len, const double *d, const double *g,
+                         const double *updated, int any_not_finite)
+{
+    if (any_not_finite)
+        for (size_t k = 0; k < len; k++)
+            if (breaks(d[k], g[k], updated[k]))
+                return (long)(i0 + k);
+    return -1;
+}
+
 static long sgd(cg_node **params, double *val, const double *grad, const uint32_t *slot,
                 size_t n, double lr, double momentum, double weight_decay, double *velocity,
                 double *scratch)
 {
     double *new_data = scratch, *new_velocity = scratch + n;
-    for (size_t i = 0; i < n; i++) {
-        double data = DATA(i), g = GRAD(i);
-        new_velocity[i] = velocity[i];
-        new_data[i] = sgd_update(data, g, lr, momentum, weight_decay, &new_velocity[i]);
-        if (breaks(data, g, new_data[i]))
-            return (long)i;
-    }
+    FOR_EACH_BLOCK(n, i0, len, d, g, {
+        int not_finite = 0;
+        double *restrict nd = new_data + i0, *restrict nv = new_velocity + i0;
+        const double *restrict v0 = velocity + i0;
+        for (size_t k = 0; k < len; k++) {
+            double vk = v0[k];
+            nd[k] = sgd_update(d[k], g[k], lr, momentum, weight_decay, &vk);
+            nv[k] = vk;
+        }
+        for (size_t k = 0; k < len; k++)
+            not_finite |= !(fabs(nd[k]) <= DBL_MAX);
+        long broken = first_broken(i0, len, d, g, new_data + i0, not_finite);
+        if (broken >= 0)
+            return broken;
+    })
     for (size_t i = 0; i < n; i++) {
         SET(i, new_data[i]);
         velocity[i] = new_velocity[i];
@@ -80,14 +114,24 @@ static long adam(cg_node **params, double *val, const double *grad, const uint32
                  size_t n, const adam_rates *r, double *m, double *v, double *scratch)
 {
     double *new_data = scratch, *new_m = scratch + n, *new_v = scratch + 2 * n;
-    for (size_t i = 0; i < n; i++) {
-        double data = DATA(i), g = GRAD(i);
-        new_m[i] = m[i];
-        new_v[i] = v[i];
-        new_data[i] = adam_update(data, g, r, &new_m[i], &new_v[i]);
-        if (breaks(data, g, new_data[i]))
-            return (long)i;
-    }
+    adam_rates rates = *r;
+    FOR_EACH_BLOCK(n, i0, len, d, g, {
+        int not_finite = 0;
+        double *restrict nd = new_data + i0, *restrict nm = new_m + i0,
+               *restrict nv = new_v + i0;
+        const double *restrict m0 = m + i0, *restrict v0 = v + i0;
+        for (size_t k = 0; k < len; k++) {
+            double mk = m0[k], vk = v0[k];
+            nd[k] = adam_update(d[k], g[k], &rates, &mk, &vk);
+            nm[k] = mk;
+            nv[k] = vk;
+        }
+        for (size_t k = 0; k < len; k++)
+            not_finite |= !(fabs(nd[k]) <= DBL_MAX);
+        long broken = first_broken(i0, len, d, g, new_data + i0, not_finite);
+        if (broken >= 0)
+            return broken;
+    })
     for (size_t i = 0; i < n; i++) {
         SET(i, new_data[i]);
         m[i] = new_m[i];

@@ -30,6 +30,13 @@ typedef struct {
     uint32_t *step;         /* [K * B] the dots' steps, in sweep order */
     uint32_t *neuron_order; /* [K] the neurons, in the order the sweep meets them */
     uint32_t *example_order;/* [B] the examples, likewise */
+    /* An activation run with the layer (act_step != NULL): when every dot's only reader
+     * is a unary op that cannot fail, one op for all, its forward runs right after the
+     * dots and its backward right before theirs (nothing else touches the dots' slots). */
+    uint8_t act_op;
+    double act_arg;
+    uint32_t *act_out;      /* [K * B] the slot of the activation of dot (j, b) */
+    uint32_t *act_step;     /* [K * B] its step */
 } cg_layer;
 
 /* An entry of a schedule: a step (>= 0) or a layer (-1 - its index). */

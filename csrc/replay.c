@@ -426,6 +426,9 @@ static cg_status layer_steps(cg_plan *p, const cg_layer *l, int backward, cg_nod
             return st;
         }
     }
+    /* a fused activation: its backward ran before the dots' (it never fails) */
+    for (size_t k = 0; k < count && l->act_step && !backward; k++)
+        forward_step(p, &p->steps[l->act_step[k]]);
     return CG_OK;
 }
 
@@ -578,8 +581,8 @@ cg_status cg_plan_backward(cg_plan *p, cg_node **failed)
     size_t nb = p->n_backward;
     if (nb == 0)
         return CG_OK;
-    for (size_t i = 0; i < nb; i++)
-        p->grad[p->steps[i].out] = 0.0;
+    for (size_t i = 0; i < nb; i++)  /* the same slots as the steps', a sixth of the reads */
+        p->grad[p->backward_out[i]] = 0.0;
     p->grad[p->steps[nb - 1].out] = 1.0;
     if (p->n_layers) {
         st = run_schedule(p, p->backward_schedule, p->n_backward_entries, 1, failed);
