@@ -18,9 +18,20 @@ typedef double v4_unaligned __attribute__((vector_size(32), aligned(8)));  /* fo
 
 /* Sums are carried across chunks of CHUNK terms in `out` (stored and reloaded exactly).
  * A chunk's operands for one tile column are first packed into a contiguous panel of
- * CHUNK x 8 doubles (8 KiB): the rows they come from lie a page or more apart, and
- * walking 128 of them at once missed the TLB and (at 4 KiB strides) L1's sets. */
-enum { CHUNK = 128, PANEL = 8 };
+ * CHUNK x 8 doubles: the rows they come from lie a page or more apart, and walking them
+ * in place missed the TLB and (at 4 KiB strides) L1's sets.  Measured on Zen 3 (K=256,
+ * B=512, m=784): chunks of 128 terms 32-35 GFLOP/s, 1024 41-42 (fewer passes over the
+ * sums; the panel streams from L2 well enough). */
+enum { PANEL = 8, TILE_ROWS = 6 };
+
+static size_t CHUNK = CG_KERNEL_CHUNK;  /* smaller only in tests (cg_set_kernel_chunk) */
+
+size_t cg_set_kernel_chunk(size_t terms)
+{
+    size_t old = CHUNK;
+    CHUNK = terms < 1 ? 1 : terms > CG_KERNEL_CHUNK ? CG_KERNEL_CHUNK : terms;
+    return old;
+}
 
 ALWAYS_INLINE void pack_columns(double *panel, const double *const *rows, size_t offset,
                                 size_t n)
@@ -32,10 +43,61 @@ ALWAYS_INLINE void pack_columns(double *panel, const double *const *rows, size_t
     }
 }
 
-ALWAYS_INLINE void dot_tiles_body(const double *const *w, size_t K, const double *bias,
-                                  const double *const *x, size_t B, size_t m, double *out)
+/* The micro-kernel both products share: R rows of 8 sums (dst[r][0..8)), each advanced
+ * by n terms, term k of row r being src[r][k] times column k of the packed panel.  R is
+ * a constant at every call, so the accumulators live in registers (2 R of them). */
+ALWAYS_INLINE void tile(int R, double *const *dst, const double *const *src,
+                        const double *panel, size_t n)
 {
-    double panel[CHUNK * PANEL] __attribute__((aligned(32)));
+    v4 acc[TILE_ROWS][2];
+    for (int r = 0; r < R; r++) {
+        acc[r][0] = load4(dst[r]);
+        acc[r][1] = load4(dst[r] + 4);
+    }
+    for (size_t k = 0; k < n; k++) {
+        v4 x0 = load4(panel + k * PANEL), x1 = load4(panel + k * PANEL + 4);
+        for (int r = 0; r < R; r++) {
+            v4 s = splat(src[r][k]);
+            acc[r][0] = acc[r][0] + s * x0;
+            acc[r][1] = acc[r][1] + s * x1;
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        store4(dst[r], acc[r][0]);
+        store4(dst[r] + 4, acc[r][1]);
+    }
+}
+
+/* Rows r0.. of a product in tiles of TILE_ROWS, then 4, then 1.  dst(r) and src(r) give
+ * row r's 8 sums and its coefficients. */
+#define FOR_EACH_TILE(n_rows, panel, n, dst, src)                                     \
+    do {                                                                              \
+        size_t r0 = 0;                                                                \
+        for (; r0 + TILE_ROWS <= (n_rows); r0 += TILE_ROWS) {                         \
+            double *d_[TILE_ROWS];                                                    \
+            const double *s_[TILE_ROWS];                                              \
+            for (int r_ = 0; r_ < TILE_ROWS; r_++) {                                  \
+                d_[r_] = dst(r0 + r_);                                                \
+                s_[r_] = src(r0 + r_);                                                \
+            }                                                                         \
+            tile(TILE_ROWS, d_, s_, panel, n);                                        \
+        }                                                                             \
+        for (; r0 + 4 <= (n_rows); r0 += 4) {                                        \
+            double *d_[4] = {dst(r0), dst(r0 + 1), dst(r0 + 2), dst(r0 + 3)};         \
+            const double *s_[4] = {src(r0), src(r0 + 1), src(r0 + 2), src(r0 + 3)};   \
+            tile(4, d_, s_, panel, n);                                                \
+        }                                                                             \
+        for (; r0 < (n_rows); r0++) {                                                 \
+            double *d_[1] = {dst(r0)};                                                \
+            const double *s_[1] = {src(r0)};                                          \
+            tile(1, d_, s_, panel, n);                                                \
+        }                                                                             \
+    } while (0)
+
+ALWAYS_INLINE void dot_tiles_body(const double *const *w, size_t K, const double *bias,
+                                  const double *const *x, size_t B, size_t m, double *out,
+                                  double *panel)
+{
     for (size_t j = 0; j < K; j++)
         for (size_t b = 0; b < B; b++)
             out[j * B + b] = bias ? bias[j] : 0.0;
@@ -44,47 +106,11 @@ ALWAYS_INLINE void dot_tiles_body(const double *const *w, size_t K, const double
         size_t b0 = 0;
         for (; b0 + PANEL <= B; b0 += PANEL) {
             pack_columns(panel, x + b0, i0, n);
-            size_t j0 = 0;
-            for (; j0 + 4 <= K; j0 += 4) {
-                const double *w0 = w[j0] + i0, *w1 = w[j0 + 1] + i0, *w2 = w[j0 + 2] + i0,
-                             *w3 = w[j0 + 3] + i0;
-                double *o = out + j0 * B + b0;
-                v4 a00 = load4(o), a01 = load4(o + 4), a10 = load4(o + B), a11 = load4(o + B + 4);
-                v4 a20 = load4(o + 2 * B), a21 = load4(o + 2 * B + 4);
-                v4 a30 = load4(o + 3 * B), a31 = load4(o + 3 * B + 4);
-                for (size_t i = 0; i < n; i++) {
-                    v4 x0 = load4(panel + i * PANEL), x1 = load4(panel + i * PANEL + 4);
-                    v4 s0 = splat(w0[i]), s1 = splat(w1[i]), s2 = splat(w2[i]), s3 = splat(w3[i]);
-                    a00 = a00 + s0 * x0;
-                    a01 = a01 + s0 * x1;
-                    a10 = a10 + s1 * x0;
-                    a11 = a11 + s1 * x1;
-                    a20 = a20 + s2 * x0;
-                    a21 = a21 + s2 * x1;
-                    a30 = a30 + s3 * x0;
-                    a31 = a31 + s3 * x1;
-                }
-                store4(o, a00);
-                store4(o + 4, a01);
-                store4(o + B, a10);
-                store4(o + B + 4, a11);
-                store4(o + 2 * B, a20);
-                store4(o + 2 * B + 4, a21);
-                store4(o + 3 * B, a30);
-                store4(o + 3 * B + 4, a31);
-            }
-            for (; j0 < K; j0++) {
-                double *o = out + j0 * B + b0;
-                v4 a0 = load4(o), a1 = load4(o + 4);
-                const double *wj = w[j0] + i0;
-                for (size_t i = 0; i < n; i++) {
-                    v4 s = splat(wj[i]);
-                    a0 = a0 + s * load4(panel + i * PANEL);
-                    a1 = a1 + s * load4(panel + i * PANEL + 4);
-                }
-                store4(o, a0);
-                store4(o + 4, a1);
-            }
+#define OUT_ROW(j) (out + (j) * B + b0)
+#define WEIGHTS(j) (w[j] + i0)
+            FOR_EACH_TILE(K, panel, n, OUT_ROW, WEIGHTS);
+#undef OUT_ROW
+#undef WEIGHTS
         }
         for (; b0 < B; b0++)
             for (size_t j = 0; j < K; j++) {
@@ -98,54 +124,20 @@ ALWAYS_INLINE void dot_tiles_body(const double *const *w, size_t K, const double
 
 /* One chunk of n_k rows of a (at most CHUNK); coef rows are ld apart. */
 ALWAYS_INLINE void rank_update_chunk(double *const *c, size_t n_r, const double *const *a,
-                                     size_t n_k, size_t ld, const double *coef, size_t m)
+                                     size_t n_k, size_t ld, const double *coef, size_t m,
+                                     double *panel)
 {
-    double panel[CHUNK * PANEL] __attribute__((aligned(32)));
     size_t i0 = 0;
     for (; i0 + PANEL <= m; i0 += PANEL) {
         for (size_t k = 0; k < n_k; k++) {
             store4(panel + k * PANEL, load4(a[k] + i0));
             store4(panel + k * PANEL + 4, load4(a[k] + i0 + 4));
         }
-        size_t r0 = 0;
-        for (; r0 + 4 <= n_r; r0 += 4) {
-            double *c0 = c[r0] + i0, *c1 = c[r0 + 1] + i0, *c2 = c[r0 + 2] + i0,
-                   *c3 = c[r0 + 3] + i0;
-            v4 a00 = load4(c0), a01 = load4(c0 + 4), a10 = load4(c1), a11 = load4(c1 + 4);
-            v4 a20 = load4(c2), a21 = load4(c2 + 4), a30 = load4(c3), a31 = load4(c3 + 4);
-            const double *g0 = coef + r0 * ld, *g1 = g0 + ld, *g2 = g1 + ld, *g3 = g2 + ld;
-            for (size_t k = 0; k < n_k; k++) {
-                v4 x0 = load4(panel + k * PANEL), x1 = load4(panel + k * PANEL + 4);
-                v4 s0 = splat(g0[k]), s1 = splat(g1[k]), s2 = splat(g2[k]), s3 = splat(g3[k]);
-                a00 = a00 + x0 * s0;
-                a01 = a01 + x1 * s0;
-                a10 = a10 + x0 * s1;
-                a11 = a11 + x1 * s1;
-                a20 = a20 + x0 * s2;
-                a21 = a21 + x1 * s2;
-                a30 = a30 + x0 * s3;
-                a31 = a31 + x1 * s3;
-            }
-            store4(c0, a00);
-            store4(c0 + 4, a01);
-            store4(c1, a10);
-            store4(c1 + 4, a11);
-            store4(c2, a20);
-            store4(c2 + 4, a21);
-            store4(c3, a30);
-            store4(c3 + 4, a31);
-        }
-        for (; r0 < n_r; r0++) {
-            v4 a0 = load4(c[r0] + i0), a1 = load4(c[r0] + i0 + 4);
-            const double *g = coef + r0 * ld;
-            for (size_t k = 0; k < n_k; k++) {
-                v4 s = splat(g[k]);
-                a0 = a0 + load4(panel + k * PANEL) * s;
-                a1 = a1 + load4(panel + k * PANEL + 4) * s;
-            }
-            store4(c[r0] + i0, a0);
-            store4(c[r0] + i0 + 4, a1);
-        }
+#define SUMS(r) (c[r] + i0)
+#define COEFS(r) (coef + (r) * ld)
+        FOR_EACH_TILE(n_r, panel, n_k, SUMS, COEFS);
+#undef SUMS
+#undef COEFS
     }
     for (; i0 < m; i0++)
         for (size_t r = 0; r < n_r; r++) {
@@ -159,27 +151,27 @@ ALWAYS_INLINE void rank_update_chunk(double *const *c, size_t n_r, const double 
 /* The examples (or neurons) in chunks: a chunk's rows of a, packed, stay in L1 while
  * the tiles of c pass over them; c carries each sum from one chunk to the next. */
 ALWAYS_INLINE void rank_update_body(double *const *c, size_t n_r, const double *const *a,
-                                    size_t n_k, const double *coef, size_t m)
+                                    size_t n_k, const double *coef, size_t m, double *panel)
 {
     for (size_t k0 = 0; k0 < n_k; k0 += CHUNK)
         rank_update_chunk(c, n_r, a + k0, (n_k - k0 < CHUNK ? n_k - k0 : CHUNK), n_k,
-                          coef + k0, m);
+                          coef + k0, m, panel);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define HAVE_AVX2_COPY 1
 __attribute__((target("avx2"))) static void dot_tiles_avx2(
     const double *const *w, size_t K, const double *bias, const double *const *x, size_t B,
-    size_t m, double *out)
+    size_t m, double *out, double *panel)
 {
-    dot_tiles_body(w, K, bias, x, B, m, out);
+    dot_tiles_body(w, K, bias, x, B, m, out, panel);
 }
 
 __attribute__((target("avx2"))) static void rank_update_avx2(
     double *const *c, size_t n_r, const double *const *a, size_t n_k, const double *coef,
-    size_t m)
+    size_t m, double *panel)
 {
-    rank_update_body(c, n_r, a, n_k, coef, m);
+    rank_update_body(c, n_r, a, n_k, coef, m, panel);
 }
 
 static int has_avx2(void)
@@ -194,25 +186,25 @@ static int has_avx2(void)
 #endif
 
 void cg_dot_tiles(const double *const *w, size_t K, const double *bias,
-                  const double *const *x, size_t B, size_t m, double *out)
+                  const double *const *x, size_t B, size_t m, double *out, double *panel)
 {
 #ifdef HAVE_AVX2_COPY
     if (has_avx2()) {
-        dot_tiles_avx2(w, K, bias, x, B, m, out);
+        dot_tiles_avx2(w, K, bias, x, B, m, out, panel);
         return;
     }
 #endif
-    dot_tiles_body(w, K, bias, x, B, m, out);
+    dot_tiles_body(w, K, bias, x, B, m, out, panel);
 }
 
 void cg_rank_update(double *const *c, size_t n_r, const double *const *a, size_t n_k,
-                    const double *coef, size_t m)
+                    const double *coef, size_t m, double *panel)
 {
 #ifdef HAVE_AVX2_COPY
     if (has_avx2()) {
-        rank_update_avx2(c, n_r, a, n_k, coef, m);
+        rank_update_avx2(c, n_r, a, n_k, coef, m, panel);
         return;
     }
 #endif
-    rank_update_body(c, n_r, a, n_k, coef, m);
+    rank_update_body(c, n_r, a, n_k, coef, m, panel);
 }

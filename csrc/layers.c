@@ -484,9 +484,10 @@ int cg_plan_layers(cg_plan *p)
     for (size_t i = 0; i < p->n_layers; i++) {
         const cg_layer *l = &p->layers[i];
         size_t K = l->K, B = l->B, m = l->m;
-        /* forward: out (K B), biases, row pointers; backward: G, two coefficient
-         * tables (3 K B), saved gradients (K (m + 1) + B m); row pointers (2 (K + B)) */
-        size_t need = 3 * K * B + K * (m + 1) + B * m + 2 * (K + B);
+        /* the kernels' panel; then forward: out (K B), biases, row pointers; backward:
+         * G, two coefficient tables (3 K B), saved gradients (K (m + 1) + B m); row
+         * pointers (2 (K + B)) */
+        size_t need = CG_KERNEL_PANEL + 3 * K * B + K * (m + 1) + B * m + 2 * (K + B);
         if (need > scratch)
             scratch = need;
     }
@@ -576,7 +577,8 @@ static void gather_gradients(const cg_layer *l, const double *val, double *grad,
 cg_status cg_layer_forward(cg_plan *p, const cg_layer *l)
 {
     size_t K = l->K, B = l->B, m = l->m;
-    double *val = p->val, *out = p->layer_scratch, *bias = out + K * B;
+    double *panel = p->layer_scratch, *val = p->val, *out = panel + CG_KERNEL_PANEL;
+    double *bias = out + K * B;
     const double **w = (const double **)(void *)(bias + K), **x = w + K;
     for (size_t b = 0; b < B; b++)
         x[b] = val + l->x_run[b];
@@ -584,7 +586,7 @@ cg_status cg_layer_forward(cg_plan *p, const cg_layer *l)
         w[j] = val + l->w_run[j];
         bias[j] = l->has_bias ? w[j][m] : 0.0;
     }
-    cg_dot_tiles(w, K, l->has_bias ? bias : NULL, x, B, m, out);
+    cg_dot_tiles(w, K, l->has_bias ? bias : NULL, x, B, m, out, panel);
     if (!all_finite(out, K * B))
         return CG_ERR_OVERFLOW;
     store_outputs(l, out, val);
@@ -595,7 +597,8 @@ cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
 {
     size_t K = l->K, B = l->B, m = l->m, wlen = m + (size_t)l->has_bias;
     double *val = p->val, *grad = p->grad;
-    double *g = p->layer_scratch, *coef_w = g + K * B, *coef_x = coef_w + K * B;
+    double *panel = p->layer_scratch, *g = panel + CG_KERNEL_PANEL;
+    double *coef_w = g + K * B, *coef_x = coef_w + K * B;
     double *saved_w = coef_x + K * B, *saved_x = saved_w + K * wlen;
     double **rows = (double **)(void *)(saved_x + B * m);
     const double **sources = (const double **)(void *)(rows + K + B);
@@ -614,7 +617,7 @@ cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
     }
     for (size_t k = 0; k < B; k++)
         sources[k] = val + l->x_run[l->example_order[k]];
-    cg_rank_update(rows, K, sources, B, coef_w, m);
+    cg_rank_update(rows, K, sources, B, coef_w, m, panel);
     if (l->has_bias)
         for (size_t j = 0; j < K; j++) {
             double s = grad[l->w_run[j] + m];
@@ -631,7 +634,7 @@ cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
     for (size_t k = 0; k < K && inputs; k++)
         sources[k] = val + l->w_run[l->neuron_order[k]];
     if (inputs)
-        cg_rank_update(rows, B, sources, K, coef_x, m);
+        cg_rank_update(rows, B, sources, K, coef_x, m, panel);
 
     int finite = 1;
     for (size_t j = 0; j < K && finite; j++)

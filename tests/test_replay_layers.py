@@ -25,6 +25,15 @@ def data(seed, batch, nin, classes):
     return X, np.eye(classes)[rng.randint(0, classes, batch)]
 
 
+@pytest.fixture
+def small_chunks():
+    """Kernel chunks of 128 terms (1024 by default), so that these sizes cross them."""
+    from cgrad._replay import _set_kernel_chunk
+    old = _set_kernel_chunk(128)
+    yield
+    _set_kernel_chunk(old)
+
+
 def rebuilt_step(model, opt, X, one_hot, alpha):
     rows = [[Value(v) for v in row] for row in X.tolist()]
     loss = losses.softmax_cross_entropy([model(r) for r in rows], one_hot.tolist())
@@ -40,9 +49,9 @@ def rebuilt_step(model, opt, X, one_hot, alpha):
     (13, [9, 7, 3], 11, 0.0, lambda ps: Adam(ps, lr=0.03)),      # tails of every tile
     (16, [8, 4], 16, 1e-3, lambda ps: SGD(ps, lr=0.1, momentum=0.9)),  # L2 on the weights
     (5, [12, 3], 1, 0.0, lambda ps: SGD(ps, lr=0.2)),             # a batch of one
-    (261, [133, 3], 131, 0.0, lambda ps: Adam(ps, lr=0.01)),      # past the kernels' chunks
+    (261, [133, 3], 131, 0.0, lambda ps: Adam(ps, lr=0.01)),      # sums across chunks
 ])
-def test_layers_replay_bit_for_bit(nin, nouts, batch, alpha, make_opt):
+def test_layers_replay_bit_for_bit(nin, nouts, batch, alpha, make_opt, small_chunks):
     replayed, rebuilt = twins(nin, nouts)
     xs, ys = cgrad.inputs(batch, nin), cgrad.inputs(batch, nouts[-1])
     loss = losses.softmax_cross_entropy([replayed(x) for x in xs], ys)

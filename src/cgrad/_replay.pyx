@@ -27,6 +27,15 @@ from cgrad._core cimport (Value, cg_node, cg_vec, cg_status, CG_OK, CG_LEAF,
                           CG_OP_PYTHON_BACKWARD, interior_order, free_order, owner_of, raise_status, sync_nodes, nodes_changed,
                           replay_pending, node_epoch)
 from cgrad._core import _set_flush
+
+cdef extern from "layer_kernels.h":
+    size_t cg_set_kernel_chunk(size_t terms)
+
+
+def _set_kernel_chunk(size_t terms):
+    """For tests: how many terms the layer kernels sum per chunk (default and at most
+    1024); returns the previous setting."""
+    return cg_set_kernel_chunk(terms)
 from cgrad._optim cimport ParameterArray
 
 
