@@ -18,6 +18,7 @@ if os.environ.get("CGRAD_SANITIZE") == "1":
     LINK = ["-fsanitize=address,undefined"]
     MACROS = [("CYTHON_USE_FREELISTS", "0"), ("CGRAD_NO_SLABS", "1")]
 HEADERS = ["csrc/cgrad.h", "csrc/ops.h", "csrc/slab.h", "csrc/plan.h", "csrc/layer_kernels.h",
+           "csrc/cpu.h",
            "src/cgrad/_core.pxd"]
 
 

@@ -2,6 +2,7 @@
  * with GCC vector extensions.  On x86-64 an AVX2 copy is chosen at run time; elsewhere
  * (or without AVX2) the same code runs on narrower vectors.  -ffp-contract=off keeps
  * every a * b + c a multiply then an add. */
+#include "cpu.h"
 #include "layer_kernels.h"
 
 typedef double v4 __attribute__((vector_size(32)));
@@ -158,38 +159,27 @@ ALWAYS_INLINE void rank_update_body(double *const *c, size_t n_r, const double *
                           coef + k0, m, panel);
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define HAVE_AVX2_COPY 1
-__attribute__((target("avx2"))) static void dot_tiles_avx2(
+#ifdef CG_AVX2_COPIES
+CG_TARGET_AVX2 static void dot_tiles_avx2(
     const double *const *w, size_t K, const double *bias, const double *const *x, size_t B,
     size_t m, double *out, double *panel)
 {
     dot_tiles_body(w, K, bias, x, B, m, out, panel);
 }
 
-__attribute__((target("avx2"))) static void rank_update_avx2(
+CG_TARGET_AVX2 static void rank_update_avx2(
     double *const *c, size_t n_r, const double *const *a, size_t n_k, const double *coef,
     size_t m, double *panel)
 {
     rank_update_body(c, n_r, a, n_k, coef, m, panel);
-}
-
-static int has_avx2(void)
-{
-    static int known = -1;
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx2") != 0;
-    }
-    return known;
 }
 #endif
 
 void cg_dot_tiles(const double *const *w, size_t K, const double *bias,
                   const double *const *x, size_t B, size_t m, double *out, double *panel)
 {
-#ifdef HAVE_AVX2_COPY
-    if (has_avx2()) {
+#ifdef CG_AVX2_COPIES
+    if (cg_has_avx2()) {
         dot_tiles_avx2(w, K, bias, x, B, m, out, panel);
         return;
     }
@@ -200,8 +190,8 @@ void cg_dot_tiles(const double *const *w, size_t K, const double *bias,
 void cg_rank_update(double *const *c, size_t n_r, const double *const *a, size_t n_k,
                     const double *coef, size_t m, double *panel)
 {
-#ifdef HAVE_AVX2_COPY
-    if (has_avx2()) {
+#ifdef CG_AVX2_COPIES
+    if (cg_has_avx2()) {
         rank_update_avx2(c, n_r, a, n_k, coef, m, panel);
         return;
     }

@@ -12,6 +12,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include "cgrad.h"
 
 /* A finite input that gives a non-finite result is an overflow; a non-finite input
@@ -51,6 +52,17 @@ static inline int cg_is_nary(uint8_t op)
 
 /* ---- scalar ops: a (and b for binary ops) in, *out written ---------------------------- */
 
+/* micrograd's `0 if a < 0 else a` (+0.0 below zero; -0.0 and NaN pass), without a branch:
+ * a layer's ReLUs are on or off at random, and the branch mispredicted half the time. */
+static inline double cg_relu(double a)
+{
+    uint64_t bits;
+    memcpy(&bits, &a, sizeof bits);
+    bits &= -(uint64_t)!(a < 0.0);
+    memcpy(&a, &bits, sizeof a);
+    return a;
+}
+
 static inline cg_status cg_forward_scalar(uint8_t op, double arg, double a, double b,
                                           double *out)
 {
@@ -72,7 +84,7 @@ static inline cg_status cg_forward_scalar(uint8_t op, double arg, double a, doub
         *out = pow(a, b);
         return cg_check_finite(*out, a, b);
     case CG_RELU:
-        *out = a < 0.0 ? 0.0 : a;
+        *out = cg_relu(a);
         return CG_OK;
     case CG_TANH:
         *out = tanh(a);
@@ -89,7 +101,7 @@ static inline cg_status cg_forward_scalar(uint8_t op, double arg, double a, doub
         *out = cg_sigmoid(a);
         return CG_OK;
     case CG_STEP:
-        *out = a > 0.0 ? 1.0 : 0.0;
+        *out = (double)(a > 0.0);  /* 1.0 or 0.0, without a branch */
         return CG_OK;
     case CG_RECIP:
         if (a == 0.0)
@@ -132,7 +144,7 @@ static inline cg_status cg_backward_scalar(uint8_t op, double arg, double a, dou
             *db = a == 0.0 ? 0.0 : (out * log(a)) * g;
         break;
     case CG_RELU:
-        *da = (out > 0.0 ? 1.0 : 0.0) * g;
+        *da = (double)(out > 0.0) * g;  /* (1.0 or 0.0) * g, without a branch */
         break;
     case CG_TANH:
         *da = (1.0 - pow(out, 2.0)) * g;

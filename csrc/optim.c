@@ -7,6 +7,7 @@
 #include <float.h>
 #include <math.h>
 #include "cgrad.h"
+#include "cpu.h"
 
 /* A finite parameter with a finite gradient that would not stay finite. */
 static int breaks(double data, double grad, double updated)
@@ -39,14 +40,51 @@ static adam_rates rates(double lr, double beta1, double beta2, double eps,
                         sqrt(1.0 - pow(beta2, (double)step))};
 }
 
-static double adam_update(double data, double grad, const adam_rates *r, double *m, double *v)
+/* Adam's moments, then the new value: g is the gradient with weight decay added. */
+#define ADAM_MOMENTS(r, g, m, v)                                                      \
+    do {                                                                              \
+        (m) = (r).beta1 * (m) + (1.0 - (r).beta1) * (g);                              \
+        (v) = (r).beta2 * (v) + (1.0 - (r).beta2) * (g) * (g);                        \
+    } while (0)
+#define ADAM_STEP(r, data, m, v) ((data) - (r).step_size * (m) / (sqrt(v) / (r).bias2_sqrt + (r).eps))
+
+/* New values of a block of parameters (data d, gradients g with decay added) into out;
+ * their moments are not written.  Whether some new value is not finite. */
+#define ADAM_BLOCK_BODY                                                               \
+    int not_finite = 0;                                                               \
+    for (size_t k = 0; k < len; k++) {                                                \
+        double mk = m[k], vk = v[k];                                                  \
+        ADAM_MOMENTS(r, g[k], mk, vk);                                                \
+        out[k] = ADAM_STEP(r, d[k], mk, vk);                                          \
+    }                                                                                 \
+    for (size_t k = 0; k < len; k++)                                                  \
+        not_finite |= !(fabs(out[k]) <= DBL_MAX);                                     \
+    return not_finite;
+
+static int adam_block_baseline(const double *restrict d, const double *restrict g,
+                               const double *restrict m, const double *restrict v,
+                               size_t len, adam_rates r, double *restrict out)
 {
-    double g = grad;
-    if (r->weight_decay != 0.0)
-        g = g + r->weight_decay * data;
-    *m = r->beta1 * *m + (1.0 - r->beta1) * g;
-    *v = r->beta2 * *v + (1.0 - r->beta2) * g * g;
-    return data - r->step_size * *m / (sqrt(*v) / r->bias2_sqrt + r->eps);
+    ADAM_BLOCK_BODY
+}
+
+#ifdef CG_AVX2_COPIES
+CG_TARGET_AVX2 static int adam_block_avx2(const double *restrict d, const double *restrict g,
+                                          const double *restrict m, const double *restrict v,
+                                          size_t len, adam_rates r, double *restrict out)
+{
+    ADAM_BLOCK_BODY
+}
+#endif
+
+static int adam_block(const double *d, const double *g, const double *m, const double *v,
+                      size_t len, adam_rates r, double *out)
+{
+#ifdef CG_AVX2_COPIES
+    if (cg_has_avx2())
+        return adam_block_avx2(d, g, m, v, len, r, out);
+#endif
+    return adam_block_baseline(d, g, m, v, len, r, out);
 }
 
 /* The two storages: parameter i's data and grad live in a node, or in slot[i] of a
@@ -110,32 +148,27 @@ static long sgd(cg_node **params, double *val, const double *grad, const uint32_
     return -1;
 }
 
+/* Pass one keeps each parameter's new value and its decayed gradient in scratch; pass
+ * two writes the values and recomputes the moments from the gradients kept (the same
+ * arithmetic, so the same bits: cheaper than keeping the moments too). */
 static long adam(cg_node **params, double *val, const double *grad, const uint32_t *slot,
                  size_t n, const adam_rates *r, double *m, double *v, double *scratch)
 {
-    double *new_data = scratch, *new_m = scratch + n, *new_v = scratch + 2 * n;
+    double *new_data = scratch, *decayed = scratch + n;
     adam_rates rates = *r;
     FOR_EACH_BLOCK(n, i0, len, d, g, {
-        int not_finite = 0;
-        double *restrict nd = new_data + i0, *restrict nm = new_m + i0,
-               *restrict nv = new_v + i0;
-        const double *restrict m0 = m + i0, *restrict v0 = v + i0;
-        for (size_t k = 0; k < len; k++) {
-            double mk = m0[k], vk = v0[k];
-            nd[k] = adam_update(d[k], g[k], &rates, &mk, &vk);
-            nm[k] = mk;
-            nv[k] = vk;
-        }
         for (size_t k = 0; k < len; k++)
-            not_finite |= !(fabs(nd[k]) <= DBL_MAX);
+            decayed[i0 + k] = rates.weight_decay != 0.0 ? g[k] + rates.weight_decay * d[k]
+                                                        : g[k];
+        int not_finite = adam_block(d, decayed + i0, m + i0, v + i0, len, rates,
+                                    new_data + i0);
         long broken = first_broken(i0, len, d, g, new_data + i0, not_finite);
         if (broken >= 0)
             return broken;
     })
     for (size_t i = 0; i < n; i++) {
         SET(i, new_data[i]);
-        m[i] = new_m[i];
-        v[i] = new_v[i];
+        ADAM_MOMENTS(rates, decayed[i], m[i], v[i]);
     }
     return -1;
 }

@@ -1,5 +1,6 @@
 """Losses, optimizers, gradcheck, viz, datasets and the demo CLI."""
 import math
+import random
 import subprocess
 import sys
 
@@ -111,6 +112,29 @@ def test_adam_matches_the_written_out_update():
             denom = math.sqrt(v[i]) / math.sqrt(1 - 0.999 ** t) + 1e-8
             data[i] -= (0.01 / (1 - 0.9 ** t)) * m[i] / denom
     assert [p.data for p in ps] == pytest.approx(data, rel=1e-15)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_adam_over_many_parameters_is_the_written_out_update_bit_for_bit(weight_decay):
+    # 150 parameters: several blocks of the vectorized update, and a ragged tail
+    rng = random.Random(3)
+    ps = [Value(rng.uniform(-2, 2)) for _ in range(150)]
+    data, m, v = [p.data for p in ps], [0.0] * 150, [0.0] * 150
+    opt = Adam(ps, lr=0.01, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay)
+    for t in range(1, 4):
+        grads = [rng.uniform(-1, 1) for _ in ps]
+        for p, g in zip(ps, grads):
+            p.grad = g
+        opt.step()
+        step_size = 0.01 / (1.0 - 0.9 ** t)
+        bias2_sqrt = math.sqrt(1.0 - 0.999 ** t)
+        for i, g in enumerate(grads):
+            if weight_decay:
+                g = g + weight_decay * data[i]
+            m[i] = 0.9 * m[i] + (1.0 - 0.9) * g
+            v[i] = 0.999 * v[i] + (1.0 - 0.999) * g * g
+            data[i] = data[i] - step_size * m[i] / (math.sqrt(v[i]) / bias2_sqrt + 1e-8)
+        assert [p.data for p in ps] == data, t
 
 
 def test_adam_matches_torch():
