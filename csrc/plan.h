@@ -52,6 +52,8 @@ struct cg_plan {
     double *scratch;       /* gathered kid values of a non-dense n-ary step */
     uint32_t *forward_out;   /* every step's slot, sorted by node address */
     uint32_t *backward_out;  /* those of the first n_backward steps, likewise */
+    uint32_t *interior_runs; /* those same slots as runs of consecutive slots: (first, count) */
+    size_t n_interior_runs;  /* pairs; backward zeroes their grads run by run */
 
     /* With layers found (n_layers > 0): the orders forward and backward run in. */
     size_t n_layers, n_forward_entries, n_backward_entries;

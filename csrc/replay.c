@@ -175,6 +175,7 @@ void cg_plan_free(cg_plan *p)
     free(p->scratch);
     free(p->forward_out);
     free(p->backward_out);
+    free(p->interior_runs);
     free(p->gradless);
     cg_plan_free_layers(p);
     free(p);
@@ -205,6 +206,43 @@ static int sort_by_node(cg_plan *p, uint32_t *slots, size_t count)
     for (size_t i = 0; i < count; i++)
         slots[i] = tmp[i].slot;
     free(tmp);
+    return 0;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The slots backward zeroes, as runs of consecutive slots (a layer's interior nodes
+ * mostly sit side by side): memset instead of a store per slot. */
+static int find_interior_runs(cg_plan *p)
+{
+    size_t n = p->n_backward, runs = 0;
+    uint32_t *sorted = malloc((n + 1) * sizeof *sorted);
+    if (!sorted)
+        return -1;
+    memcpy(sorted, p->backward_out, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, by_value);
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || sorted[i] != sorted[i - 1] + 1)
+            runs++;
+    p->interior_runs = malloc((2 * runs + 1) * sizeof *p->interior_runs);
+    if (!p->interior_runs) {
+        free(sorted);
+        return -1;
+    }
+    p->n_interior_runs = runs;
+    for (size_t i = 0, r = 0; i < n; i++) {
+        if (i == 0 || sorted[i] != sorted[i - 1] + 1) {
+            p->interior_runs[2 * r] = sorted[i];
+            p->interior_runs[2 * r + 1] = 0;
+            r++;
+        }
+        p->interior_runs[2 * r - 1]++;
+    }
+    free(sorted);
     return 0;
 }
 
@@ -320,6 +358,8 @@ cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward)
     if (sort_by_node(p, p->leaf_slots, p->n_leaves) < 0
         || sort_by_node(p, p->forward_out, n) < 0
         || sort_by_node(p, p->backward_out, n_backward) < 0)
+        goto nomem;
+    if (find_interior_runs(p) < 0)
         goto nomem;
     if (cg_plan_layers(p) < 0) {
         cg_plan_free(p);
@@ -581,8 +621,9 @@ cg_status cg_plan_backward(cg_plan *p, cg_node **failed)
     size_t nb = p->n_backward;
     if (nb == 0)
         return CG_OK;
-    for (size_t i = 0; i < nb; i++)  /* the same slots as the steps', a sixth of the reads */
-        p->grad[p->backward_out[i]] = 0.0;
+    for (size_t r = 0; r < p->n_interior_runs; r++)
+        memset(p->grad + p->interior_runs[2 * r], 0,
+               p->interior_runs[2 * r + 1] * sizeof *p->grad);
     p->grad[p->steps[nb - 1].out] = 1.0;
     if (p->n_layers) {
         st = run_schedule(p, p->backward_schedule, p->n_backward_entries, 1, failed);
@@ -667,11 +708,14 @@ void cg_plan_arrays(cg_plan *p, double **val, double **grad)
 
 void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0, j; i < n; i = j) {  /* run by run: an input row sits in a run */
+        for (j = i + 1; j < n && slots[i] != UINT32_MAX && slots[j] == slots[i] + (j - i); j++)
+            ;
         if (slots[i] != UINT32_MAX) {
-            p->val[slots[i]] = data[i];
-            p->grad[slots[i]] = 0.0;
+            memcpy(p->val + slots[i], data + i, (j - i) * sizeof *data);
+            memset(p->grad + slots[i], 0, (j - i) * sizeof *p->grad);
         }
+    }
 }
 
 double cg_plan_root_value(const cg_plan *p)
