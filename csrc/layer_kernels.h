@@ -14,14 +14,16 @@ enum { CG_KERNEL_CHUNK = 1024, CG_KERNEL_PANEL = CG_KERNEL_CHUNK * 8 };
  * sums cross chunks); returns the previous value. */
 size_t cg_set_kernel_chunk(size_t terms);
 
-/* out[j * B + b] = bias[j] + w[j][0] * x[b][0] + w[j][1] * x[b][1] + ... over m terms,
- * summed left to right (bias NULL: from 0.0). */
-void cg_dot_tiles(const double *const *w, size_t K, const double *bias,
-                  const double *const *x, size_t B, size_t m, double *out, double *panel);
+/* out[b * K + j] = bias[j] + w[j][0] * x[b][0] + w[j][1] * x[b][1] + ... over m terms,
+ * summed left to right (bias NULL: from 0.0).  1 if every result is finite. */
+int cg_dot_tiles(const double *const *w, size_t K, const double *bias,
+                 const double *const *x, size_t B, size_t m, double *out, double *panel);
 
-/* c[r][i] = (((c[r][i] + a[0][i] * coef[r * n_k]) + a[1][i] * coef[r * n_k + 1]) + ...)
- * over k < n_k, for r < n_r and i < m. */
-void cg_rank_update(double *const *c, size_t n_r, const double *const *a, size_t n_k,
-                    const double *coef, size_t m, double *panel);
+/* c[r][i] = (((c[r][i] + a[0][i] * g(r, 0)) + a[1][i] * g(r, 1)) + ...) over k < n_k, for
+ * r < n_r and i < m, where g(r, k) = coef[r * rs + k * ks].  saved (or NULL): rows that
+ * receive c's values before the update.  1 if every result is finite. */
+int cg_rank_update(double *const *c, size_t n_r, const double *const *a, size_t n_k,
+                   const double *coef, size_t rs, size_t ks, size_t m,
+                   double *const *saved, double *panel);
 
 #endif

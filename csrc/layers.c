@@ -162,41 +162,30 @@ static int by_level_then_pos(const void *a, const void *b)
     return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
-static int by_rank(const void *a, const void *b)
-{
-    const uint64_t *x = a, *y = b;
-    return *x < *y ? -1 : *x > *y;
-}
-
 static void free_layer(cg_layer *l)
 {
     free(l->w_run);
     free(l->x_run);
     free(l->out);
     free(l->step);
-    free(l->neuron_order);
-    free(l->example_order);
     free(l->act_out);
     free(l->act_step);
 }
 
-/* The order (by sweep position) in which row `fixed` of a K x B table of ranks meets
- * the other axis; 1 if every row meets it in that same order. */
-static int one_order(const uint32_t *rank, uint32_t rows, uint32_t cols, int by_row,
-                     uint32_t *order, uint64_t *tmp)
+/* Whether every neuron meets the examples in their numbered order, and every example
+ * the neurons (rank: the sweep position of cell b * K + j).  Neurons and examples are
+ * numbered by first meeting, so this is exactly "all meet the others in one order". */
+static int numbered_order_kept(const uint32_t *rank, uint32_t K, uint32_t B)
 {
-#define RANK(r, c) (by_row ? rank[(size_t)(r) * cols + (c)] : rank[(size_t)(c) * rows + (r)])
-    for (uint32_t c = 0; c < cols; c++)
-        tmp[c] = ((uint64_t)RANK(0, c) << 32) | c;
-    qsort(tmp, cols, sizeof *tmp, by_rank);
-    for (uint32_t c = 0; c < cols; c++)
-        order[c] = (uint32_t)tmp[c];
-    for (uint32_t r = 1; r < rows; r++)
-        for (uint32_t c = 1; c < cols; c++)
-            if (RANK(r, order[c - 1]) > RANK(r, order[c]))
+    for (uint32_t b = 0; b < B; b++)
+        for (uint32_t j = 1; j < K; j++)
+            if (rank[(size_t)b * K + j - 1] > rank[(size_t)b * K + j])
+                return 0;
+    for (uint32_t b = 1; b < B; b++)
+        for (uint32_t j = 0; j < K; j++)
+            if (rank[(size_t)(b - 1) * K + j] > rank[(size_t)b * K + j])
                 return 0;
     return 1;
-#undef RANK
 }
 
 /* Make a layer of the candidates cands[0..count) (one level, one length), if they are
@@ -218,7 +207,6 @@ static int make_layer(finder *f, const candidate *cands, size_t count, uint32_t 
             index[s->x] = B++;
     }
     uint32_t *rank = NULL;
-    uint64_t *tmp = NULL;
     if ((size_t)K * B != count || K == 0 || B == 0) {
         result = 0;
         goto done;
@@ -231,19 +219,15 @@ static int make_layer(finder *f, const candidate *cands, size_t count, uint32_t 
     l->x_run = malloc(B * sizeof *l->x_run);
     l->out = malloc(count * sizeof *l->out);
     l->step = malloc(count * sizeof *l->step);
-    l->neuron_order = malloc(K * sizeof *l->neuron_order);
-    l->example_order = malloc(B * sizeof *l->example_order);
     rank = malloc(count * sizeof *rank);
-    tmp = malloc((K > B ? K : B) * sizeof *tmp);
-    if (!l->w_run || !l->x_run || !l->out || !l->step || !l->neuron_order
-        || !l->example_order || !rank || !tmp)
+    if (!l->w_run || !l->x_run || !l->out || !l->step || !rank)
         goto done;
     for (size_t c = 0; c < count; c++)
         rank[c] = NONE;
     for (size_t c = 0; c < count; c++) {
         const cg_step *s = &p->steps[cands[c].step];
         uint32_t j = index[s->w], b = index[s->x];
-        size_t cell = (size_t)j * B + b;
+        size_t cell = (size_t)b * K + j;
         if (rank[cell] != NONE) {  /* the same pair twice */
             result = 0;
             goto done;
@@ -254,15 +238,13 @@ static int make_layer(finder *f, const candidate *cands, size_t count, uint32_t 
         l->out[cell] = s->out;
         l->step[c] = cands[c].step;
     }
-    result = one_order(rank, K, B, 1, l->example_order, tmp)
-          && one_order(rank, B, K, 0, l->neuron_order, tmp);
+    result = numbered_order_kept(rank, K, B);
 done:
     for (size_t c = 0; c < count; c++) {
         const cg_step *s = &p->steps[cands[c].step];
         index[s->w] = index[s->x] = NONE;
     }
     free(rank);
-    free(tmp);
     if (result != 1)
         free_layer(l);
     return result;
@@ -484,10 +466,10 @@ int cg_plan_layers(cg_plan *p)
     for (size_t i = 0; i < p->n_layers; i++) {
         const cg_layer *l = &p->layers[i];
         size_t K = l->K, B = l->B, m = l->m;
-        /* the kernels' panel; then forward: out (K B), biases, row pointers; backward:
-         * G, two coefficient tables (3 K B), saved gradients (K (m + 1) + B m); row
-         * pointers (2 (K + B)) */
-        size_t need = CG_KERNEL_PANEL + 3 * K * B + K * (m + 1) + B * m + 2 * (K + B);
+        /* the kernels' panel; then forward: out (K B), biases (K), row pointers (K + B);
+         * backward: g and its transpose (2 K B), bias sums (K), saved gradients
+         * (K (m + 1) + B m), row pointers (3 (K + B)) */
+        size_t need = CG_KERNEL_PANEL + 2 * K * B + K + K * (m + 1) + B * m + 3 * (K + B);
         if (need > scratch)
             scratch = need;
     }
@@ -515,14 +497,6 @@ done:
 
 /* ---- running a layer ---------------------------------------------------------------- */
 
-static int all_finite(const double *v, size_t n)
-{
-    double bad = 0.0;
-    for (size_t i = 0; i < n; i++)
-        bad = bad + (v[i] - v[i]);  /* 0, or NaN if some v[i] is inf or NaN */
-    return bad == 0.0;
-}
-
 /* The op is a constant in each case, so that every loop is the op's own. */
 #define FOR_EACH_ACTIVATION(op, ...)                                                \
     switch (op) {                                                                   \
@@ -532,46 +506,44 @@ static int all_finite(const double *v, size_t n)
     default: { const uint8_t OP = op; __VA_ARGS__; break; }                         \
     }
 
-/* The cells c = j * B + b of a layer, eight examples at a time: the kernels' tables are
- * neuron-major and the plan's slots example-major, so both are walked a line at a time
- * (either order alone strides a page per cell at these sizes). */
-#define FOR_EACH_CELL(l, c, ...)                                                    \
-    for (size_t b0_ = 0; b0_ < (l)->B; b0_ += 8)                                    \
-        for (size_t j_ = 0; j_ < (l)->K; j_++)                                      \
-            for (size_t c = j_ * (l)->B + b0_,                                      \
-                        end_ = j_ * (l)->B + ((l)->B - b0_ < 8 ? (l)->B : b0_ + 8); \
-                 c < end_; c++) {                                                   \
-                __VA_ARGS__;                                                        \
-            }
-
-/* The dots' values from the kernel's table into their slots, and the activations'. */
+/* The dots' values from the kernel's table into their slots, and the activations'.
+ * Both the table and the slots (an example's dots and activations sit in runs) are
+ * walked example by example. */
 static void store_outputs(const cg_layer *l, const double *out, double *val)
 {
+    size_t count = (size_t)l->K * l->B;
     double arg = l->act_arg;
     if (!l->act_step) {
-        FOR_EACH_CELL(l, c, val[l->out[c]] = out[c]);
+        for (size_t c = 0; c < count; c++)
+            val[l->out[c]] = out[c];
         return;
     }
-    FOR_EACH_ACTIVATION(l->act_op, FOR_EACH_CELL(l, c, {
-        val[l->out[c]] = out[c];
-        (void)cg_forward_scalar(OP, arg, out[c], 0.0, &val[l->act_out[c]]);
-    }));
+    FOR_EACH_ACTIVATION(l->act_op, {
+        for (size_t c = 0; c < count; c++) {
+            val[l->out[c]] = out[c];
+            (void)cg_forward_scalar(OP, arg, out[c], 0.0, &val[l->act_out[c]]);
+        }
+    });
 }
 
-/* The dots' gradients into g (neuron-major); with an activation, its contributions
- * first (the dots' gradients start from 0, as the sweep leaves them). */
+/* The dots' gradients into the table g; with an activation, its contributions first
+ * (the dots' gradients start from 0, as the sweep leaves them). */
 static void gather_gradients(const cg_layer *l, const double *val, double *grad, double *g)
 {
+    size_t count = (size_t)l->K * l->B;
     double arg = l->act_arg, da, db;
     if (!l->act_step) {
-        FOR_EACH_CELL(l, c, g[c] = grad[l->out[c]]);
+        for (size_t c = 0; c < count; c++)
+            g[c] = grad[l->out[c]];
         return;
     }
-    FOR_EACH_ACTIVATION(l->act_op, FOR_EACH_CELL(l, c, {
-        uint32_t act = l->act_out[c], dot = l->out[c];
-        (void)cg_backward_scalar(OP, arg, val[dot], 0.0, val[act], grad[act], &da, &db);
-        g[c] = grad[dot] += da;
-    }));
+    FOR_EACH_ACTIVATION(l->act_op, {
+        for (size_t c = 0; c < count; c++) {
+            uint32_t act = l->act_out[c], dot = l->out[c];
+            (void)cg_backward_scalar(OP, arg, val[dot], 0.0, val[act], grad[act], &da, &db);
+            g[c] = grad[dot] += da;
+        }
+    });
 }
 
 cg_status cg_layer_forward(cg_plan *p, const cg_layer *l)
@@ -586,67 +558,75 @@ cg_status cg_layer_forward(cg_plan *p, const cg_layer *l)
         w[j] = val + l->w_run[j];
         bias[j] = l->has_bias ? w[j][m] : 0.0;
     }
-    cg_dot_tiles(w, K, l->has_bias ? bias : NULL, x, B, m, out, panel);
-    if (!all_finite(out, K * B))
+    if (!cg_dot_tiles(w, K, l->has_bias ? bias : NULL, x, B, m, out, panel))
         return CG_ERR_OVERFLOW;
     store_outputs(l, out, val);
     return CG_OK;
 }
 
+/* dst[c * rows + r] = src[r * cols + c], in blocks that stay in cache. */
+static void transpose(const double *src, size_t rows, size_t cols, double *dst)
+{
+    enum { T = 16 };
+    for (size_t r0 = 0; r0 < rows; r0 += T)
+        for (size_t c0 = 0; c0 < cols; c0 += T)
+            for (size_t r = r0; r < r0 + T && r < rows; r++)
+                for (size_t c = c0; c < c0 + T && c < cols; c++)
+                    dst[c * rows + r] = src[r * cols + c];
+}
+
+/* Each weight's gradient adds the examples' x * g in example order, each input's the
+ * neurons' w * g in neuron order: both read the table g (g of neuron j, example b at
+ * b * K + j), one along its columns, the other along its rows.  The kernels save what
+ * they update as they first load it, so that a non-finite result can be undone. */
 cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
 {
     size_t K = l->K, B = l->B, m = l->m, wlen = m + (size_t)l->has_bias;
     double *val = p->val, *grad = p->grad;
-    double *panel = p->layer_scratch, *g = panel + CG_KERNEL_PANEL;
-    double *coef_w = g + K * B, *coef_x = coef_w + K * B;
-    double *saved_w = coef_x + K * B, *saved_x = saved_w + K * wlen;
-    double **rows = (double **)(void *)(saved_x + B * m);
-    const double **sources = (const double **)(void *)(rows + K + B);
+    double *panel = p->layer_scratch, *g = panel + CG_KERNEL_PANEL, *g_by_neuron = g + K * B;
+    double *bias_sums = g_by_neuron + K * B, *saved_w = bias_sums + K, *saved_x = saved_w + K * wlen;
+    double **rows = (double **)(void *)(saved_x + B * m), **saved = rows + K + B;
+    const double **sources = (const double **)(void *)(saved + K + B);
     gather_gradients(l, val, grad, g);
-    for (size_t j = 0; j < K; j++)
-        memcpy(saved_w + j * wlen, grad + l->w_run[j], wlen * sizeof *grad);
     int inputs = !l->inputs_without_grads;
-    for (size_t b = 0; b < B && inputs; b++)
-        memcpy(saved_x + b * m, grad + l->x_run[b], m * sizeof *grad);
 
-    /* weights: each gradient adds the examples' x * g in example_order */
     for (size_t j = 0; j < K; j++) {
         rows[j] = grad + l->w_run[j];
-        for (size_t k = 0; k < B; k++)
-            coef_w[j * B + k] = g[j * B + l->example_order[k]];
+        saved[j] = saved_w + j * wlen;
     }
-    for (size_t k = 0; k < B; k++)
-        sources[k] = val + l->x_run[l->example_order[k]];
-    cg_rank_update(rows, K, sources, B, coef_w, m, panel);
-    if (l->has_bias)
+    for (size_t b = 0; b < B; b++)
+        sources[b] = val + l->x_run[b];
+    transpose(g, B, K, g_by_neuron);  /* read along its columns, g strides a row per term */
+    int finite = cg_rank_update(rows, K, sources, B, g_by_neuron, B, 1, m, saved, panel);
+    if (l->has_bias) {
+        for (size_t j = 0; j < K; j++)
+            bias_sums[j] = saved_w[j * wlen + m] = grad[l->w_run[j] + m];
+        for (size_t b = 0; b < B; b++)      /* every bias's sum over b, side by side */
+            for (size_t j = 0; j < K; j++)
+                bias_sums[j] = bias_sums[j] + g[b * K + j];
+        double bad = 0.0;
         for (size_t j = 0; j < K; j++) {
-            double s = grad[l->w_run[j] + m];
-            for (size_t k = 0; k < B; k++)
-                s = s + coef_w[j * B + k];
-            grad[l->w_run[j] + m] = s;
+            grad[l->w_run[j] + m] = bias_sums[j];
+            bad = bad + (bias_sums[j] - bias_sums[j]);
         }
-    /* inputs: each gradient adds the neurons' w * g in neuron_order */
-    for (size_t b = 0; b < B && inputs; b++) {
-        rows[b] = grad + l->x_run[b];
-        for (size_t k = 0; k < K; k++)
-            coef_x[b * K + k] = g[l->neuron_order[k] * B + b];
+        finite &= bad == 0.0;
     }
-    for (size_t k = 0; k < K && inputs; k++)
-        sources[k] = val + l->w_run[l->neuron_order[k]];
-    if (inputs)
-        cg_rank_update(rows, B, sources, K, coef_x, m, panel);
-
-    int finite = 1;
-    for (size_t j = 0; j < K && finite; j++)
-        finite = all_finite(grad + l->w_run[j], wlen);
-    for (size_t b = 0; b < B && finite && inputs; b++)
-        finite = all_finite(grad + l->x_run[b], m);
+    if (inputs && finite) {
+        for (size_t b = 0; b < B; b++) {
+            rows[b] = grad + l->x_run[b];
+            saved[b] = saved_x + b * m;
+        }
+        for (size_t j = 0; j < K; j++)
+            sources[j] = val + l->w_run[j];
+        finite = cg_rank_update(rows, B, sources, K, g, K, 1, m, saved, panel);
+        if (!finite)
+            for (size_t b = 0; b < B; b++)
+                memcpy(grad + l->x_run[b], saved_x + b * m, m * sizeof *grad);
+    }
     if (finite)
         return CG_OK;
     for (size_t j = 0; j < K; j++)
         memcpy(grad + l->w_run[j], saved_w + j * wlen, wlen * sizeof *grad);
-    for (size_t b = 0; b < B && inputs; b++)
-        memcpy(grad + l->x_run[b], saved_x + b * m, m * sizeof *grad);
     return CG_ERR_OVERFLOW;
 }
 

@@ -17,9 +17,11 @@ typedef struct {
 } cg_step;
 
 /* A layer over a batch: the dense row dots of K weight rows times B input rows, run as
- * matrix-matrix work.  Every sum keeps the order the node-by-node sweep gives it: the
- * weight rows' gradients add the examples' contributions in example_order, the input
- * rows' gradients add the neurons' contributions in neuron_order. */
+ * matrix-matrix work.  Neurons and examples are numbered in the order the node-by-node
+ * sweep meets them, so every sum keeps that sweep's order: the weight rows' gradients
+ * add the examples' contributions in example order, the input rows' gradients the
+ * neurons' in neuron order.  Tables over cells are example-major: cell (j, b) is
+ * b * K + j. */
 typedef struct {
     uint32_t K, B, m;
     int has_bias;
@@ -28,8 +30,6 @@ typedef struct {
     uint32_t *x_run;        /* [B] first slot of example b's inputs */
     uint32_t *out;          /* [K * B] the slot of dot (j, b) */
     uint32_t *step;         /* [K * B] the dots' steps, in sweep order */
-    uint32_t *neuron_order; /* [K] the neurons, in the order the sweep meets them */
-    uint32_t *example_order;/* [B] the examples, likewise */
     /* An activation run with the layer (act_step != NULL): when every dot's only reader
      * is a unary op that cannot fail, one op for all, its forward runs right after the
      * dots and its backward right before theirs (nothing else touches the dots' slots). */

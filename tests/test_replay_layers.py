@@ -2,6 +2,7 @@
 bit equal to rebuilding the graph; the plan keeps its own numbers and the nodes catch up
 whenever Python looks; memory follows the weights, not the batch times the weights."""
 import random
+import re
 import tracemalloc
 
 import numpy as np
@@ -91,6 +92,56 @@ def test_a_row_read_twice_falls_back_to_steps_and_stays_exact():
         opt_rebuild.step()
         assert got == want.data
     assert [p.data for p in replayed.parameters()] == [p.data for p in rebuilt.parameters()]
+
+
+@pytest.mark.parametrize("nouts", [[2], [4, 2]])
+@pytest.mark.parametrize("blow_up", ["backward", "forward"])
+def test_a_layer_that_overflows_fails_as_eagerly(blow_up, nouts):
+    # Feature 0 has weight 0 everywhere, so an input of 1e20 there leaves the forward
+    # finite while its weight gradients (1e20 x ~1e300) overflow; or a weight of 1e300
+    # makes a dot overflow in forward.  Either way the layer falls back to its steps and
+    # the error names the same node and numbers as eagerly.
+    replayed, rebuilt = twins(3, nouts, activation='tanh')
+    for model in (replayed, rebuilt):
+        for n in model.layers[0].neurons:
+            n.w[0].data = 0.0
+
+    def loss_of(model, rows):
+        return cgrad.sum([cgrad.sum(model(r)) for r in rows]) * 1e300
+
+    xs = cgrad.inputs(4, 3)
+    graph = Graph(loss_of(replayed, xs), inputs=xs)
+    assert graph.n_layers == len(nouts)
+    X = np.random.RandomState(0).uniform(-1, 1, (4, 3))
+    if blow_up == "backward":
+        X[2, 0] = 1e20
+    else:
+        for model in (replayed, rebuilt):
+            model.layers[0].neurons[1].w[2].data = 1e300
+        X[:, 2] = 0.0
+        X[1, 2] = 1e10
+    rows = [[Value(v) for v in r] for r in X.tolist()]
+    with pytest.raises(OverflowError) as eager_error:
+        loss_of(rebuilt, rows).backward()
+    with pytest.raises(OverflowError, match=re.escape(str(eager_error.value))):
+        graph.forward(X)
+        graph.backward()
+    if len(nouts) == 1:
+        # One layer: the sweep reached the failing node in the same order, so the
+        # partial sums it leaves are eager's (the layer undid its own work before
+        # running its steps one by one).  With more layers replay has already run all
+        # of the later layer: partial sums, but not eager's.
+        assert [p.grad for p in replayed.parameters()] == \
+            [p.grad for p in rebuilt.parameters()]
+    X[2, 0] = X[1, 2] = 0.0          # and the layer runs whole again, still exact
+    for model in (replayed, rebuilt):
+        model.layers[0].neurons[1].w[2].data = 0.5
+        model.zero_grad()
+    want = loss_of(rebuilt, X.tolist())
+    want.backward()
+    assert graph.forward(X) == want.data
+    graph.backward()
+    assert [p.grad for p in replayed.parameters()] == [p.grad for p in rebuilt.parameters()]
 
 
 def test_prediction_graph_runs_layers_and_matches_eager():
