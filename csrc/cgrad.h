@@ -193,6 +193,12 @@ static inline int cg_vec_push(cg_vec *v, void *item)  /* 0, or -1 out of memory 
  * from roots[0] sweeps them.  0 or -1 (out of memory). */
 int cg_interior_order(cg_node **roots, size_t n_roots, cg_vec *order, size_t *n_first);
 
+/* Compute n dot nodes over rows (CG_FLAG_ROWS) that read one input row: a layer's
+ * neurons for one example.  Four sums advance side by side, each in its own order (the
+ * bits of one at a time; one dot alone is bound by the latency of its adds).  CG_OK, or
+ * the status of the first that fails, and its index in *failed. */
+cg_status cg_eval_row_dots(cg_node **dots, size_t n, size_t *failed);
+
 /* Zero the grads of interior nodes in order, set root's grad to 1 and apply the
  * chain rule from root down.  On error *failed is the node that failed. */
 cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed);

@@ -95,6 +95,7 @@ cdef extern from "cgrad.h":
 
 cdef extern from "ops.h" nogil:
     cg_status cg_eval_inline(cg_node *n)
+    cg_status cg_eval_row_dots(cg_node **dots, size_t n, size_t *failed)
     cg_status cg_backward_inline(cg_node *n)
 
 

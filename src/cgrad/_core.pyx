@@ -1174,8 +1174,8 @@ cdef Value weight_row(object weights, Value bias, Py_ssize_t n_inputs):
 
 
 cdef Value row_dot(Value weights, Value inputs):
-    """The dot node of a weight row (ending with the bias) and an input row."""
-    sync_nodes()
+    """The dot node of a weight row (ending with the bias) and an input row, not yet
+    computed (see evaluate_row_dots)."""
     cdef Value out = Value.__new__(Value)
     out.node.op = CG_DOT
     out.node.flags = CG_FLAG_ROWS | CG_FLAG_HAS_BIAS
@@ -1184,10 +1184,26 @@ cdef Value row_dot(Value weights, Value inputs):
     out.node.kids.pair[1] = &inputs.node
     Py_INCREF(weights)
     Py_INCREF(inputs)
-    cdef cg_status status = cg_eval_inline(&out.node)
-    if status != CG_OK:
-        raise_status(status, &out.node, False)
     return out
+
+
+cdef int evaluate_row_dots(list dots) except -1:
+    """Compute the dot nodes of one layer call, several side by side."""
+    cdef Py_ssize_t n = len(dots), i
+    if n == 0:
+        return 0
+    cdef cg_node **nodes = <cg_node **>malloc(n * sizeof(cg_node *))
+    if nodes == NULL:
+        raise MemoryError()
+    for i in range(n):
+        nodes[i] = &(<Value>dots[i]).node
+    cdef size_t failed = 0
+    sync_nodes()                # the rows read their items' current numbers
+    cdef cg_status status = cg_eval_row_dots(nodes, n, &failed)
+    free(nodes)
+    if status != CG_OK:
+        raise_status(status, &(<Value>dots[failed]).node, False)
+    return 0
 
 
 def fused_layer(specs, x):
@@ -1199,9 +1215,12 @@ def fused_layer(specs, x):
     callable, called with x."""
     cdef Value inputs = None
     cdef list out = []
-    cdef Value pre, bias
+    cdef list dots = []         # computed together, before any callable or the end
+    cdef list activations = []
+    cdef Value bias
     for spec in specs:
         if type(spec) is not tuple:
+            finish_neurons(dots, activations, out)
             out.append(spec(x))
             continue
         if len(<tuple>spec) != 3:
@@ -1215,9 +1234,23 @@ def fused_layer(specs, x):
         bias = as_value(b)
         if bias is None:
             raise TypeError(f"a neuron's bias must be a Value, not {type(b).__name__}")
-        pre = row_dot(weight_row(weights, bias, inputs.node.n_kids), inputs)
-        out.append(pre if activation == 'linear' else unary(ACTIVATION_OPS[activation], pre))
+        dots.append(row_dot(weight_row(weights, bias, inputs.node.n_kids), inputs))
+        activations.append(activation)
+    finish_neurons(dots, activations, out)
     return out
+
+
+cdef int finish_neurons(list dots, list activations, list out) except -1:
+    """Compute the pending dots, then their activations, onto out; empties the lists."""
+    evaluate_row_dots(dots)
+    cdef Py_ssize_t i
+    for i in range(len(dots)):
+        activation = activations[i]
+        out.append(dots[i] if activation == 'linear'
+                   else unary(ACTIVATION_OPS[activation], <Value>dots[i]))
+    del dots[:]
+    del activations[:]
+    return 0
 
 
 # ---- the Value type's memory and its place in the cyclic GC ----------------------------
