@@ -115,6 +115,16 @@ def test_a_leaf_loss_gets_grad_one():
     assert x.grad == 1.0
 
 
+@pytest.mark.parametrize("read", [True, False])
+def test_the_same_value_twice_among_the_inputs_is_refused(read):
+    x, y = cgrad.inputs(2)
+    loss = (x * y if read else Value(2.0) * 3.0)   # read: in the plan; else stray leaves
+    for inputs in ([x, y, x], ([x, y], [x])):
+        with pytest.raises(ValueError, match="the same Value appears twice"):
+            Graph(loss, inputs=inputs)
+    Graph(loss, inputs=[x, y])
+
+
 def test_inputs_helper_shapes():
     assert len(cgrad.inputs(3)) == 3 and all(v.data == 0.0 for v in cgrad.inputs(3))
     grid = cgrad.inputs(2, 3, 4)
