@@ -526,8 +526,9 @@ static void store_outputs(const cg_layer *l, const double *out, double *val)
     });
 }
 
-/* The dots' gradients into the table g; with an activation, its contributions first
- * (the dots' gradients start from 0, as the sweep leaves them). */
+/* The dots' gradients into the table g; with an activation, its contributions, which
+ * are the dots' only ones: the sweep would add them to a zeroed gradient, so the layer
+ * writes 0.0 + da (-0.0 becomes +0.0 there too) and backward does not zero these. */
 static void gather_gradients(const cg_layer *l, const double *val, double *grad, double *g)
 {
     size_t count = (size_t)l->K * l->B;
@@ -541,7 +542,7 @@ static void gather_gradients(const cg_layer *l, const double *val, double *grad,
         for (size_t c = 0; c < count; c++) {
             uint32_t act = l->act_out[c], dot = l->out[c];
             (void)cg_backward_scalar(OP, arg, val[dot], 0.0, val[act], grad[act], &da, &db);
-            g[c] = grad[dot] += da;
+            g[c] = grad[dot] = 0.0 + da;
         }
     });
 }

@@ -236,7 +236,8 @@ static int sort_by_node(cg_plan *p, uint32_t *slots, size_t count)
 }
 
 /* The slots backward zeroes, as runs of consecutive slots (a layer's interior nodes
- * mostly sit side by side): memset instead of a store per slot. */
+ * mostly sit side by side): memset instead of a store per slot.  Not the dots of a
+ * layer with its activation: the layer sets their grads itself (cg_layer_backward). */
 static int find_interior_runs(cg_plan *p)
 {
     size_t runs = 0;
@@ -245,6 +246,11 @@ static int find_interior_runs(cg_plan *p)
         return -1;
     for (size_t i = 0; i < p->n_backward; i++)
         interior[p->backward_out[i]] = 1;
+    for (size_t i = 0; i < p->n_layers; i++) {
+        const cg_layer *l = &p->layers[i];
+        for (size_t c = 0; l->act_step && c < (size_t)l->K * l->B; c++)
+            interior[l->out[c]] = 0;
+    }
     for (size_t s = 0; s < p->n_slots; s++)
         runs += interior[s] && (s == 0 || !interior[s - 1]);
     p->interior_runs = malloc((2 * runs + 1) * sizeof *p->interior_runs);
@@ -380,9 +386,7 @@ cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward)
         || sort_by_node(p, p->forward_out, n) < 0
         || sort_by_node(p, p->backward_out, n_backward) < 0)
         goto nomem;
-    if (find_interior_runs(p) < 0)
-        goto nomem;
-    if (cg_plan_layers(p) < 0) {
+    if (cg_plan_layers(p) < 0 || find_interior_runs(p) < 0) {
         cg_plan_free(p);
         return NULL;
     }
