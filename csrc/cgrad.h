@@ -213,6 +213,9 @@ void cg_plan_free(cg_plan *p);
 size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes);
 /* How many layers the plan runs over whole batches (matrix-matrix). */
 size_t cg_plan_layer_count(const cg_plan *p);
+/* Whether two plans touch a node in common (then a run of one must see the other's
+ * numbers in the nodes first). */
+int cg_plans_share_nodes(const cg_plan *a, const cg_plan *b);
 /* The plan keeps its own copy of every number it touches (val, grad per slot); nodes
  * and plan meet only through reload and sync, which the Python layer calls when one side
  * may have changed (lazily: a training loop of replayed steps touches no node). */

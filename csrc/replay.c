@@ -403,6 +403,31 @@ size_t cg_plan_layer_count(const cg_plan *p)
     return p->n_layers;
 }
 
+/* Whether two lists of slots, sorted by node address, name a node in common. */
+static int meet(const cg_plan *a, const uint32_t *sa, size_t na, const cg_plan *b,
+                const uint32_t *sb, size_t nb)
+{
+    size_t i = 0, j = 0;
+    while (i < na && j < nb) {
+        uintptr_t x = (uintptr_t)a->slot_node[sa[i]], y = (uintptr_t)b->slot_node[sb[j]];
+        if (x == y)
+            return 1;
+        if (x < y)
+            i++;
+        else
+            j++;
+    }
+    return 0;
+}
+
+int cg_plans_share_nodes(const cg_plan *a, const cg_plan *b)
+{
+    return meet(a, a->leaf_slots, a->n_leaves, b, b->leaf_slots, b->n_leaves)
+        || meet(a, a->leaf_slots, a->n_leaves, b, b->forward_out, b->n_steps)
+        || meet(a, a->forward_out, a->n_steps, b, b->leaf_slots, b->n_leaves)
+        || meet(a, a->forward_out, a->n_steps, b, b->forward_out, b->n_steps);
+}
+
 size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes)
 {
     *nodes = p->slot_node;

@@ -190,6 +190,30 @@ def test_two_graphs_sharing_parameters_see_each_others_updates():
         assert predict.forward(Xp).tolist() == [[v.data for v in model(r)] for r in Xp.tolist()]
 
 
+def test_graphs_over_separate_models_alternate_without_mixing():
+    # Each run writes back only the numbers of graphs that share nodes with it; these
+    # share none, so each keeps its own numbers in its plan between runs.
+    (a, a_rebuilt), (b, b_rebuilt) = twins(3, [4, 2]), twins(3, [5, 2])
+    graph_a, _ = training_graph(a)
+    graph_b, _ = training_graph(b)
+    xs = cgrad.inputs(3, 3)
+    predict_a = Graph(inputs=xs, outputs=[a(x) for x in xs])
+    opts = [Adam(m.parameters(), lr=0.05) for m in (a, a_rebuilt, b, b_rebuilt)]
+    Xp, _ = data(7, 3, 3, 2)
+    for step in range(4):
+        X, one_hot = data(step, 4, 3, 2)
+        assert graph_a.step(X, one_hot, optimizer=opts[0]) == \
+            rebuilt_step(a_rebuilt, opts[1], X, one_hot, 0.0)[0]
+        assert graph_b.step(X, one_hot, optimizer=opts[2]) == \
+            rebuilt_step(b_rebuilt, opts[3], X, one_hot, 0.0)[0]
+        assert predict_a.forward(Xp).tolist() == \
+            [[v.data for v in a_rebuilt(r)] for r in Xp.tolist()]
+        assert predict_a.outputs().tolist() == predict_a.forward(Xp).tolist()
+    for model, rebuilt in ((a, a_rebuilt), (b, b_rebuilt)):
+        assert [p.data for p in model.parameters()] == [p.data for p in rebuilt.parameters()]
+        assert [p.grad for p in model.parameters()] == [p.grad for p in rebuilt.parameters()]
+
+
 def test_nodes_show_the_plans_numbers_when_read():
     model = nn.MLP(3, [4, 2])
     graph, loss = training_graph(model)

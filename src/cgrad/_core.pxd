@@ -77,6 +77,7 @@ cdef extern from "cgrad.h" nogil:
     void cg_plan_free(cg_plan *p)
     size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes)
     size_t cg_plan_layer_count(const cg_plan *p)
+    int cg_plans_share_nodes(const cg_plan *a, const cg_plan *b)
     cg_status cg_plan_forward(cg_plan *p, cg_node **failed)
     cg_status cg_plan_backward(cg_plan *p, cg_node **failed)
     void cg_plan_reload(cg_plan *p)

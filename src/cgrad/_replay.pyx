@@ -10,6 +10,7 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memset
 
 import threading
+import weakref
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from libc.stdint cimport uint32_t
 from cgrad._core cimport (Value, cg_node, cg_vec, cg_status, CG_OK, CG_LEAF,
                           cg_gather, cg_plan, cg_plan_new, cg_plan_free,
                           cg_plan_slots, cg_plan_layer_count, cg_plan_forward,
+                          cg_plans_share_nodes,
                           cg_plan_backward, cg_plan_reload, cg_plan_sync, cg_plan_find_slots,
                           cg_plan_arrays, cg_plan_load, cg_plan_root_value, cg_plan_skip_grads,
                           cg_sgd_step_slots, cg_adam_step_slots,
@@ -50,14 +52,19 @@ cdef set STALE_NODES = set()
 RUN_LOCK = threading.RLock()
 
 
+# Every built Graph, to find which share nodes with a new one.
+cdef object LIVE_GRAPHS = weakref.WeakSet()
+
+
 def flush(Graph keep=None):
     """Write every replayed graph's numbers into its nodes (called by cgrad._core before
-    anything reads or writes a node), but those of `keep`."""
+    anything reads or writes a node), or, before `keep` runs, those of the graphs that
+    share nodes with it (no other graph's numbers matter to it)."""
     cdef Graph graph
     cdef list graphs = []
     with RUN_LOCK:
         for graph in STALE_NODES:
-            if graph is not keep:
+            if keep is None or graph in keep.partners:
                 graphs.append(graph)
         if not graphs:
             return
@@ -89,7 +96,7 @@ def inputs(*shape):
         count *= <Py_ssize_t>size
     cdef list items = []
     for g in range(count):
-        items.append(Value(0.0))
+        items.append(Value.__new__(Value))   # a zeroed node: the leaf 0.0, no __init__ call
     for k in range(len(shape) - 1, 0, -1):  # group the innermost level first
         n = shape[k]
         groups = 1
@@ -243,7 +250,7 @@ cdef class Graph:
     time.  Numbers fixed at build time stay fixed: constants, and which nodes exist.
     """
     cdef cg_plan *plan
-    cdef NodeArray slots          # every node the plan touches, kept alive by the Graph
+    cdef list held                # every node the plan touches, kept alive by the Graph
     cdef NodeArray input_nodes
     cdef NodeArray output_nodes
     cdef readonly object loss
@@ -251,12 +258,15 @@ cdef class Graph:
     cdef object output_shape
     cdef bint running
     cdef uint32_t *input_slots    # where each input leaf sits in the plan
+    cdef uint32_t *output_slots   # where each output sits in the plan (-1: not in it)
     cdef NodeArray stray_inputs   # input leaves the plan does not touch (filled as nodes)
     cdef bint loaded              # the plan has read its nodes at loaded_epoch
     cdef unsigned long loaded_epoch
     cdef bint ahead               # the plan holds numbers its nodes do not show yet
     cdef ParameterArray optimizer_params   # the optimizer whose parameters are in
     cdef uint32_t *optimizer_slots         # the plan, and their slots
+    cdef object partners          # the Graphs whose plans touch some of the same nodes
+    cdef object __weakref__
 
     def __init__(self, loss=None, *, inputs=(), outputs=None, input_grads=True):
         if self.plan != NULL or self.loss is not None:
@@ -292,12 +302,17 @@ cdef class Graph:
         cdef list slot_values = []
         for i in range(n_slots):
             slot_values.append(owner_of(slot_nodes[i]))
-        self.slots = from_values(slot_values)
+        self.held = slot_values
         self.input_slots = <uint32_t *>malloc(max(self.input_nodes.size, 1) * sizeof(uint32_t))
         if self.input_slots == NULL:
             raise MemoryError()
         cg_plan_find_slots(self.plan, self.input_nodes.nodes, self.input_nodes.size,
                            self.input_slots)
+        self.output_slots = <uint32_t *>malloc(max(self.output_nodes.size, 1) * sizeof(uint32_t))
+        if self.output_slots == NULL:
+            raise MemoryError()
+        cg_plan_find_slots(self.plan, self.output_nodes.nodes, self.output_nodes.size,
+                           self.output_slots)
         cdef list stray = []
         for i in range(self.input_nodes.size):
             if self.input_slots[i] == <uint32_t>-1:
@@ -309,11 +324,19 @@ cdef class Graph:
         if not input_grads and cg_plan_skip_grads(self.plan, self.input_slots,
                                                   self.input_nodes.size) < 0:
             raise MemoryError()
+        self.partners = weakref.WeakSet()
+        cdef Graph other
+        for other in list(LIVE_GRAPHS):
+            if cg_plans_share_nodes(self.plan, other.plan):
+                self.partners.add(other)
+                other.partners.add(self)
+        LIVE_GRAPHS.add(self)
         return 0
 
     def __dealloc__(self):
         cg_plan_free(self.plan)
         free(self.input_slots)
+        free(self.output_slots)
         free(self.optimizer_slots)
 
     cdef int ready(self) except -1:
@@ -326,7 +349,7 @@ cdef class Graph:
     def n_nodes(self):
         """How many nodes the graph holds (leaves included)."""
         self.ready()
-        return self.slots.size
+        return len(self.held)
 
     @property
     def n_layers(self):
@@ -339,7 +362,7 @@ cdef class Graph:
         if self.plan == NULL:
             return "Graph(not built)"
         loss = "no loss" if self.loss is None else "a loss"
-        return (f"Graph({self.slots.size} nodes, inputs of shape "
+        return (f"Graph({len(self.held)} nodes, inputs of shape "
                 f"{', '.join(map(str, self.input_shapes)) or 'none'}, {loss}, "
                 f"outputs of shape {self.output_shape})")
 
@@ -424,10 +447,18 @@ cdef class Graph:
         self.ready()
         out = np.empty(self.output_nodes.size, dtype=np.float64)
         cdef double[::1] view = out
+        cdef double *val
+        cdef double *grad
+        cdef Py_ssize_t i
         with RUN_LOCK:          # no other thread's run between the sync and the read
-            sync_nodes()
+            flush(self)         # a graph sharing nodes may hold newer numbers
             if self.output_nodes.size:
                 cg_gather(self.output_nodes.nodes, self.output_nodes.size, &view[0])
+            if self.ahead:      # this plan's numbers are newer than its nodes'
+                cg_plan_arrays(self.plan, &val, &grad)
+                for i in range(self.output_nodes.size):
+                    if self.output_slots[i] != <uint32_t>-1:
+                        view[i] = val[self.output_slots[i]]
         return out.reshape(self.output_shape)
 
     # -- internals --
