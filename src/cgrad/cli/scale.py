@@ -267,7 +267,9 @@ def header(engines, quick):
     cols = ["workload"]
     for e in engines:
         cols += [f"{e}: ms (cpu ms)"] + ([] if quick else [f"setup s", "peak MB"])
-    cols += ["replay / torch 1 thread", "replay GFLOP/s"]
+    cols += ["replay / torch 1 thread", "replay / jax jit", "replay GFLOP/s"]
+    if not quick:
+        cols.append("replay setup / step")
     return "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols)
 
 
@@ -277,11 +279,14 @@ def format_row(row, engines, quick):
         r = row["engines"][e]
         cells.append(f"{r['wall_ms']:.3g} ({r['cpu_ms']:.3g}) ±{100 * r['spread']:.0f}%")
         if not quick:
-            cells += [f"{r['setup']:.2f}", f"{r['memory'] / 1e6:.0f}"]
+            cells += [f"{r['setup']:.2g}", f"{r['memory'] / 1e6:.0f}"]
     ours = row["engines"].get("cgrad replay")
-    torch1 = row["engines"].get("torch f64, 1 thread")
-    cells.append(f"{ours['wall_ms'] / torch1['wall_ms']:.2f}x" if ours and torch1 else "-")
+    for other in ("torch f64, 1 thread", "jax jit f64"):
+        them = row["engines"].get(other)
+        cells.append(f"{ours['wall_ms'] / them['wall_ms']:.2f}x" if ours and them else "-")
     cells.append(f"{ours['gflops']:.1f}" if ours else "-")
+    if not quick:   # how many replayed steps building and recording cost
+        cells.append(f"{1e3 * ours['setup'] / ours['wall_ms']:.0f}" if ours else "-")
     return "| " + " | ".join(cells) + " |"
 
 
