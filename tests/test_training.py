@@ -148,6 +148,14 @@ def test_adam_matches_torch():
     assert [p.data for p in ps] == pytest.approx(ts.tolist(), rel=1e-13)
 
 
+@pytest.mark.parametrize("make", [SGD, Adam])
+def test_optimizer_refuses_a_parameter_twice(make):
+    ps = [Value(float(i)) for i in range(1000)]
+    with pytest.raises(ValueError, match="appears twice"):
+        make(ps + [ps[617]])
+    make(ps + [Value(617.0)])           # equal numbers are different parameters
+
+
 def test_optimizer_refuses_non_values():
     with pytest.raises(TypeError, match="cgrad Values"):
         SGD([1.0, 2.0])

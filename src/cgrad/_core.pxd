@@ -97,6 +97,7 @@ cdef extern from "cgrad.h":
 cdef extern from "ops.h" nogil:
     cg_status cg_eval_inline(cg_node *n)
     cg_status cg_eval_row_dots(cg_node **dots, size_t n, size_t *failed)
+    int cg_has_repeats(void **items, size_t n)
     cg_status cg_backward_inline(cg_node *n)
 
 
@@ -111,6 +112,7 @@ cdef object owner_of(cg_node *n)
 cdef int interior_order(cg_node **roots, size_t n_roots, cg_vec *order,
                         size_t *n_first) noexcept nogil
 cdef void free_order(cg_vec *order) noexcept nogil   # an order interior_order filled
+cdef bint has_repeats(cg_node **nodes, size_t n) except -1  # a node twice among nodes
 cdef int raise_status(cg_status status, cg_node *failed, bint in_backward) except -1
 
 # Replayed graphs keep their numbers in their plans and bring the nodes up to date only

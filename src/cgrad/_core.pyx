@@ -202,6 +202,14 @@ cdef void free_order(cg_vec *order) noexcept nogil:
     cg_vec_free(order)   # graph.c maps large orders: only it knows how to free them
 
 
+cdef bint has_repeats(cg_node **nodes, size_t n) except -1:
+    """cg_has_repeats for other modules (graph.c is linked into this one only)."""
+    cdef int repeats = cg_has_repeats(<void **>nodes, n)
+    if repeats < 0:
+        raise MemoryError()
+    return repeats
+
+
 # ---- replayed graphs and their nodes -------------------------------------------------------
 
 cdef bint pending = False            # some Graph holds numbers its nodes do not show yet

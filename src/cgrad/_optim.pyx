@@ -3,7 +3,7 @@
 from libc.stdlib cimport calloc, free
 
 from cgrad._core cimport (Value, cg_node, cg_sgd_step, cg_adam_step, cg_zero_grads,
-                          CG_LEAF, sync_nodes, nodes_changed)
+                          has_repeats, CG_LEAF, sync_nodes, nodes_changed)
 
 
 cdef class ParameterArray:
@@ -22,8 +22,6 @@ cdef class ParameterArray:
                 raise ValueError(f"parameter {i} ({v!r}) was computed from other Values "
                                  f"(op {v._op!r}): an optimizer updates leaves, such as "
                                  f"model.parameters()")
-        if len(set(map(id, self.values))) != len(self.values):
-            raise ValueError("a parameter appears twice in the list")
         self.size = len(self.values)
         self.n_state = n_state
         self.nodes = <cg_node **>calloc(max(self.size, 1), sizeof(cg_node *))
@@ -33,6 +31,8 @@ cdef class ParameterArray:
             raise MemoryError()
         for i in range(self.size):
             self.nodes[i] = &(<Value>self.values[i]).node
+        if has_repeats(self.nodes, self.size):
+            raise ValueError("a parameter appears twice in the list")
 
     def __dealloc__(self):
         free(self.nodes)

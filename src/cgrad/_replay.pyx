@@ -26,7 +26,7 @@ from cgrad._core cimport (Value, cg_node, cg_vec, cg_status, CG_OK, CG_LEAF,
                           cg_plan_backward, cg_plan_reload, cg_plan_sync, cg_plan_find_slots,
                           cg_plan_arrays, cg_plan_load, cg_plan_root_value, cg_plan_skip_grads,
                           cg_sgd_step_slots, cg_adam_step_slots,
-                          CG_OP_PYTHON_BACKWARD, interior_order, free_order, owner_of, raise_status, sync_nodes, nodes_changed,
+                          CG_OP_PYTHON_BACKWARD, interior_order, free_order, has_repeats, owner_of, raise_status, sync_nodes, nodes_changed,
                           replay_pending, node_epoch)
 from cgrad._core import _set_flush
 
@@ -317,10 +317,10 @@ cdef class Graph:
         for i in range(self.input_nodes.size):
             if self.input_slots[i] == <uint32_t>-1:
                 stray.append(flat[i])
-        if (inputs_repeat(self.input_slots, self.input_nodes.size, n_slots)
-                or len(set(map(id, stray))) != len(stray)):
-            raise ValueError("the same Value appears twice among the inputs")
         self.stray_inputs = from_values(stray)
+        if (inputs_repeat(self.input_slots, self.input_nodes.size, n_slots)
+                or has_repeats(self.stray_inputs.nodes, self.stray_inputs.size)):
+            raise ValueError("the same Value appears twice among the inputs")
         if not input_grads and cg_plan_skip_grads(self.plan, self.input_slots,
                                                   self.input_nodes.size) < 0:
             raise MemoryError()
