@@ -217,6 +217,10 @@ void cg_plan_free(cg_plan *p);
 size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes);
 /* How many layers the plan runs over whole batches (matrix-matrix). */
 size_t cg_plan_layer_count(const cg_plan *p);
+/* Split each layer's kernels into `threads` parts run side by side (1..CG_MAX_THREADS):
+ * the same bits whatever the number.  0, or -1 (out of range, out of memory). */
+enum { CG_MAX_THREADS = 64 };
+int cg_plan_set_threads(cg_plan *p, size_t threads);
 /* Whether two plans touch a node in common (then a run of one must see the other's
  * numbers in the nodes first). */
 int cg_plans_share_nodes(const cg_plan *a, const cg_plan *b);

@@ -20,6 +20,7 @@
 #include "layer_kernels.h"
 #include "ops.h"
 #include "plan.h"
+#include "threads.h"
 
 #define NONE UINT32_MAX
 
@@ -422,10 +423,25 @@ void cg_plan_free_layers(cg_plan *p)
     free(p->forward_schedule);
     free(p->backward_schedule);
     free(p->layer_scratch);
+    free(p->panels);
     p->layers = NULL;
     p->forward_schedule = p->backward_schedule = NULL;
     p->layer_scratch = NULL;
+    p->panels = NULL;
     p->n_layers = 0;
+}
+
+int cg_plan_set_threads(cg_plan *p, size_t threads)
+{
+    if (threads < 1 || threads > CG_MAX_THREADS)
+        return -1;
+    double *panels = p->n_layers ? malloc(threads * CG_KERNEL_PANEL * sizeof *panels) : NULL;
+    if (p->n_layers && !panels)
+        return -1;
+    free(p->panels);
+    p->panels = panels;
+    p->threads = threads;
+    return 0;
 }
 
 int cg_plan_layers(cg_plan *p)
@@ -466,18 +482,21 @@ int cg_plan_layers(cg_plan *p)
     for (size_t i = 0; i < p->n_layers; i++) {
         const cg_layer *l = &p->layers[i];
         size_t K = l->K, B = l->B, m = l->m;
-        /* the kernels' panel; then forward: out (K B), biases (K), row pointers (K + B);
-         * backward: g and its transpose (2 K B), bias sums (K), saved gradients
+        /* forward: out (K B), biases (K), row pointers (K + B); backward: g and its
+         * transpose (2 K B), bias sums (K), saved gradients
          * (K (m + 1) + B m), row pointers (3 (K + B)) */
-        size_t need = CG_KERNEL_PANEL + 2 * K * B + K + K * (m + 1) + B * m + 3 * (K + B);
+        size_t need = 2 * K * B + K + K * (m + 1) + B * m + 3 * (K + B);
         if (need > scratch)
             scratch = need;
     }
     p->layer_scratch = malloc(scratch * sizeof *p->layer_scratch);
     p->layer_scratch_len = scratch;
+    p->threads = 1;
+    p->panels = malloc(CG_KERNEL_PANEL * sizeof *p->panels);
     p->forward_schedule = schedule(&f, n, 0, &p->n_forward_entries);
     p->backward_schedule = f.nb ? schedule(&f, f.nb, 1, &p->n_backward_entries) : NULL;
-    if (!p->layer_scratch || !p->forward_schedule || (f.nb && !p->backward_schedule)) {
+    if (!p->layer_scratch || !p->panels || !p->forward_schedule
+        || (f.nb && !p->backward_schedule)) {
         result = -1;
         goto done;
     }
@@ -547,11 +566,79 @@ static void gather_gradients(const cg_layer *l, const double *val, double *grad,
     });
 }
 
+/* ---- the kernels in parts (threads.h): each part writes its own rows of the output */
+
+/* Part `part` of n of `count` rows: [start, end), cut at multiples of `unit`. */
+static size_t part_start(size_t count, size_t unit, size_t part, size_t n)
+{
+    size_t units = (count + unit - 1) / unit, start = units * part / n * unit;
+    return start < count ? start : count;
+}
+
+typedef struct {
+    const double *const *w, *bias;
+    const double *const *x;
+    size_t K, B, m;
+    double *out, *panels;
+    int finite[CG_MAX_THREADS];
+} dot_job;
+
+static void dot_part(void *arg, size_t part, size_t n)
+{
+    dot_job *j = arg;
+    size_t b0 = part_start(j->B, 8, part, n), b1 = part_start(j->B, 8, part + 1, n);
+    j->finite[part] = cg_dot_tiles(j->w, j->K, j->bias, j->x + b0, b1 - b0, j->m,
+                                   j->out + b0 * j->K, j->panels + part * CG_KERNEL_PANEL);
+}
+
+typedef struct {
+    double *const *c;
+    const double *const *a;
+    const double *coef;
+    double *const *saved;
+    size_t n_r, n_k, rs, ks, m;
+    double *panels;
+    int finite[CG_MAX_THREADS];
+} rank_job;
+
+static void rank_part(void *arg, size_t part, size_t n)
+{
+    rank_job *j = arg;
+    size_t r0 = part_start(j->n_r, 6, part, n), r1 = part_start(j->n_r, 6, part + 1, n);
+    j->finite[part] = cg_rank_update(j->c + r0, r1 - r0, j->a, j->n_k, j->coef + r0 * j->rs,
+                                     j->rs, j->ks, j->m, j->saved ? j->saved + r0 : NULL,
+                                     j->panels + part * CG_KERNEL_PANEL);
+}
+
+static int all_parts_finite(const int *finite, size_t n)
+{
+    int all = 1;
+    for (size_t part = 0; part < n; part++)
+        all &= finite[part];
+    return all;
+}
+
+static int dot_tiles(const cg_plan *p, const double *const *w, size_t K, const double *bias,
+                     const double *const *x, size_t B, size_t m, double *out)
+{
+    dot_job job = {w, bias, x, K, B, m, out, p->panels, {0}};
+    cg_run_parts(p->threads, dot_part, &job);
+    return all_parts_finite(job.finite, p->threads);
+}
+
+static int rank_update(const cg_plan *p, double *const *c, size_t n_r, const double *const *a,
+                       size_t n_k, const double *coef, size_t rs, size_t ks, size_t m,
+                       double *const *saved)
+{
+    rank_job job = {c, a, coef, saved, n_r, n_k, rs, ks, m, p->panels, {0}};
+    cg_run_parts(p->threads, rank_part, &job);
+    return all_parts_finite(job.finite, p->threads);
+}
+
 cg_status cg_layer_forward(cg_plan *p, const cg_layer *l)
 {
     size_t K = l->K, B = l->B, m = l->m;
-    double *panel = p->layer_scratch, *val = p->val, *out = panel + CG_KERNEL_PANEL;
-    double *bias = out + K * B;
+    double *val = p->val, *out = p->layer_scratch, *bias = out + K * B;
     const double **w = (const double **)(void *)(bias + K), **x = w + K;
     for (size_t b = 0; b < B; b++)
         x[b] = val + l->x_run[b];
@@ -559,7 +646,7 @@ cg_status cg_layer_forward(cg_plan *p, const cg_layer *l)
         w[j] = val + l->w_run[j];
         bias[j] = l->has_bias ? w[j][m] : 0.0;
     }
-    if (!cg_dot_tiles(w, K, l->has_bias ? bias : NULL, x, B, m, out, panel))
+    if (!dot_tiles(p, w, K, l->has_bias ? bias : NULL, x, B, m, out))
         return CG_ERR_OVERFLOW;
     store_outputs(l, out, val);
     return CG_OK;
@@ -584,7 +671,7 @@ cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
 {
     size_t K = l->K, B = l->B, m = l->m, wlen = m + (size_t)l->has_bias;
     double *val = p->val, *grad = p->grad;
-    double *panel = p->layer_scratch, *g = panel + CG_KERNEL_PANEL, *g_by_neuron = g + K * B;
+    double *g = p->layer_scratch, *g_by_neuron = g + K * B;
     double *bias_sums = g_by_neuron + K * B, *saved_w = bias_sums + K, *saved_x = saved_w + K * wlen;
     double **rows = (double **)(void *)(saved_x + B * m), **saved = rows + K + B;
     const double **sources = (const double **)(void *)(saved + K + B);
@@ -598,7 +685,7 @@ cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
     for (size_t b = 0; b < B; b++)
         sources[b] = val + l->x_run[b];
     transpose(g, B, K, g_by_neuron);  /* read along its columns, g strides a row per term */
-    int finite = cg_rank_update(rows, K, sources, B, g_by_neuron, B, 1, m, saved, panel);
+    int finite = rank_update(p, rows, K, sources, B, g_by_neuron, B, 1, m, saved);
     if (l->has_bias) {
         for (size_t j = 0; j < K; j++)
             bias_sums[j] = saved_w[j * wlen + m] = grad[l->w_run[j] + m];
@@ -619,7 +706,7 @@ cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
         }
         for (size_t j = 0; j < K; j++)
             sources[j] = val + l->w_run[j];
-        finite = cg_rank_update(rows, B, sources, K, g, K, 1, m, saved, panel);
+        finite = rank_update(p, rows, B, sources, K, g, K, 1, m, saved);
         if (!finite)
             for (size_t b = 0; b < B; b++)
                 memcpy(grad + l->x_run[b], saved_x + b * m, m * sizeof *grad);

@@ -1,8 +1,10 @@
 """Replay over whole layers: nn layers over a batch run as matrix-matrix kernels, bit for
 bit equal to rebuilding the graph; the plan keeps its own numbers and the nodes catch up
 whenever Python looks; memory follows the weights, not the batch times the weights."""
+import os
 import random
 import re
+import time
 import tracemalloc
 
 import numpy as np
@@ -52,13 +54,14 @@ def rebuilt_step(model, opt, X, one_hot, alpha):
     (5, [12, 3], 1, 0.0, lambda ps: SGD(ps, lr=0.2)),             # a batch of one
     (261, [133, 3], 131, 0.0, lambda ps: Adam(ps, lr=0.01)),      # sums across chunks
 ])
-def test_layers_replay_bit_for_bit(nin, nouts, batch, alpha, make_opt, small_chunks):
+@pytest.mark.parametrize("threads", [1, 3])
+def test_layers_replay_bit_for_bit(nin, nouts, batch, alpha, make_opt, threads, small_chunks):
     replayed, rebuilt = twins(nin, nouts)
     xs, ys = cgrad.inputs(batch, nin), cgrad.inputs(batch, nouts[-1])
     loss = losses.softmax_cross_entropy([replayed(x) for x in xs], ys)
     if alpha:
         loss = loss + losses.l2(replayed.parameters(), alpha)
-    graph = Graph(loss, inputs=(xs, ys))
+    graph = Graph(loss, inputs=(xs, ys), threads=threads)
     assert graph.n_layers == len(nouts)
     opt_replay, opt_rebuild = make_opt(replayed.parameters()), make_opt(rebuilt.parameters())
     for step in range(6):
@@ -94,9 +97,41 @@ def test_a_row_read_twice_falls_back_to_steps_and_stays_exact():
     assert [p.data for p in replayed.parameters()] == [p.data for p in rebuilt.parameters()]
 
 
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (65, ValueError), (2.0, TypeError),
+                                        ("2", TypeError), (None, TypeError)])
+def test_threads_must_be_a_small_positive_int(bad, error):
+    xs = cgrad.inputs(2, 3)
+    with pytest.raises(error, match="threads must be"):
+        Graph(cgrad.sum(nn.Layer(3, 2)(xs[0])), inputs=xs, threads=bad)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_runs_a_threaded_graph():
+    # the child has none of the parent's worker threads: its pool starts afresh
+    replayed, _ = twins(8, [12, 3])
+    xs, ys = cgrad.inputs(16, 8), cgrad.inputs(16, 3)
+    graph = Graph(losses.softmax_cross_entropy([replayed(x) for x in xs], ys),
+                  inputs=(xs, ys), threads=2)
+    X, one_hot = data(0, 16, 8, 3)
+    want = graph.forward(X, one_hot)       # the parent's workers exist now
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if graph.forward(X, one_hot) == want else 1)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    pytest.fail("the forked child did not finish its run")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("nouts", [[2], [4, 2]])
 @pytest.mark.parametrize("blow_up", ["backward", "forward"])
-def test_a_layer_that_overflows_fails_as_eagerly(blow_up, nouts):
+def test_a_layer_that_overflows_fails_as_eagerly(blow_up, nouts, threads):
     # Feature 0 has weight 0 everywhere, so an input of 1e20 there leaves the forward
     # finite while its weight gradients (1e20 x ~1e300) overflow; or a weight of 1e300
     # makes a dot overflow in forward.  Either way the layer falls back to its steps and
@@ -110,7 +145,7 @@ def test_a_layer_that_overflows_fails_as_eagerly(blow_up, nouts):
         return cgrad.sum([cgrad.sum(model(r)) for r in rows]) * 1e300
 
     xs = cgrad.inputs(4, 3)
-    graph = Graph(loss_of(replayed, xs), inputs=xs)
+    graph = Graph(loss_of(replayed, xs), inputs=xs, threads=threads)
     assert graph.n_layers == len(nouts)
     X = np.random.RandomState(0).uniform(-1, 1, (4, 3))
     if blow_up == "backward":

@@ -13,7 +13,8 @@ class Graph:
     loss: Value | None
     input_shapes: tuple[tuple[int, ...], ...]
     def __init__(self, loss: Value | None = ..., *, inputs: Nested | tuple[Nested, ...] = ...,
-                 outputs: Nested | None = ..., input_grads: bool = ...) -> None: ...
+                 outputs: Nested | None = ..., input_grads: bool = ...,
+                 threads: int = ...) -> None: ...
     @property
     def n_nodes(self) -> int: ...
     @property

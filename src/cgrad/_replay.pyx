@@ -22,7 +22,7 @@ from libc.stdint cimport uint32_t
 from cgrad._core cimport (Value, cg_node, cg_vec, cg_status, CG_OK, CG_LEAF,
                           cg_gather, cg_plan, cg_plan_new, cg_plan_free,
                           cg_plan_slots, cg_plan_layer_count, cg_plan_forward,
-                          cg_plans_share_nodes,
+                          cg_plans_share_nodes, cg_plan_set_threads, CG_MAX_THREADS,
                           cg_plan_backward, cg_plan_reload, cg_plan_sync, cg_plan_find_slots,
                           cg_plan_arrays, cg_plan_load, cg_plan_root_value, cg_plan_skip_grads,
                           cg_sgd_step_slots, cg_adam_step_slots,
@@ -241,7 +241,9 @@ cdef class Graph:
     ``loss`` is the scalar Value to differentiate (None for a graph that only computes
     ``outputs``).  ``input_grads=False`` leaves the input leaves' grads at 0 instead of
     computing them (as PyTorch does for inputs that do not require grad): a first layer
-    then skips its input-gradient pass, a third of its work.  ``inputs`` is one nested list of leaves, or a tuple of them, each
+    then skips its input-gradient pass, a third of its work.  ``threads=N`` splits each
+    layer's matrix-matrix kernels over N threads (each output computed by one of them,
+    in the same order: the same bits as one thread); the rest of a step runs on one.  ``inputs`` is one nested list of leaves, or a tuple of them, each
     filled from a numpy array of the same shape on every call.  ``outputs`` (a Value or
     nested lists of them) are read back as an array by :meth:`outputs`.
 
@@ -268,11 +270,17 @@ cdef class Graph:
     cdef object partners          # the Graphs whose plans touch some of the same nodes
     cdef object __weakref__
 
-    def __init__(self, loss=None, *, inputs=(), outputs=None, input_grads=True):
+    def __init__(self, loss=None, *, inputs=(), outputs=None, input_grads=True, threads=1):
         if self.plan != NULL or self.loss is not None:
             raise RuntimeError("a Graph is built once: make a new Graph instead")
+        if type(threads) is not int:
+            raise TypeError(f"threads must be an int, not {type(threads).__name__}")
+        if not 1 <= threads <= CG_MAX_THREADS:
+            raise ValueError(f"threads must be from 1 to {CG_MAX_THREADS}, got {threads}")
         try:
             self.build(loss, inputs, outputs, input_grads)
+            if cg_plan_set_threads(self.plan, threads) < 0:
+                raise MemoryError()
         except BaseException:
             cg_plan_free(self.plan)   # a half-built Graph is an unbuilt one
             self.plan = NULL

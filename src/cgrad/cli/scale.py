@@ -31,9 +31,10 @@ WORKLOADS = [
 ]
 QUICK = WORKLOADS[:4]
 # "cgrad replay" does the work the others do (no gradients for the input data: PyTorch and
-# JAX compute none); "+ input grads" also fills the input leaves' grads, replay's default.
-ENGINES = ["cgrad replay", "cgrad replay + input grads", "torch f64, 1 thread",
-           "torch f64, default threads", "jax jit f64"]
+# JAX compute none); "+ input grads" also fills the input leaves' grads, replay's default;
+# ", 2 threads" splits the layer kernels over two threads (Graph(threads=2)).
+ENGINES = ["cgrad replay", "cgrad replay + input grads", "cgrad replay, 2 threads",
+           "torch f64, 1 thread", "torch f64, default threads", "jax jit f64"]
 LR = {"sgd": 0.05, "adam": 1e-3}
 
 
@@ -69,7 +70,7 @@ def flops(nin, nouts, batch):
 
 # ---- the steps ------------------------------------------------------------------------------
 
-def cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model, input_grads):
+def cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model, input_grads, threads=1):
     import cgrad
     from cgrad import losses
     from cgrad.optim import SGD, Adam
@@ -83,7 +84,7 @@ def cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model, input_grads)
         ys = cgrad.inputs(batch, nouts[-1])
         loss = losses.softmax_cross_entropy(scores, ys)
         targets = np.eye(nouts[-1])[y]
-    graph = cgrad.Graph(loss, inputs=(xs, ys), input_grads=input_grads)
+    graph = cgrad.Graph(loss, inputs=(xs, ys), input_grads=input_grads, threads=threads)
     params = model.parameters()
     opt = SGD(params, lr=LR["sgd"]) if opt_kind == "sgd" else Adam(params, lr=LR["adam"])
     return lambda: graph.step(X, targets, optimizer=opt)
@@ -166,7 +167,8 @@ def make_step(engine, workload):
     start = time.perf_counter()
     if engine.startswith("cgrad"):
         step = cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model,
-                          input_grads="input grads" in engine)
+                          input_grads="input grads" in engine,
+                          threads=2 if "2 threads" in engine else 1)
     elif engine.startswith("torch"):
         step = torch_step(nouts, loss_kind, opt_kind, X, y, model)
     else:
