@@ -123,7 +123,8 @@ ALWAYS_INLINE void tile(int R, double *const *dst, size_t dcs, const double *con
             TILE_ROWS_OF(1, r0, dcs, ks, panel, n, DST, SRC, SAVE, save_on, bad);     \
     } while (0)
 
-#define all_zero(bad) ((bad)[0] == 0.0 && (bad)[1] == 0.0 && (bad)[2] == 0.0 && (bad)[3] == 0.0)
+#define all_zero(bad) \
+    ((bad)[0] == 0.0 && (bad)[1] == 0.0 && (bad)[2] == 0.0 && (bad)[3] == 0.0)
 
 ALWAYS_INLINE int dot_tiles_body(const double *const *w, size_t K, const double *bias,
                                  const double *const *x, size_t B, size_t m, double *out,

@@ -435,7 +435,8 @@ int cg_plan_set_threads(cg_plan *p, size_t threads)
 {
     if (threads < 1 || threads > CG_MAX_THREADS)
         return -1;
-    double *panels = p->n_layers ? malloc(threads * CG_KERNEL_PANEL * sizeof *panels) : NULL;
+    size_t bytes = threads * CG_KERNEL_PANEL * sizeof(double);
+    double *panels = p->n_layers ? malloc(bytes) : NULL;
     if (p->n_layers && !panels)
         return -1;
     free(p->panels);
@@ -490,7 +491,6 @@ int cg_plan_layers(cg_plan *p)
             scratch = need;
     }
     p->layer_scratch = malloc(scratch * sizeof *p->layer_scratch);
-    p->layer_scratch_len = scratch;
     p->threads = 1;
     p->panels = malloc(CG_KERNEL_PANEL * sizeof *p->panels);
     p->forward_schedule = schedule(&f, n, 0, &p->n_forward_entries);
@@ -626,9 +626,9 @@ static int dot_tiles(const cg_plan *p, const double *const *w, size_t K, const d
     return all_parts_finite(job.finite, p->threads);
 }
 
-static int rank_update(const cg_plan *p, double *const *c, size_t n_r, const double *const *a,
-                       size_t n_k, const double *coef, size_t rs, size_t ks, size_t m,
-                       double *const *saved)
+static int rank_update(const cg_plan *p, double *const *c, size_t n_r,
+                       const double *const *a, size_t n_k, const double *coef, size_t rs,
+                       size_t ks, size_t m, double *const *saved)
 {
     rank_job job = {c, a, coef, saved, n_r, n_k, rs, ks, m, p->panels, {0}};
     cg_run_parts(p->threads, rank_part, &job);
@@ -672,7 +672,8 @@ cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
     size_t K = l->K, B = l->B, m = l->m, wlen = m + (size_t)l->has_bias;
     double *val = p->val, *grad = p->grad;
     double *g = p->layer_scratch, *g_by_neuron = g + K * B;
-    double *bias_sums = g_by_neuron + K * B, *saved_w = bias_sums + K, *saved_x = saved_w + K * wlen;
+    double *bias_sums = g_by_neuron + K * B, *saved_w = bias_sums + K;
+    double *saved_x = saved_w + K * wlen;
     double **rows = (double **)(void *)(saved_x + B * m), **saved = rows + K + B;
     const double **sources = (const double **)(void *)(saved + K + B);
     gather_gradients(l, val, grad, g);

@@ -60,7 +60,6 @@ struct cg_plan {
     cg_layer *layers;
     cg_entry *forward_schedule, *backward_schedule;
     double *layer_scratch;  /* room for the largest layer's gathered operands */
-    size_t layer_scratch_len;
     size_t threads;         /* parts a layer's kernels are split into (Graph threads=) */
     double *panels;         /* the kernels' work buffers, CG_KERNEL_PANEL per part */
 

@@ -212,7 +212,7 @@ static int sort_by_node(cg_plan *p, uint32_t *slots, size_t count)
     }
     for (size_t i = 0; i < count; i++)
         from[i].address -= low;
-    for (unsigned shift = 0; count && shift < 64 && ((high - low) >> shift) != 0; shift += DIGIT) {
+    for (unsigned shift = 0; count && shift < 64 && (high - low) >> shift; shift += DIGIT) {
         memset(start, 0, BUCKETS * sizeof *start);
         for (size_t i = 0; i < count; i++)
             start[(from[i].address >> shift) & (BUCKETS - 1)]++;

@@ -106,6 +106,7 @@ def test_threads_must_be_a_small_positive_int(bad, error):
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_runs_a_threaded_graph():
     # the child has none of the parent's worker threads: its pool starts afresh
     replayed, _ = twins(8, [12, 3])
