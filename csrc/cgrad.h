@@ -209,9 +209,13 @@ cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed);
 
 /* Replay (replay.c): a recorded graph packed for re-running.  nodes[0..n) are interior
  * nodes, kids first, as cg_interior_order gives them; the first n_backward are the ones
- * the root nodes[n_backward - 1] depends on.  NULL when out of memory. */
+ * the root nodes[n_backward - 1] depends on.  query_slots[i] receives the slot of
+ * queries[i] (UINT32_MAX if the plan does not touch it): found while planning, when it
+ * costs a read per query instead of cg_plan_find_slots' passes over every node.  NULL
+ * when out of memory. */
 typedef struct cg_plan cg_plan;
-cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward);
+cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward, cg_node **queries,
+                     size_t n_queries, uint32_t *query_slots);
 void cg_plan_free(cg_plan *p);
 /* Every node the plan reads or writes (its leaves included): *nodes, the count. */
 size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes);

@@ -273,12 +273,15 @@ static int find_interior_runs(cg_plan *p)
     return 0;
 }
 
-cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward)
+cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward, cg_node **queries,
+                     size_t n_queries, uint32_t *query_slots)
 {
     size_t total_kids = 0, max_gather = 1;
     cg_plan *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
+    for (size_t i = 0; i < n_queries; i++)
+        queries[i]->mark = 0;  /* a node outside the plan may hold an old epoch */
     for (size_t i = 0; i < n; i++) {
         total_kids += nodes[i]->n_kids;
         nodes[i]->mark = 0;
@@ -368,6 +371,8 @@ cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward)
     }
     for (size_t i = 0; i < n; i++)
         interior[p->steps[i].out] = 1;
+    for (size_t i = 0; i < n_queries; i++)  /* marks hold slot + 1 until just below */
+        query_slots[i] = queries[i]->mark - 1;
     for (uint32_t s = 0; s < p->n_slots; s++)
         if (!interior[s])
             p->leaf_slots[p->n_leaves++] = s;

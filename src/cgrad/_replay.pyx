@@ -7,7 +7,7 @@ replayed gradients are bit for bit those of a rebuilt graph) and packed into a C
 holds a reference to every node the plan touches, so nothing can be freed under it.
 """
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 import threading
 import weakref
@@ -176,8 +176,10 @@ cdef NodeArray from_values(list values):
     return array
 
 
-cdef cg_plan *record(list roots, bint with_loss) except NULL:
-    """Plan the interior nodes the roots depend on (with_loss: roots[0] is the loss)."""
+cdef cg_plan *record(list roots, bint with_loss, NodeArray queries,
+                     uint32_t *query_slots) except NULL:
+    """Plan the interior nodes the roots depend on (with_loss: roots[0] is the loss);
+    query_slots receives each query node's slot (-1: not in the plan)."""
     cdef NodeArray root_array = from_values(roots)
     cdef cg_vec order
     cdef size_t n_first = 0
@@ -191,7 +193,8 @@ cdef cg_plan *record(list roots, bint with_loss) except NULL:
         if not failed:
             refuse_python_nodes(<cg_node **>order.items, order.len)
             plan = cg_plan_new(<cg_node **>order.items, order.len,
-                               n_first if with_loss else 0)
+                               n_first if with_loss else 0, queries.nodes, queries.size,
+                               query_slots)
     finally:
         free_order(&order)
     if plan == NULL:
@@ -304,27 +307,33 @@ cdef class Graph:
         self.input_nodes = from_values(flat)
         out_values, self.output_shape = flatten([] if outputs is None else outputs, "outputs")
         self.output_nodes = from_values(out_values)
-        self.plan = record(([] if loss is None else [loss]) + out_values, loss is not None)
+        self.input_slots = <uint32_t *>malloc(max(self.input_nodes.size, 1) * sizeof(uint32_t))
+        self.output_slots = <uint32_t *>malloc(max(self.output_nodes.size, 1) * sizeof(uint32_t))
+        if self.input_slots == NULL or self.output_slots == NULL:
+            raise MemoryError()
+        cdef NodeArray queries = from_values(flat + out_values)   # inputs, then outputs
+        cdef uint32_t *query_slots = <uint32_t *>malloc(max(queries.size, 1) * sizeof(uint32_t))
+        if query_slots == NULL:
+            raise MemoryError()
+        try:
+            self.plan = record(([] if loss is None else [loss]) + out_values,
+                               loss is not None, queries, query_slots)
+            memcpy(self.input_slots, query_slots, self.input_nodes.size * sizeof(uint32_t))
+            memcpy(self.output_slots, query_slots + self.input_nodes.size,
+                   self.output_nodes.size * sizeof(uint32_t))
+        finally:
+            free(query_slots)
         cdef cg_node **slot_nodes
         cdef size_t n_slots = cg_plan_slots(self.plan, &slot_nodes)
         cdef list slot_values = []
-        for i in range(n_slots):
-            slot_values.append(owner_of(slot_nodes[i]))
+        cdef size_t k
+        for k in range(n_slots):
+            slot_values.append(owner_of(slot_nodes[k]))
         self.held = slot_values
-        self.input_slots = <uint32_t *>malloc(max(self.input_nodes.size, 1) * sizeof(uint32_t))
-        if self.input_slots == NULL:
-            raise MemoryError()
-        cg_plan_find_slots(self.plan, self.input_nodes.nodes, self.input_nodes.size,
-                           self.input_slots)
-        self.output_slots = <uint32_t *>malloc(max(self.output_nodes.size, 1) * sizeof(uint32_t))
-        if self.output_slots == NULL:
-            raise MemoryError()
-        cg_plan_find_slots(self.plan, self.output_nodes.nodes, self.output_nodes.size,
-                           self.output_slots)
         cdef list stray = []
-        for i in range(self.input_nodes.size):
-            if self.input_slots[i] == <uint32_t>-1:
-                stray.append(flat[i])
+        for k in range(<size_t>self.input_nodes.size):
+            if self.input_slots[k] == <uint32_t>-1:
+                stray.append(flat[k])
         self.stray_inputs = from_values(stray)
         if (inputs_repeat(self.input_slots, self.input_nodes.size, n_slots)
                 or has_repeats(self.stray_inputs.nodes, self.stray_inputs.size)):
