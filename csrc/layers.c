@@ -719,8 +719,11 @@ cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
     return CG_ERR_OVERFLOW;
 }
 
-void cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless)
+int cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless)
 {
+    uint8_t *skips = calloc(p->n_steps + 1, 1);  /* dots of layers that skip their inputs */
+    if (!skips)
+        return -1;
     for (size_t i = 0; i < p->n_layers; i++) {
         cg_layer *l = &p->layers[i];
         int all = 1;
@@ -728,5 +731,36 @@ void cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless)
             for (size_t k = 0; k < l->m && all; k++)
                 all = gradless[l->x_run[b] + k];
         l->inputs_without_grads = all;
+        for (size_t c = 0; all && c < (size_t)l->K * l->B; c++)
+            skips[l->step[c]] = 1;
     }
+    uint8_t *hit = calloc(p->n_slots + 1, 1);
+    if (!hit) {
+        free(skips);
+        return -1;
+    }
+    size_t count = 0;
+    for (size_t i = 0; i < p->n_backward; i++) {
+        const cg_step *s = &p->steps[i];
+        if (skips[i] || (CG_OP_INFO[s->op].flags & CG_OPF_NO_MATH))
+            continue;
+        FOR_EACH_DIRECT_KID(p, s, k, {
+            count += gradless[k] && !hit[k];
+            hit[k] |= gradless[k];
+        });
+    }
+    free(p->written);
+    p->written = malloc((count + 1) * sizeof *p->written);
+    if (!p->written) {
+        free(skips);
+        free(hit);
+        return -1;
+    }
+    p->n_written = 0;
+    for (size_t slot = 0; slot < p->n_slots; slot++)
+        if (hit[slot])
+            p->written[p->n_written++] = (uint32_t)slot;
+    free(hit);
+    free(skips);
+    return 0;
 }

@@ -63,9 +63,13 @@ struct cg_plan {
     size_t threads;         /* parts a layer's kernels are split into (Graph threads=) */
     double *panels;         /* the kernels' work buffers, CG_KERNEL_PANEL per part */
 
-    /* Leaves whose gradients are not computed (Graph(..., input_grads=False)): left at 0. */
-    uint32_t *gradless;
-    size_t n_gradless;
+    /* Leaves whose gradients are not computed (Graph(..., input_grads=False)): left at 0.
+     * Backward re-zeroes those that steps outside the layers skipping them may write
+     * (written, e.g. one-hot targets read by the loss), or all of them after a layer fell
+     * back to its steps in this run (fell_back). */
+    uint32_t *gradless, *written;
+    size_t n_gradless, n_written;
+    int fell_back;
 };
 
 /* Find the layers of a planned graph and the schedules that run them (layers.c).
@@ -80,6 +84,8 @@ void cg_plan_free_layers(cg_plan *p);
  * result is not finite. */
 cg_status cg_layer_forward(cg_plan *p, const cg_layer *l);
 cg_status cg_layer_backward(cg_plan *p, const cg_layer *l);
-void cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless);
+/* Marks the layers whose inputs are all gradless (they skip those gradients) and lists
+ * the gradless slots other steps may write (p->written).  0, or -1 out of memory. */
+int cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless);
 
 #endif

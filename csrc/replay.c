@@ -177,6 +177,7 @@ void cg_plan_free(cg_plan *p)
     free(p->backward_out);
     free(p->interior_runs);
     free(p->gradless);
+    free(p->written);
     cg_plan_free_layers(p);
     free(p);
 }
@@ -542,8 +543,10 @@ static cg_status run_schedule(cg_plan *p, const cg_entry *schedule, size_t n, in
                 *failed = p->slot_node[s->out];
         } else {
             const cg_layer *l = &p->layers[-1 - entry];
-            if ((backward ? cg_layer_backward(p, l) : cg_layer_forward(p, l)) != CG_OK)
+            if ((backward ? cg_layer_backward(p, l) : cg_layer_forward(p, l)) != CG_OK) {
+                p->fell_back |= backward;
                 st = layer_steps(p, l, backward, failed);
+            }
         }
     }
     return st;
@@ -680,6 +683,7 @@ cg_status cg_plan_backward(cg_plan *p, cg_node **failed)
         memset(p->grad + p->interior_runs[2 * r], 0,
                p->interior_runs[2 * r + 1] * sizeof *p->grad);
     p->grad[p->steps[nb - 1].out] = 1.0;
+    p->fell_back = 0;
     if (p->n_layers) {
         st = run_schedule(p, p->backward_schedule, p->n_backward_entries, 1, failed);
     } else {
@@ -691,8 +695,10 @@ cg_status cg_plan_backward(cg_plan *p, cg_node **failed)
             }
         }
     }
-    for (size_t i = 0; i < p->n_gradless; i++)  /* not computed, whatever path ran */
-        p->grad[p->gradless[i]] = 0.0;
+    const uint32_t *zeroed = p->fell_back ? p->gradless : p->written;
+    size_t n_zeroed = p->fell_back ? p->n_gradless : p->n_written;
+    for (size_t i = 0; i < n_zeroed; i++)  /* not computed, whatever path ran */
+        p->grad[zeroed[i]] = 0.0;
     return st;
 }
 
@@ -711,8 +717,12 @@ int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n)
             mask[slots[i]] = 1;
             kept[count++] = slots[i];
         }
-    cg_layers_mark_gradless(p, mask);
+    int failed = cg_layers_mark_gradless(p, mask);
     free(mask);
+    if (failed < 0) {
+        free(kept);
+        return -1;
+    }
     free(p->gradless);
     p->gradless = kept;
     p->n_gradless = count;
@@ -728,6 +738,8 @@ void cg_plan_reload(cg_plan *p)
     }
     for (size_t j = 0; j < p->n_steps; j++)
         p->val[p->forward_out[j]] = p->slot_node[p->forward_out[j]]->data;
+    for (size_t i = 0; i < p->n_gradless; i++)  /* 0 whatever a node was given */
+        p->grad[p->gradless[i]] = 0.0;
 }
 
 void cg_plan_sync(cg_plan *p)

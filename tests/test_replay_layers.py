@@ -129,10 +129,10 @@ def test_a_forked_child_runs_a_threaded_graph():
     pytest.fail("the forked child did not finish its run")
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads, input_grads", [(1, True), (2, True), (1, False)])
 @pytest.mark.parametrize("nouts", [[2], [4, 2]])
 @pytest.mark.parametrize("blow_up", ["backward", "forward"])
-def test_a_layer_that_overflows_fails_as_eagerly(blow_up, nouts, threads):
+def test_a_layer_that_overflows_fails_as_eagerly(blow_up, nouts, threads, input_grads):
     # Feature 0 has weight 0 everywhere, so an input of 1e20 there leaves the forward
     # finite while its weight gradients (1e20 x ~1e300) overflow; or a weight of 1e300
     # makes a dot overflow in forward.  Either way the layer falls back to its steps and
@@ -146,7 +146,7 @@ def test_a_layer_that_overflows_fails_as_eagerly(blow_up, nouts, threads):
         return cgrad.sum([cgrad.sum(model(r)) for r in rows]) * 1e300
 
     xs = cgrad.inputs(4, 3)
-    graph = Graph(loss_of(replayed, xs), inputs=xs, threads=threads)
+    graph = Graph(loss_of(replayed, xs), inputs=xs, threads=threads, input_grads=input_grads)
     assert graph.n_layers == len(nouts)
     X = np.random.RandomState(0).uniform(-1, 1, (4, 3))
     if blow_up == "backward":
@@ -162,6 +162,8 @@ def test_a_layer_that_overflows_fails_as_eagerly(blow_up, nouts, threads):
     with pytest.raises(OverflowError, match=re.escape(str(eager_error.value))):
         graph.forward(X)
         graph.backward()
+    if not input_grads:   # the layer fell back to steps that wrote them: zeroed again
+        assert all(v.grad == 0.0 for row in xs for v in row)
     if len(nouts) == 1:
         # One layer: the sweep reached the failing node in the same order, so the
         # partial sums it leaves are eager's (the layer undid its own work before
@@ -178,6 +180,8 @@ def test_a_layer_that_overflows_fails_as_eagerly(blow_up, nouts, threads):
     assert graph.forward(X) == want.data
     graph.backward()
     assert [p.grad for p in replayed.parameters()] == [p.grad for p in rebuilt.parameters()]
+    if not input_grads:
+        assert all(v.grad == 0.0 for row in xs for v in row)
 
 
 def test_prediction_graph_runs_layers_and_matches_eager():
