@@ -180,7 +180,7 @@ cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed)
 
 cg_status cg_eval_row_dots(cg_node **dots, size_t n, size_t *failed)
 {
-    enum { SIDE = 4 };
+    enum { SIDE = CG_SIDE_BY_SIDE };
     for (size_t d0 = 0; d0 < n; d0 += SIDE) {
         size_t count = n - d0 < SIDE ? n - d0 : SIDE;
         double spare_w[SIDE][2], spare_x[2], s[SIDE];
@@ -206,13 +206,7 @@ cg_status cg_eval_row_dots(cg_node **dots, size_t n, size_t *failed)
             w[d] = cg_row_values(cg_kids(dot)[0], spare_w[d]);
             s[d] = (dot->flags & CG_FLAG_HAS_BIAS) ? w[d][m] : 0.0;
         }
-        for (uint32_t i = 0; i < m; i++) {
-            double xi = x[i];
-            s[0] = s[0] + w[0][i] * xi;
-            s[1] = s[1] + w[1][i] * xi;
-            s[2] = s[2] + w[2][i] * xi;
-            s[3] = s[3] + w[3][i] * xi;
-        }
+        cg_dot_values_side_by_side(w, x, m, s);
         for (size_t d = 0; d < count; d++) {
             dots[d0 + d]->data = s[d];
             if (!isfinite(s[d])) {  /* overflow, or non-finite inputs: as one at a time */

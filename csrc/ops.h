@@ -199,6 +199,23 @@ static inline cg_status cg_dot_values(const double *w, const double *x, size_t m
     return (isfinite(s) || !finite_in) ? CG_OK : CG_ERR_OVERFLOW;
 }
 
+/* CG_SIDE_BY_SIDE dots over one input row x, advanced together: s[d] (its bias on entry)
+ * becomes ((s[d] + w[d][0] * x[0]) + w[d][1] * x[1]) + ..., each sum in cg_dot_values'
+ * order, so the same bits; one dot alone waits on the latency of its chain of adds. */
+enum { CG_SIDE_BY_SIDE = 4 };
+
+static inline void cg_dot_values_side_by_side(const double *const *w, const double *x,
+                                              size_t m, double *s)
+{
+    for (size_t i = 0; i < m; i++) {
+        double xi = x[i];
+        s[0] = s[0] + w[0][i] * xi;
+        s[1] = s[1] + w[1][i] * xi;
+        s[2] = s[2] + w[2][i] * xi;
+        s[3] = s[3] + w[3][i] * xi;
+    }
+}
+
 /* max + log1p(the sum of exp(v - max) over every value but the first maximum): no
  * overflow, and log1p keeps the small terms that log(1 + s) would round away.  NaN in,
  * NaN out.  Backward: d/dv_i = cg_logsumexp_partial(v_i, out). */

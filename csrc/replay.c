@@ -101,7 +101,7 @@ static void assign_dot_kids(cg_plan *p, cg_node *n)
 
 /* ---- layer batches: a layer's dots over the same inputs, summed side by side --------- */
 
-enum { BATCH_DOTS = 4 };
+enum { BATCH_DOTS = CG_SIDE_BY_SIDE };
 
 static int is_dense_dot(const cg_step *s)
 {
@@ -489,13 +489,7 @@ static cg_status forward_batch(cg_plan *p, const cg_step *steps, size_t n)
     }
     const double *x = val + dots[0]->x;
     uint32_t m = dot_length(dots[0]);
-    for (uint32_t i = 0; i < m; i++) {
-        double xi = x[i];
-        sum[0] = sum[0] + w[0][i] * xi;
-        sum[1] = sum[1] + w[1][i] * xi;
-        sum[2] = sum[2] + w[2][i] * xi;
-        sum[3] = sum[3] + w[3][i] * xi;
-    }
+    cg_dot_values_side_by_side(w, x, m, sum);
     for (int d = 0; d < count; d++)
         if (!isfinite(sum[d]))
             return CG_ERR_OVERFLOW;

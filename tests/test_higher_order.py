@@ -141,12 +141,17 @@ def reference_hessian(seed, x0, y0):
     return rows
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_random_graphs_differentiated_twice_against_the_reference(seed):
+def random_hessian(seed):
+    """(cgrad's Hessian of random graph `seed` at a random point, that point)."""
     rng = random.Random(seed)
     x0, y0 = rng.uniform(-1, 1), rng.uniform(-1, 1)
     x, y = Value(x0), Value(y0)
-    H = hessian(random_expression(random.Random(seed), x, y), [x, y])
+    return hessian(random_expression(random.Random(seed), x, y), [x, y]), x0, y0
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_graphs_differentiated_twice_against_the_reference(seed):
+    H, x0, y0 = random_hessian(seed)
     np.testing.assert_allclose(H, reference_hessian(seed, x0, y0), rtol=1e-10, atol=1e-10)
 
 
@@ -168,10 +173,7 @@ class TorchOps:
 @pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
 @pytest.mark.parametrize("seed", range(12))
 def test_random_graphs_differentiated_twice_against_torch(seed):
-    rng = random.Random(seed)
-    x0, y0 = rng.uniform(-1, 1), rng.uniform(-1, 1)
-    x, y = Value(x0), Value(y0)
-    H = hessian(random_expression(random.Random(seed), x, y), [x, y])
+    H, x0, y0 = random_hessian(seed)
     want = torch.autograd.functional.hessian(
         lambda t: random_expression(random.Random(seed), t[0], t[1], TorchOps),
         torch.tensor([x0, y0], dtype=torch.float64))

@@ -216,22 +216,6 @@ cdef int refuse_python_nodes(cg_node **nodes, size_t n) except -1:
     return 0
 
 
-cdef bint inputs_repeat(const uint32_t *slots, Py_ssize_t n, size_t n_slots) except -1:
-    """Whether two inputs share a slot (are the same Value): a mask over the slots (a set
-    of 400,000 ids took a fifth of a large graph's recording)."""
-    cdef unsigned char *seen = <unsigned char *>calloc(n_slots + 1, 1)
-    if seen == NULL:
-        raise MemoryError()
-    cdef Py_ssize_t i
-    cdef bint repeat = False
-    for i in range(n):
-        if slots[i] != <uint32_t>-1:
-            repeat |= seen[slots[i]]
-            seen[slots[i]] = 1
-    free(seen)
-    return repeat
-
-
 cdef class Graph:
     """A training step (or any computation) recorded once and replayed in C.
 
@@ -305,6 +289,8 @@ cdef class Graph:
                                  f"got {v!r} made by {v._op!r}")
         self.input_shapes = tuple(shapes)
         self.input_nodes = from_values(flat)
+        if has_repeats(self.input_nodes.nodes, self.input_nodes.size):
+            raise ValueError("the same Value appears twice among the inputs")
         out_values, self.output_shape = flatten([] if outputs is None else outputs, "outputs")
         self.output_nodes = from_values(out_values)
         self.input_slots = <uint32_t *>malloc(max(self.input_nodes.size, 1) * sizeof(uint32_t))
@@ -335,9 +321,6 @@ cdef class Graph:
             if self.input_slots[k] == <uint32_t>-1:
                 stray.append(flat[k])
         self.stray_inputs = from_values(stray)
-        if (inputs_repeat(self.input_slots, self.input_nodes.size, n_slots)
-                or has_repeats(self.stray_inputs.nodes, self.stray_inputs.size)):
-            raise ValueError("the same Value appears twice among the inputs")
         if not input_grads and cg_plan_skip_grads(self.plan, self.input_slots,
                                                   self.input_nodes.size) < 0:
             raise MemoryError()
