@@ -6,7 +6,7 @@ replayed gradients are bit for bit those of a rebuilt graph) and packed into a C
 (csrc/replay.c); forward and backward run over it with the GIL released.  The Graph
 holds a reference to every node the plan touches, so nothing can be freed under it.
 """
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 import threading
@@ -29,6 +29,7 @@ from cgrad._core cimport (Value, cg_node, cg_vec, cg_status, CG_OK, CG_LEAF,
                           CG_OP_PYTHON_BACKWARD, interior_order, free_order, has_repeats, owner_of, raise_status, sync_nodes, nodes_changed,
                           replay_pending, node_epoch)
 from cgrad._core import _set_flush
+from cgrad._optim cimport ParameterArray
 
 cdef extern from "layer_kernels.h":
     size_t cg_set_kernel_chunk(size_t terms)
@@ -38,7 +39,6 @@ def _set_kernel_chunk(size_t terms):
     """For tests: how many terms the layer kernels sum per chunk (default and at most
     1024); returns the previous setting."""
     return cg_set_kernel_chunk(terms)
-from cgrad._optim cimport ParameterArray
 
 
 # Graphs whose plans hold numbers their nodes do not show yet (see Graph's docstring).
@@ -230,8 +230,9 @@ cdef class Graph:
     computing them (as PyTorch does for inputs that do not require grad): a first layer
     then skips its input-gradient pass, a third of its work.  ``threads=N`` splits each
     layer's matrix-matrix kernels over N threads (each output computed by one of them,
-    in the same order: the same bits as one thread); the rest of a step runs on one.  ``inputs`` is one nested list of leaves, or a tuple of them, each
-    filled from a numpy array of the same shape on every call.  ``outputs`` (a Value or
+    in the same order: the same bits as one thread); the rest of a step runs on one.
+    ``inputs`` is one nested list of leaves, or a tuple of them, each filled from a
+    numpy array of the same shape on every call.  ``outputs`` (a Value or
     nested lists of them) are read back as an array by :meth:`outputs`.
 
     Replay recomputes every node from the current data of its leaves (parameters
