@@ -114,6 +114,16 @@ static uint32_t usable(const cg_slab_pool *p)
     return p->per_slab - p->first;
 }
 
+/* A slab with live chunks is reused once at most this many are live.  A graph built into
+ * holes sits among the survivors, and a backward sweep streams them too: over a heap
+ * with half its chunks live, a first backward ran 2-3x slower than over fresh slabs
+ * (deep chain, 1e5-1e6 nodes: 41-55 ns per node; with a quarter: 14-22).  A quarter
+ * bounds the waste to 4x live memory. */
+static uint32_t sparse_limit(const cg_slab_pool *p)
+{
+    return usable(p) / 4;
+}
+
 int cg_slab_pool_init(cg_slab_pool *p, size_t chunk, size_t max_empty_slabs)
 {
     memset(p, 0, sizeof *p);
@@ -197,7 +207,7 @@ static cg_slab *next_slab(cg_slab_pool *p)
             return old;
         }
         old->cursor = p->first;
-        if (old->live <= usable(p) / 2)
+        if (old->live <= sparse_limit(p))
             push_sparse(p, old);
         else
             old->where = IN_USE;
@@ -261,7 +271,7 @@ void cg_slab_freed(cg_slab_pool *p, cg_slab *s)
         if (s->where == SPARSE)
             unlink_sparse(p, s);
         retire_empty(p, s);
-    } else if (s->live == usable(p) / 2 && s->where == IN_USE) {
+    } else if (s->live == sparse_limit(p) && s->where == IN_USE) {
         push_sparse(p, s);
     }
 }

@@ -3,8 +3,9 @@
  * Why: a free list hands memory back in the order it died, so a graph rebuilt in a loop
  * ends up scattered and its backward sweep waits on memory.  Here a slab is filled from
  * its lowest free chunk upwards, so nodes built one after another sit side by side; a
- * slab with live chunks is reused only once at most half of it is live (bounding the
- * waste to 2x), and a slab whose chunks all died is reused from its start.  Plain C,
+ * slab with live chunks is reused only once at most a quarter of it is live (so a graph
+ * built there is mostly contiguous, and the waste is bounded to 4x), and a slab whose
+ * chunks all died is reused from its start.  Plain C,
  * no locking: the caller serialises (Python's GIL). */
 #ifndef CGRAD_SLAB_H
 #define CGRAD_SLAB_H
@@ -34,7 +35,7 @@ typedef struct {
     uint32_t words;           /* 64-bit words in a slab's bitmap */
     uint32_t reciprocal;      /* ceil(2**32 / chunk): offset / chunk without a division */
     cg_slab *current;         /* where chunks come from */
-    cg_slab *sparse;          /* slabs at most half live, not current (doubly linked) */
+    cg_slab *sparse;          /* slabs at most a quarter live, not current (doubly linked) */
     cg_slab *empty;           /* a cache of slabs with nothing live */
     cg_arena *arenas;         /* arenas with slabs not handed out */
     size_t arenas_mapped;     /* ever, by this pool */
