@@ -55,6 +55,24 @@ static dfs_frame frame_of(cg_node *n)
     return (dfs_frame){n, kids, kids + n->n_kids};
 }
 
+/* The search waits on memory: the address of each node it steps to is read from the
+ * last one.  Nodes are built kids first, so when a kid sits just below its parent (a
+ * sum's or a chain's previous link), the nodes the search steps to next (older links,
+ * their terms) usually sit just below that kid, and those lines are fetched ahead.  A
+ * kid further away (a tree's other half, a layer's input) gets no prefetch: what lies
+ * below it is not next, and fetching it slowed wide trees by 10-20%. */
+#define NEAR_BELOW 512        /* bytes */
+#define PREFETCH_PAIRS 4      /* 128-byte pairs of lines below the kid: 512 bytes */
+
+static inline void prefetch_below(const cg_node *parent, const cg_node *kid)
+{
+    if ((uintptr_t)parent - (uintptr_t)kid > NEAR_BELOW)  /* also: kid above parent */
+        return;
+    /* one prefetch a pair: the other line comes along (one a line measured the same) */
+    for (int pair = 1; pair <= PREFETCH_PAIRS; pair++)
+        __builtin_prefetch((const char *)kid - 128 * pair);
+}
+
 /* The search's stack is kept between calls (a deep graph's stack is megabytes, and
  * fresh pages cost a fault each), unless it grew past this many frames. */
 #define KEEP_FRAMES ((size_t)1 << 20)
@@ -106,6 +124,7 @@ static int depth_first(cg_node *root, uint32_t epoch, cg_vec *order, int zero_gr
         top->next_kid = next;
         if (kid) {
             kid->mark = epoch;
+            prefetch_below(top->node, kid);
             if (++top == stack + cap) {
                 dfs_frame *grown = realloc(stack, 2 * cap * sizeof *stack);
                 if (!grown)
