@@ -6,6 +6,7 @@ installed, else cgrad's pure-Python reference engine, which is written the same 
 import gc
 import math
 import pickle
+import sys
 import weakref
 
 import pytest
@@ -189,6 +190,30 @@ def test_weak_references():
     del v
     gc.collect()
     assert ref() is None and len(table) == 0 and len(values) == 0
+
+
+def test_freeing_a_node_runs_weakref_callbacks_and_attribute_finalizers():
+    seen = []
+
+    class Noisy:
+        def __del__(self):
+            seen.append("attribute finalized")
+            try:
+                raise KeyError("inside a finalizer")
+            except KeyError:
+                pass
+
+    v = Value(1.0)
+    v.extra = Noisy()
+    parent = v * 2.0
+    ref = weakref.ref(parent, lambda r: seen.append("weakref callback"))
+    try:
+        raise ValueError("being handled")
+    except ValueError as error:
+        del v, parent                  # parent goes, then its kid v and v's attribute
+        assert sys.exc_info()[1] is error
+    assert seen == ["weakref callback", "attribute finalized"]
+    assert ref() is None
 
 
 def test_backward_closure_cycles_are_collected(extended):
