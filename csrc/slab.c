@@ -114,16 +114,6 @@ static uint32_t usable(const cg_slab_pool *p)
     return p->per_slab - p->first;
 }
 
-/* A slab with live chunks is reused once at most this many are live.  A graph built into
- * holes sits among the survivors, and a backward sweep streams them too: over a heap
- * with half its chunks live, a first backward ran 2-3x slower than over fresh slabs
- * (deep chain, 1e5-1e6 nodes: 41-55 ns per node; with a quarter: 14-22).  A quarter
- * bounds the waste to 4x live memory. */
-static uint32_t sparse_limit(const cg_slab_pool *p)
-{
-    return usable(p) / 4;
-}
-
 int cg_slab_pool_init(cg_slab_pool *p, size_t chunk, size_t max_empty_slabs)
 {
     memset(p, 0, sizeof *p);
@@ -136,6 +126,12 @@ int cg_slab_pool_init(cg_slab_pool *p, size_t chunk, size_t max_empty_slabs)
     size_t header = sizeof(cg_slab) + p->words * sizeof(uint64_t);
     p->first = (uint32_t)((header + chunk - 1) / chunk);
     p->max_empty = max_empty_slabs;
+    /* A slab with live chunks is reused once at most a quarter of it is live.  A graph
+     * built into holes sits among the survivors, and a backward sweep streams them too:
+     * over a heap with half its chunks live, a first backward ran 2-3x slower than over
+     * fresh slabs (deep chain, 1e5-1e6 nodes: 41-55 ns per node; with a quarter: 14-22).
+     * A quarter bounds the waste to 4x live memory. */
+    p->sparse_at = usable(p) / 4;
     return 0;
 }
 
@@ -207,7 +203,7 @@ static cg_slab *next_slab(cg_slab_pool *p)
             return old;
         }
         old->cursor = p->first;
-        if (old->live <= sparse_limit(p))
+        if (old->live <= p->sparse_at)
             push_sparse(p, old);
         else
             old->where = IN_USE;
@@ -260,18 +256,19 @@ void *cg_slab_alloc_next(cg_slab_pool *p)
     return (char *)s + (size_t)i * p->chunk;
 }
 
-/* A chunk of s was freed and s is not current, or s is current and now empty. */
+/* A chunk of s was freed, leaving s empty or sparse_at live. */
 void cg_slab_freed(cg_slab_pool *p, cg_slab *s)
 {
     if (s == p->current) {
-        s->cursor = p->first;     /* the next graph starts where the last one did */
+        if (s->live == 0)
+            s->cursor = p->first;     /* the next graph starts where the last one did */
         return;
     }
     if (s->live == 0) {
         if (s->where == SPARSE)
             unlink_sparse(p, s);
         retire_empty(p, s);
-    } else if (s->live == sparse_limit(p) && s->where == IN_USE) {
+    } else if (s->live == p->sparse_at && s->where == IN_USE) {
         push_sparse(p, s);
     }
 }

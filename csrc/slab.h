@@ -34,6 +34,7 @@ typedef struct {
     uint32_t first;           /* the first chunk after the header */
     uint32_t words;           /* 64-bit words in a slab's bitmap */
     uint32_t reciprocal;      /* ceil(2**32 / chunk): offset / chunk without a division */
+    uint32_t sparse_at;       /* a slab with live chunks is reused once this few are live */
     cg_slab *current;         /* where chunks come from */
     cg_slab *sparse;          /* slabs at most a quarter live, not current (doubly linked) */
     cg_slab *empty;           /* a cache of slabs with nothing live */
@@ -51,7 +52,7 @@ int cg_slab_pool_init(cg_slab_pool *p, size_t chunk, size_t max_empty_slabs);
 /* Give the cached empty slabs back to the system. */
 void cg_slab_pool_trim(cg_slab_pool *p);
 
-/* The slow halves of alloc and free (another slab needed; a slab changes lists). */
+/* The slow halves of alloc and free (another slab needed; a slab may change lists). */
 void *cg_slab_alloc_next(cg_slab_pool *p);
 void cg_slab_freed(cg_slab_pool *p, cg_slab *s);
 
@@ -81,8 +82,8 @@ static inline void cg_slab_free(cg_slab_pool *p, void *chunk)
     uint64_t offset = (uint64_t)((char *)chunk - (char *)s);
     uint32_t i = (uint32_t)((offset * p->reciprocal) >> 32);   /* exact below 2**16 */
     s->used[i / 64] &= ~((uint64_t)1 << (i % 64));
-    s->live--;
-    if (s != p->current || s->live == 0)
+    /* the slab changes lists only when it empties or thins out to sparse_at */
+    if (--s->live == 0 || s->live == p->sparse_at)
         cg_slab_freed(p, s);
 }
 
