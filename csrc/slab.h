@@ -5,8 +5,8 @@
  * its lowest free chunk upwards, so nodes built one after another sit side by side; a
  * slab with live chunks is reused only once at most a quarter of it is live (so a graph
  * built there is mostly contiguous, and the waste is bounded to 4x), and a slab whose
- * chunks all died is reused from its start.  Plain C,
- * no locking: the caller serialises (Python's GIL). */
+ * chunks all died is reused from its start.  Plain C, no locking: the caller
+ * serialises (Python's GIL). */
 #ifndef CGRAD_SLAB_H
 #define CGRAD_SLAB_H
 
