@@ -88,3 +88,21 @@ def test_a_long_lived_node_does_not_pin_a_graphs_worth_of_memory():
         del nodes
     live_bytes = (len(survivors) + 50_000) * 96
     assert _memory_layout()[1] - baseline <= 2 * live_bytes + 33 * 2 ** 20
+
+
+def test_slabs_a_third_live_cost_at_most_four_times_the_live_memory():
+    """Slabs more than a quarter live are not refilled (a graph there would sit among
+    the survivors), so survivors at a third of each graph leave memory growing with
+    them, but never past four times what is live."""
+    _trim_slabs()
+    baseline = _memory_layout()[1]
+    a, b = Value(1.5), Value(2.0)
+    survivors = []
+    for _ in range(10):
+        nodes = build(a, b, 50_000)
+        survivors.extend(nodes[::3])
+        del nodes
+    live_bytes = len(survivors) * 96
+    held = _memory_layout()[1] - baseline
+    assert held <= 4 * live_bytes + 33 * 2 ** 20
+    assert held >= live_bytes
