@@ -33,6 +33,7 @@ extensions = [
     extension("_replay", "csrc/replay.c", "csrc/layers.c", "csrc/layer_kernels.c",
               "csrc/threads.c", "csrc/optim.c"),
     extension("_optim", "csrc/optim.c"),
+    extension("_autograd"),
 ]
 
 setup(ext_modules=cythonize(extensions, include_path=["src"],

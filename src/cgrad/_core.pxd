@@ -111,6 +111,8 @@ cdef class Value:
 
 
 cdef Value leaf(double data)
+cdef Value unary(uint8_t op, Value a, double arg=*, uint8_t flags=*)
+cdef Value binary(uint8_t op, Value a, Value b)
 cdef object owner_of(cg_node *n)
 cdef int interior_order(cg_node **roots, size_t n_roots, cg_vec *order,
                         size_t *n_first) noexcept nogil

@@ -13,7 +13,8 @@ very arithmetic of the C backward (so the numbers are those backward() gives): R
 """
 from typing import Any, Iterable, Sequence, Union
 
-from cgrad._core import Value, _gradients
+from cgrad._autograd import _gradients
+from cgrad._core import Value
 
 Values = Union[Value, Iterable[Value]]
 

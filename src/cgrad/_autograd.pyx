@@ -1,0 +1,188 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""Gradients as Values (cgrad.autograd): the chain rule recorded as graph nodes, so that
+a gradient can be differentiated again.
+
+The order is the one backward() sweeps (the C search, through _core so that its visit
+marks share one epoch counter); each node's contributions to its kids are built with
+cgrad's own ops in exactly the C backward's arithmetic, so first derivatives equal
+backward()'s bit for bit, and summed per kid in the order backward() adds them.
+"""
+from libc.stdint cimport uint8_t, uint32_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+
+from cgrad._core cimport (
+    Value, cg_node, cg_vec, cg_dot_parts, cg_dot_of, cg_kids, cg_base_op, CG_OP_INFO,
+    CG_OPF_NO_MATH, CG_OP_PYTHON_BACKWARD, CG_FLAG_INT_EXPONENT,
+    CG_ADD, CG_MUL, CG_SUM, CG_DOT, CG_LOGSUMEXP, CG_POW, CG_POWV, CG_RELU, CG_TANH, CG_EXP,
+    CG_LOG, CG_SIGMOID, CG_RECIP, CG_STEP,
+    leaf, unary, binary, owner_of, interior_order, free_order, sync_nodes)
+
+
+cdef class GradientSums:
+    """The gradients being summed while a gradient graph is recorded: an interior node's
+    by its place in the search's order (its mark holds place + 1 meanwhile), a leaf's by
+    its address."""
+    cdef cg_node **order
+    cdef Py_ssize_t n
+    cdef list interior
+    cdef dict leaves
+
+    def __cinit__(self):
+        self.leaves = {}
+
+    cdef int index(self, cg_vec *order) except -1:
+        """Number the nodes of order through their marks (reset by forget_index)."""
+        cdef Py_ssize_t i
+        self.order = <cg_node **>order.items
+        self.n = <Py_ssize_t>order.len
+        self.interior = [None] * self.n
+        for i in range(self.n):
+            self.order[i].mark = <uint32_t>(i + 1)
+        return 0
+
+    cdef void forget_index(self) noexcept:
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            self.order[i].mark = 0       # 0 is no traversal's epoch
+        self.n = 0
+
+    cdef Py_ssize_t place(self, cg_node *n) noexcept:
+        cdef Py_ssize_t i = <Py_ssize_t>n.mark - 1
+        if n.n_kids and 0 <= i < self.n and self.order[i] == n:
+            return i
+        return -1
+
+    cdef int add(self, cg_node *kid, Value contribution) except -1:
+        """kid's gradient += contribution, in the order backward() adds them."""
+        cdef Py_ssize_t i = self.place(kid)
+        if i >= 0:
+            total = self.interior[i]
+            self.interior[i] = contribution if total is None else \
+                binary(CG_ADD, <Value>total, contribution)
+            return 0
+        key = <size_t>kid
+        total = self.leaves.get(key)
+        self.leaves[key] = contribution if total is None else \
+            binary(CG_ADD, <Value>total, contribution)
+        return 0
+
+    cdef Value get(self, cg_node *n):
+        cdef Py_ssize_t i = self.place(n)
+        return self.interior[i] if i >= 0 else self.leaves.get(<size_t>n)
+
+
+cdef Value negated(Value v):
+    return binary(CG_MUL, v, leaf(-1.0))        # -v, as Value.__neg__ makes it
+
+
+cdef Value one_minus(Value v):
+    return binary(CG_ADD, negated(v), leaf(1.0))  # 1 - v, as Value.__rsub__ makes it
+
+
+cdef int record_chain_rule(Value node, Value g, GradientSums sums) except -1:
+    """Add node's contributions to its kids' gradients, each d(node)/d(kid) * g built
+    from cgrad's ops with exactly the arithmetic of the C backward (ops.h)."""
+    cdef cg_node *n = &node.node
+    cdef cg_node **k = cg_kids(n)
+    cdef uint8_t op = cg_base_op(n)
+    cdef uint32_t i
+    cdef cg_dot_parts d
+    cdef Value a, b, neg
+    cdef double e
+    if n.op & CG_OP_PYTHON_BACKWARD:
+        raise TypeError(f"cannot record the derivative of a node with a Python _backward "
+                        f"(op {node._op!r}): its chain rule is Python code, not cgrad ops")
+    if op == CG_ADD or op == CG_SUM:
+        for i in range(n.n_kids):
+            sums.add(k[i], g)
+    elif op == CG_MUL:
+        a, b = owner_of(k[0]), owner_of(k[1])
+        sums.add(k[0], binary(CG_MUL, b, g))
+        sums.add(k[1], binary(CG_MUL, a, g))
+    elif op == CG_DOT:
+        d = cg_dot_of(n)
+        for i in range(d.m):
+            sums.add(d.w[i], binary(CG_MUL, <Value>owner_of(d.x[i]), g))
+            sums.add(d.x[i], binary(CG_MUL, <Value>owner_of(d.w[i]), g))
+        if d.bias != NULL:
+            sums.add(d.bias, g)
+    elif op == CG_LOGSUMEXP:
+        neg = negated(node)
+        for i in range(n.n_kids):
+            a = binary(CG_ADD, <Value>owner_of(k[i]), neg)
+            sums.add(k[i], binary(CG_MUL, unary(CG_EXP, a), g))
+    elif op == CG_POW:
+        e = n.kids.ext.arg
+        a = owner_of(k[0])
+        b = binary(CG_MUL, unary(CG_POW, a, e - 1.0), leaf(e))   # e * a**(e - 1)
+        sums.add(k[0], binary(CG_MUL, b, g))
+    elif op == CG_POWV:
+        a, b = owner_of(k[0]), owner_of(k[1])
+        exponent_less_one = binary(CG_ADD, b, leaf(-1.0))
+        sums.add(k[0], binary(CG_MUL, binary(CG_MUL, b, binary(CG_POWV, a, exponent_less_one)), g))
+        if a.node.data != 0.0:   # d/db = out * log(a); 0 at a == 0, as PyTorch
+            sums.add(k[1], binary(CG_MUL, binary(CG_MUL, node, unary(CG_LOG, a)), g))
+    elif op == CG_RELU:
+        sums.add(k[0], binary(CG_MUL, unary(CG_STEP, node), g))
+    elif op == CG_TANH:
+        sums.add(k[0], binary(CG_MUL, one_minus(unary(CG_POW, node, 2.0, CG_FLAG_INT_EXPONENT)), g))
+    elif op == CG_EXP:
+        sums.add(k[0], binary(CG_MUL, node, g))
+    elif op == CG_LOG:
+        sums.add(k[0], binary(CG_MUL, unary(CG_RECIP, <Value>owner_of(k[0])), g))
+    elif op == CG_SIGMOID:
+        sums.add(k[0], binary(CG_MUL, binary(CG_MUL, node, one_minus(node)), g))
+    elif op == CG_RECIP:
+        sums.add(k[0], binary(CG_MUL, negated(binary(CG_MUL, node, node)), g))
+    elif not (CG_OP_INFO[op].flags & CG_OPF_NO_MATH or op == CG_STEP):
+        raise NotImplementedError(f"no derivative rule for op "
+                                  f"{CG_OP_INFO[op].key.decode()!r}")
+    return 0
+
+
+def _gradients(list outputs, list seeds, list inputs):
+    """The gradients of sum(seed * output) with respect to each input, as Values (None
+    where an input does not matter), recorded as graph nodes: cgrad.autograd.grad.
+    With inputs None: [(node, gradient)] for every node reached."""
+    cdef Py_ssize_t i, n_roots = len(outputs)
+    cdef cg_vec order
+    cdef size_t n_first
+    cdef GradientSums sums = GradientSums()
+    cdef cg_node **roots = <cg_node **>malloc(max(n_roots, 1) * sizeof(cg_node *))
+    if roots == NULL:
+        raise MemoryError()
+    memset(&order, 0, sizeof(order))
+    sync_nodes()
+    result = []
+    try:
+        for i in range(n_roots):
+            roots[i] = &(<Value>outputs[i]).node
+        if interior_order(roots, n_roots, &order, &n_first) < 0:
+            raise MemoryError("out of memory while walking the graph")
+        nodes = []      # held while new nodes are built: the order's nodes stay alive
+        for i in range(<Py_ssize_t>order.len):
+            nodes.append(owner_of(<cg_node *>order.items[i]))
+        sums.index(&order)
+        for i in range(n_roots):
+            sums.add(roots[i], <Value>seeds[i])
+        for i in range(len(nodes) - 1, -1, -1):
+            g = sums.get(&(<Value>nodes[i]).node)
+            if g is not None:
+                record_chain_rule(<Value>nodes[i], <Value>g, sums)
+        if inputs is None:        # every node reached: [(node, its gradient)]
+            for i in range(len(nodes)):
+                if sums.interior[i] is not None:
+                    result.append((nodes[i], sums.interior[i]))
+            for key, g in sums.leaves.items():
+                result.append((owner_of(<cg_node *><size_t>key), g))
+        else:
+            for v in inputs:
+                result.append(sums.get(&(<Value>v).node))
+    finally:
+        sums.forget_index()
+        free(roots)
+        free_order(&order)
+    return result
+
+
