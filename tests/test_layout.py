@@ -75,34 +75,33 @@ def test_memory_of_a_freed_graph_goes_back_beyond_the_cache():
     assert _memory_layout()[1] - held_before <= 2 ** 16
 
 
-def test_a_long_lived_node_does_not_pin_a_graphs_worth_of_memory():
-    """A slab is reused once at most a quarter live: one survivor per slab costs no
-    more than twice the live memory, rebuilding many times."""
+def memory_after_rebuilds(keep_every):
+    """A 50,000-node graph built and dropped ten times, every keep_every-th node of each
+    living on: the slab memory held beyond what was held before, and the survivors."""
     _trim_slabs()
     baseline = _memory_layout()[1]
     a, b = Value(1.5), Value(2.0)
     survivors = []
     for _ in range(10):
         nodes = build(a, b, 50_000)
-        survivors.extend(nodes[::500])          # one in 500 lives on
+        survivors.extend(nodes[::keep_every])
         del nodes
+    return _memory_layout()[1] - baseline, survivors
+
+
+def test_a_long_lived_node_does_not_pin_a_graphs_worth_of_memory():
+    """A slab is reused once at most a quarter live: one survivor per slab costs no
+    more than twice the live memory, rebuilding many times."""
+    held, survivors = memory_after_rebuilds(500)     # one in 500 lives on
     live_bytes = (len(survivors) + 50_000) * 96
-    assert _memory_layout()[1] - baseline <= 2 * live_bytes + 33 * 2 ** 20
+    assert held <= 2 * live_bytes + 33 * 2 ** 20
 
 
 def test_slabs_a_third_live_cost_at_most_four_times_the_live_memory():
     """Slabs more than a quarter live are not refilled (a graph there would sit among
     the survivors), so survivors at a third of each graph leave memory growing with
     them, but never past four times what is live."""
-    _trim_slabs()
-    baseline = _memory_layout()[1]
-    a, b = Value(1.5), Value(2.0)
-    survivors = []
-    for _ in range(10):
-        nodes = build(a, b, 50_000)
-        survivors.extend(nodes[::3])
-        del nodes
+    held, survivors = memory_after_rebuilds(3)
     live_bytes = len(survivors) * 96
-    held = _memory_layout()[1] - baseline
     assert held <= 4 * live_bytes + 33 * 2 ** 20
     assert held >= live_bytes
