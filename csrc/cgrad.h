@@ -27,12 +27,15 @@ typedef enum {
     CG_ROW,       /* a row of values several dot nodes read (kids: the values); no math */
     CG_STEP,      /* 1 if a > 0 else 0: relu's derivative, itself of derivative 0 */
     CG_RECIP,     /* 1 / a, divided (a ** -1 rounds differently): log's derivative */
+    CG_LOCAL,     /* microgpt's Value(data, children, local_grads): data given, and kid i
+                   * receives local_grads[i] * grad (cg_local_grads) */
     CG_N_OPS
 } cg_op;
 
 enum {
     CG_OPF_CANNOT_FAIL = 1,  /* forward never errs on finite input (layers batch these) */
-    CG_OPF_NO_MATH = 2       /* nothing to compute or differentiate (leaf, row, opaque) */
+    CG_OPF_NO_MATH = 2,      /* nothing to compute or differentiate (leaf, row, opaque) */
+    CG_OPF_GIVEN_DATA = 4    /* data given when built, never computed (local) */
 };
 
 typedef struct {
@@ -63,6 +66,7 @@ static const cg_op_info CG_OP_INFO[CG_N_OPS] = {
     [CG_ROW] = {"row", "row", 0, -1, CG_OPF_NO_MATH},
     [CG_STEP] = {"step", "step", 1, 1, CG_OPF_CANNOT_FAIL},
     [CG_RECIP] = {"recip", "recip", 1, 1, 0},
+    [CG_LOCAL] = {"local", "", 1, -1, CG_OPF_GIVEN_DATA},
 };
 
 /* Set in a node's op byte when Python code (a `_backward` the user assigned, the way
@@ -89,14 +93,18 @@ enum {
     /* the node's Value is tracked by Python's cyclic GC (it holds, or is built over a
      * node that holds, Python objects that may lead back to it); nodes built over it are
      * tracked too */
-    CG_FLAG_TRACKED = 8
+    CG_FLAG_TRACKED = 8,
+    /* the kids are in kids.ext.many even if there are only two (CG_LOCAL: the array has
+     * room for the local gradients after the kid pointers) */
+    CG_FLAG_KID_ARRAY = 16
 };
 
 typedef struct cg_node cg_node;
 
 /* A node's kids: up to two inline, or a malloc'd array the node owns.  The word after a
  * lone kid or after the array pointer holds the op's constant, `arg`: CG_POW's exponent
- * (one kid), a row's data-copy epoch (more than two kids).  No op with exactly two kids
+ * (one kid), a CG_LOCAL's local gradient (one kid), a row's data-copy epoch (more than
+ * two kids).  No op with exactly two kids
  * has a constant, so a node is 48 bytes. */
 typedef struct {
     cg_node **many;
@@ -118,9 +126,27 @@ struct cg_node {
     uint8_t flags;
 };
 
+static inline int cg_kids_inline(const cg_node *n)
+{
+    return n->n_kids <= 2 && !(n->flags & CG_FLAG_KID_ARRAY);
+}
+
 static inline cg_node **cg_kids(cg_node *n)
 {
-    return n->n_kids <= 2 ? n->kids.pair : n->kids.ext.many;
+    return cg_kids_inline(n) ? n->kids.pair : n->kids.ext.many;
+}
+
+/* A CG_LOCAL node's local gradients, one per kid: a lone kid's in `arg`, more after
+ * the kid pointers in the node's array. */
+static inline double *cg_local_grads(cg_node *n)
+{
+    return n->n_kids == 1 ? &n->kids.ext.arg : (double *)(void *)(n->kids.ext.many + n->n_kids);
+}
+
+/* Whether backward() visits the node: it has kids, or Python code as its chain rule. */
+static inline int cg_is_interior(const cg_node *n)
+{
+    return n->n_kids != 0 || (n->op & CG_OP_PYTHON_BACKWARD);
 }
 
 static inline uint8_t cg_base_op(const cg_node *n)

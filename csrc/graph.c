@@ -92,12 +92,13 @@ static void put_back_stack(dfs_frame *stack, size_t cap)
 /* Iterative depth-first post-order from root, skipping nodes already marked with
  * epoch: the same order micrograd's recursive build_topo gives when kids are visited in
  * their stored order.  Leaves are left out (they have nothing to compute or pass on, so
- * they need neither a mark nor a slot).  With zero_grads, each node's grad is zeroed as
+ * they need neither a mark nor a slot), unless Python code was given as their chain
+ * rule (micrograd runs a childless node's `_backward` too).  With zero_grads, each node's grad is zeroed as
  * it is emitted, which is what backward() needs before its sweep. */
 static int depth_first(cg_node *root, uint32_t epoch, cg_vec *order, int zero_grads)
 {
     size_t cap = 64, len = order->len;
-    if (root->n_kids == 0 || root->mark == epoch)
+    if (!cg_is_interior(root) || root->mark == epoch)
         return 0;
     dfs_frame *stack;
     if (spare_stack) {                   /* not in use by an enclosing search */
@@ -116,7 +117,7 @@ static int depth_first(cg_node *root, uint32_t epoch, cg_vec *order, int zero_gr
         cg_node **next = top->next_kid, *kid = NULL;
         while (next != top->end) {
             cg_node *k = *next++;
-            if (k->n_kids != 0 && k->mark != epoch) {
+            if (cg_is_interior(k) && k->mark != epoch) {
                 kid = k;
                 break;
             }
@@ -187,7 +188,7 @@ static cg_status sweep(cg_node **nodes, size_t n, cg_node **failed)
 cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed)
 {
     order->len = 0;
-    if (root->n_kids == 0) {
+    if (!cg_is_interior(root)) {
         root->grad = 1.0;
         return CG_OK;
     }

@@ -313,8 +313,8 @@ static inline cg_status cg_eval_nary(cg_node *n)
 static inline cg_status cg_eval_inline(cg_node *n)
 {
     cg_node **k = cg_kids(n);
-    if (CG_OP_INFO[n->op].flags & CG_OPF_NO_MATH)   /* leaf, opaque, row */
-        return CG_OK;
+    if (CG_OP_INFO[n->op].flags & (CG_OPF_NO_MATH | CG_OPF_GIVEN_DATA))
+        return CG_OK;   /* leaf, opaque, row, local */
     if (cg_is_nary(n->op))
         return cg_eval_nary(n);
     return cg_forward_scalar(n->op, n->kids.ext.arg, k[0]->data,
@@ -350,7 +350,7 @@ static CG_NOINLINE int cg_data_finite(cg_node *n)
         return !d.bias || isfinite(d.bias->data);
     }
     for (uint32_t i = 0; i < n->n_kids; i++)
-        if (!isfinite(k[i]->data))
+        if (!isfinite(k[i]->data) || (n->op == CG_LOCAL && !isfinite(cg_local_grads(n)[i])))
             return 0;
     return 1;
 }
@@ -377,6 +377,12 @@ static CG_NOINLINE cg_status cg_backward_other(cg_node *n)
         for (uint32_t i = 0; i < n->n_kids; i++)
             bad |= cg_accumulate(k[i], cg_logsumexp_partial(k[i]->data, n->data) * g);
         break;
+    case CG_LOCAL: {   /* microgpt's child.grad += local_grad * v.grad */
+        const double *local = cg_local_grads(n);
+        for (uint32_t i = 0; i < n->n_kids; i++)
+            bad |= cg_accumulate(k[i], local[i] * g);
+        break;
+    }
     case CG_DOT: {
         cg_dot_parts d = cg_dot_of(n);
         for (uint32_t i = 0; i < d.m; i++) {

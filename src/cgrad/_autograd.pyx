@@ -15,8 +15,9 @@ from cgrad._core cimport (
     Value, cg_node, cg_vec, cg_dot_parts, cg_dot_of, cg_kids, cg_base_op, CG_OP_INFO,
     CG_OPF_NO_MATH, CG_OP_PYTHON_BACKWARD, CG_FLAG_INT_EXPONENT,
     CG_ADD, CG_MUL, CG_SUM, CG_DOT, CG_LOGSUMEXP, CG_POW, CG_POWV, CG_RELU, CG_TANH, CG_EXP,
-    CG_LOG, CG_SIGMOID, CG_RECIP, CG_STEP,
-    leaf, unary, binary, owner_of, interior_order, free_order, sync_nodes)
+    CG_LOG, CG_SIGMOID, CG_RECIP, CG_STEP, CG_LOCAL, cg_local_grads,
+    leaf, unary, binary, owner_of, has_python_backward, interior_order, free_order,
+    sync_nodes)
 
 
 cdef class GradientSums:
@@ -90,7 +91,7 @@ cdef int record_chain_rule(Value node, Value g, GradientSums sums) except -1:
     cdef cg_dot_parts d
     cdef Value a, b, neg
     cdef double e
-    if n.op & CG_OP_PYTHON_BACKWARD:
+    if has_python_backward(n):
         raise TypeError(f"cannot record the derivative of a node with a Python _backward "
                         f"(op {node._op!r}): its chain rule is Python code, not cgrad ops")
     if op == CG_ADD or op == CG_SUM:
@@ -135,6 +136,9 @@ cdef int record_chain_rule(Value node, Value g, GradientSums sums) except -1:
         sums.add(k[0], binary(CG_MUL, binary(CG_MUL, node, one_minus(node)), g))
     elif op == CG_RECIP:
         sums.add(k[0], binary(CG_MUL, negated(binary(CG_MUL, node, node)), g))
+    elif op == CG_LOCAL:   # local_grad * g, each local gradient a constant
+        for i in range(n.n_kids):
+            sums.add(k[i], binary(CG_MUL, leaf(cg_local_grads(n)[i]), g))
     elif not (CG_OP_INFO[op].flags & CG_OPF_NO_MATH or op == CG_STEP):
         raise NotImplementedError(f"no derivative rule for op "
                                   f"{CG_OP_INFO[op].key.decode()!r}")

@@ -6,11 +6,13 @@ cdef extern from "cgrad.h" nogil:
     ctypedef enum cg_op:
         CG_LEAF, CG_ADD, CG_MUL, CG_POW, CG_POWV, CG_RELU, CG_TANH, CG_EXP, CG_LOG,
         CG_SIGMOID, CG_SUM, CG_DOT, CG_LOGSUMEXP, CG_OPAQUE, CG_ROW, CG_STEP, CG_RECIP,
+        CG_LOCAL,
         CG_N_OPS
 
     enum:
         CG_OPF_CANNOT_FAIL
         CG_OPF_NO_MATH
+        CG_OPF_GIVEN_DATA
 
     ctypedef struct cg_op_info:
         const char *key
@@ -29,6 +31,7 @@ cdef extern from "cgrad.h" nogil:
         CG_FLAG_HAS_BIAS
         CG_FLAG_ROWS
         CG_FLAG_TRACKED
+        CG_FLAG_KID_ARRAY
         CG_OP_PYTHON_BACKWARD
 
     cdef struct cg_node
@@ -64,6 +67,9 @@ cdef extern from "cgrad.h" nogil:
         size_t cap
 
     cg_node **cg_kids(cg_node *n)
+    int cg_kids_inline(const cg_node *n)
+    double *cg_local_grads(cg_node *n)
+    int cg_is_interior(const cg_node *n)
     uint8_t cg_base_op(const cg_node *n)
     uint32_t cg_data_epoch
     size_t cg_row_alloc_size(size_t n_items)
@@ -114,6 +120,7 @@ cdef Value leaf(double data)
 cdef Value unary(uint8_t op, Value a, double arg=*, uint8_t flags=*)
 cdef Value binary(uint8_t op, Value a, Value b)
 cdef object owner_of(cg_node *n)
+cdef bint has_python_backward(cg_node *n) except -1   # a `_backward` in its attributes
 cdef int interior_order(cg_node **roots, size_t n_roots, cg_vec *order,
                         size_t *n_first) noexcept nogil
 cdef void free_order(cg_vec *order) noexcept nogil   # an order interior_order filled

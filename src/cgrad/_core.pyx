@@ -28,6 +28,9 @@ import numbers
 
 cdef extern from "ops.h":
     double cg_reciprocal(double d) nogil
+    double cg_logsumexp_partial(double v, double out) nogil
+    cg_status cg_backward_scalar(uint8_t op, double arg, double a, double b, double out,
+                                 double g, double *da, double *db) nogil
 
 cdef extern from "Python.h":
     Py_ssize_t Py_REFCNT(PyObject *o)
@@ -136,9 +139,10 @@ cdef void release_kids(cg_node *n) noexcept:
         kid = owner(kids[i])
         if Py_REFCNT(kid) > 1 or cg_vec_push(&dying, kid) < 0:
             decref(kid)
-    if n.n_kids > 2:
+    if not cg_kids_inline(n):
         free(n.kids.ext.many)
     n.n_kids = 0
+    n.flags &= ~CG_FLAG_KID_ARRAY
     if draining:
         return
     draining = True
@@ -191,6 +195,62 @@ cdef int set_kids(cg_node *n, tuple kids) except -1:
         Py_INCREF(kid)
     n.n_kids = <uint32_t>count
     return flags & CG_FLAG_TRACKED
+
+
+cdef int set_local_kids(cg_node *n, tuple kids, tuple local_grads) except -1:
+    """Make n (no kids yet) microgpt's node: kid i receives local_grads[i] * grad.  A
+    lone kid's local gradient sits in `arg`; more go after the kid pointers in an array
+    n owns (CG_FLAG_KID_ARRAY, even for two)."""
+    cdef Py_ssize_t count = len(kids), i
+    cdef uint8_t flags = 0
+    cdef cg_node **slots
+    cdef double *local
+    check_kids(kids)
+    if count > 0xFFFFFFFF:
+        raise ValueError("a node can have at most 2**32 - 1 children")
+    if count == 1:
+        slots = n.kids.pair
+        local = &n.kids.ext.arg
+    else:
+        slots = <cg_node **>malloc(count * (sizeof(cg_node *) + sizeof(double)))
+        if slots == NULL:
+            raise MemoryError()
+        local = <double *>(slots + count)
+        n.kids.ext.many = slots
+        n.flags |= CG_FLAG_KID_ARRAY
+    for i in range(count):
+        kid = kids[i]
+        slots[i] = &(<Value>kid).node
+        local[i] = <double>local_grads[i]
+        flags |= (<Value>kid).node.flags
+        Py_INCREF(kid)
+    n.n_kids = <uint32_t>count
+    n.op = CG_LOCAL
+    return flags & CG_FLAG_TRACKED
+
+
+cdef tuple as_local_grads(object grads, Py_ssize_t n_kids):
+    """microgpt's local_grads as a tuple of floats, one per child, checked."""
+    cdef list out = []
+    cdef double d
+    try:
+        items = tuple(grads)
+    except TypeError:
+        raise TypeError(f"Value()'s third argument is micrograd's _op (a str) or "
+                        f"microgpt's local_grads (a sequence of numbers), not "
+                        f"{type(grads).__name__}") from None
+    if len(items) != n_kids:
+        raise ValueError(f"Value() needs one local gradient per child: got "
+                         f"{n_kids} children and {len(items)} local gradients")
+    for g in items:
+        if isinstance(g, Value):
+            raise TypeError(f"a local gradient must be a number, not a Value (it is the "
+                            f"derivative's value at this point: pass {g!r}.data)")
+        if not as_double(g, &d):
+            raise TypeError(f"a local gradient must be a real number (int, float or "
+                            f"numpy scalar), not {type(g).__name__}: {g!r:.60}")
+        out.append(d)
+    return tuple(out)
 
 
 cdef int interior_order(cg_node **roots, size_t n_roots, cg_vec *order,
@@ -457,6 +517,73 @@ cdef object reciprocal(object number):
     return inverse
 
 
+# ---- what a node is made of, as Python sees it ---------------------------------------------
+
+cdef list children_of(cg_node *n):
+    """The Values n was computed from, in order (a dot over rows: through the rows,
+    weights, inputs, then the bias, as a flat dot stores them)."""
+    cdef cg_node **kids = cg_kids(n)
+    cdef uint32_t i
+    cdef cg_dot_parts d
+    cdef list out = []
+    if cg_base_op(n) == CG_DOT and n.flags & CG_FLAG_ROWS:
+        d = cg_dot_of(n)
+        for i in range(d.m):
+            out.append(owner_of(d.w[i]))
+        for i in range(d.m):
+            out.append(owner_of(d.x[i]))
+        if d.bias != NULL:
+            out.append(owner_of(d.bias))
+        return out
+    for i in range(n.n_kids):
+        out.append(owner_of(kids[i]))
+    return out
+
+
+cdef object local_grads_of(cg_node *n):
+    """d(n)/d(kid) for each of children_of(n), computed as backward() computes the
+    contributions with an incoming gradient of 1.0 (x * 1.0 == x exactly)."""
+    cdef uint8_t op = cg_base_op(n)
+    cdef cg_node **k = cg_kids(n)
+    cdef uint32_t i
+    cdef cg_dot_parts d
+    cdef double da, db
+    cdef cg_status status
+    cdef list out = []
+    if n.op & CG_OP_PYTHON_BACKWARD and has_python_backward(n):
+        return None
+    if op == CG_LEAF:
+        return ()
+    if op == CG_OPAQUE or op == CG_ROW:
+        return None
+    if op == CG_LOCAL:
+        for i in range(n.n_kids):
+            out.append(cg_local_grads(n)[i])
+    elif op == CG_SUM:
+        out = [1.0] * n.n_kids
+    elif op == CG_LOGSUMEXP:
+        for i in range(n.n_kids):
+            out.append(cg_logsumexp_partial(k[i].data, n.data))
+    elif op == CG_DOT:
+        d = cg_dot_of(n)
+        for i in range(d.m):
+            out.append(d.x[i].data)
+        for i in range(d.m):
+            out.append(d.w[i].data)
+        if d.bias != NULL:
+            out.append(1.0)
+    else:
+        status = cg_backward_scalar(op, n.kids.ext.arg, k[0].data,
+                                    k[1].data if n.n_kids == 2 else 0.0, n.data, 1.0,
+                                    &da, &db)
+        if status != CG_OK:
+            raise_status(status, n, True)
+        out.append(da)
+        if n.n_kids == 2:
+            out.append(db)
+    return tuple(out)
+
+
 # ---- the Value --------------------------------------------------------------------------
 
 cdef int sweeps_running = 0    # backward() sweeps in progress (Python _backward may run)
@@ -481,13 +608,32 @@ cdef class Value:
     __array_ufunc__ = None  # numpy scalars hand `np.float64(2) * v` to Value.__rmul__
     label = ''              # a Value's label lives in its __dict__ once it is given one
 
-    def __init__(self, data, _children=(), _op='', label=''):
+    def __init__(self, data, _children=(), _op='', label='', *, children=None,
+                 local_grads=None):
         # Everything that can fail or run the caller's code comes first; the node
         # changes only once its new state is known good.
         cdef double d = to_double(data, "Value() data")
-        cdef tuple kids = tuple(_children)
+        cdef tuple kids
+        cdef tuple grads = None
+        if children is not None:
+            if _children != ():
+                raise TypeError("Value() got both _children (micrograd's name) and "
+                                "children (microgpt's): give one")
+            _children = children
+        kids = tuple(_children)
         check_kids(kids)
-        name = str(_op) if kids or _op else None
+        if local_grads is not None:
+            if not (type(_op) is str and _op == ''):
+                raise TypeError("Value() got both _op (micrograd's label) and "
+                                "local_grads (microgpt's): give one")
+            _op = local_grads
+        # The rule between the two APIs: a str is micrograd's _op label, anything else
+        # microgpt's local gradients (one number per child).
+        if not isinstance(_op, str):
+            grads = as_local_grads(_op, len(kids))
+            name = None
+        else:
+            name = str(_op) if kids or _op else None
         if self.node.n_kids and sweeps_running:
             raise RuntimeError("a Value that has children cannot be re-initialised while "
                                "backward() runs a Python _backward")
@@ -498,7 +644,10 @@ cdef class Value:
         self.node.data = d
         self.node.flags = old.flags & CG_FLAG_TRACKED
         try:
-            if set_kids(&self.node, kids):
+            if grads:
+                if set_local_kids(&self.node, kids, grads):
+                    track(self)
+            elif set_kids(&self.node, kids):
                 track(self)
         finally:
             forget(&old)
@@ -559,22 +708,22 @@ cdef class Value:
 
     @property
     def _prev(self):
-        """The set of the Values this one was computed from."""
-        cdef cg_node **kids = cg_kids(&self.node)
-        cdef uint32_t i
-        cdef cg_dot_parts d
-        prev = set()
-        if cg_base_op(&self.node) == CG_DOT and self.node.flags & CG_FLAG_ROWS:
-            d = cg_dot_of(&self.node)   # through the rows
-            for i in range(d.m):
-                prev.add(owner_of(d.w[i]))
-                prev.add(owner_of(d.x[i]))
-            if d.bias != NULL:
-                prev.add(owner_of(d.bias))
-            return prev
-        for i in range(self.node.n_kids):
-            prev.add(owner_of(kids[i]))
-        return prev
+        """The set of the Values this one was computed from (micrograd's)."""
+        return set(children_of(&self.node))
+
+    @property
+    def _children(self):
+        """The Values this one was computed from, in order (microgpt's)."""
+        return tuple(children_of(&self.node))
+
+    @property
+    def _local_grads(self):
+        """d(this)/d(child) for each of ``_children``, as numbers (microgpt's): the
+        ones given to ``Value(data, children, local_grads)``, or computed from the op's
+        derivative.  None for a node whose chain rule is Python code or that has none
+        (built by hand with micrograd's ``_op`` label)."""
+        sync_nodes()
+        return local_grads_of(&self.node)
 
     def __repr__(self):
         sync_nodes()
@@ -729,9 +878,15 @@ cdef class Value:
             kid_list.append(owner_of(k[i]))
         attrs = attrs_of(self)
         state = dict(attrs) if attrs else None
-        return (_rebuild, (type(self), self.node.data, self.node.grad, OP_KEYS[op],
-                           self.node.kids.ext.arg if op == CG_POW else 0.0,
-                           self.node.flags & ~CG_FLAG_TRACKED, tuple(kid_list)), state)
+        if op == CG_POW:
+            arg = self.node.kids.ext.arg
+        elif op == CG_LOCAL:
+            arg = local_grads_of(&self.node)
+        else:
+            arg = 0.0
+        return (_rebuild, (type(self), self.node.data, self.node.grad, OP_KEYS[op], arg,
+                           self.node.flags & ~(CG_FLAG_TRACKED | CG_FLAG_KID_ARRAY),
+                           tuple(kid_list)), state)
 
     def __setstate__(self, state):
         if state:
@@ -753,12 +908,50 @@ cdef int attrs_changed(Value v) except -1:
 
 
 cdef cg_status python_backward(cg_node *n) except CG_ERR_PYTHON:
-    """The sweep reached a node whose chain rule is Python code: run it."""
+    """The sweep reached a node whose chain rule may be Python code: run it, or, if the
+    node has no `_backward` after all (its __dict__ was handed out, and nothing was
+    stored), its op's own chain rule."""
     cdef dict attrs = attrs_of(<Value>owner_of(n))
+    cdef cg_status status
     step = attrs.get("_backward") if attrs is not None else None
     if step is not None:
         step()
-    return CG_OK
+        sync_nodes()    # a Graph run by the closure hands its numbers back before the
+        nodes_changed() # sweep goes on (the sweep's grads live in the nodes)
+        return CG_OK
+    n.op &= ~CG_OP_PYTHON_BACKWARD
+    status = cg_backward_inline(n)
+    n.op |= CG_OP_PYTHON_BACKWARD
+    return status
+
+
+cdef bint has_python_backward(cg_node *n) except -1:
+    """Whether n's chain rule is a `_backward` in its attributes (the op flag alone may
+    be a guess: see dict_get)."""
+    if not (n.op & CG_OP_PYTHON_BACKWARD):
+        return False
+    cdef dict attrs = attrs_of(<Value>owner_of(n))
+    if attrs is not None and "_backward" in attrs:
+        return True
+    if n.n_kids:
+        n.op &= ~CG_OP_PYTHON_BACKWARD
+    return False
+
+
+cdef PyObject *dict_get(PyObject *o, void *context) noexcept:
+    """`v.__dict__` / `vars(v)`: the attribute dict, handed out.  What the caller will
+    store in it bypasses __setattr__, so a node with children is flagged as possibly
+    having a Python `_backward` (the sweep then looks, see python_backward) and handed
+    to the cyclic GC."""
+    cdef PyObject *d = PyObject_GenericGetDict(o, context)
+    cdef Value v
+    if d != NULL:
+        v = <Value>o
+        if v.node.n_kids:
+            v.node.op |= CG_OP_PYTHON_BACKWARD
+        if not (v.node.flags & CG_FLAG_TRACKED):
+            track(v)
+    return d
 
 
 cdef bint kids_fit(int op, tuple kids, int flags):
@@ -818,12 +1011,17 @@ def _rebuild(cls, data, grad, op_key, arg, flags, kids):
                          f"{len(kids)} children")
     if op == CG_ROW:
         v = row_node(kids)
+    elif op == CG_LOCAL:
+        v = cls.__new__(cls)
+        if set_local_kids(&v.node, kids, as_local_grads(arg, len(kids))) or \
+                type(v) is not Value:
+            track(v)
     else:
         v = cls.__new__(cls)
         if set_kids(&v.node, kids) or type(v) is not Value:
             track(v)
         v.node.op = op
-        v.node.flags |= flags & ~CG_FLAG_TRACKED
+        v.node.flags |= flags & ~(CG_FLAG_TRACKED | CG_FLAG_KID_ARRAY)
         if op == CG_POW:
             v.node.kids.ext.arg = to_double(arg, "a pickled exponent")
     v.node.data = to_double(data, "pickled data")
@@ -1233,7 +1431,7 @@ cdef void value_dealloc(PyObject *o) noexcept:
 
 cdef PyGetSetDef DICT_GETSET
 DICT_GETSET.name = "__dict__"
-DICT_GETSET.get = PyObject_GenericGetDict
+DICT_GETSET.get = dict_get
 DICT_GETSET.set = PyObject_GenericSetDict
 DICT_GETSET.doc = NULL
 DICT_GETSET.closure = NULL

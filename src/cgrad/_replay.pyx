@@ -26,7 +26,8 @@ from cgrad._core cimport (Value, cg_node, cg_vec, cg_status, CG_OK, CG_LEAF,
                           cg_plan_backward, cg_plan_reload, cg_plan_sync, cg_plan_find_slots,
                           cg_plan_arrays, cg_plan_load, cg_plan_root_value, cg_plan_skip_grads,
                           cg_sgd_step_slots, cg_adam_step_slots,
-                          CG_OP_PYTHON_BACKWARD, interior_order, free_order, has_repeats, owner_of, raise_status, sync_nodes, nodes_changed,
+                          CG_OP_PYTHON_BACKWARD, CG_LOCAL, interior_order, free_order,
+                          has_repeats, has_python_backward, cg_base_op, owner_of, raise_status, sync_nodes, nodes_changed,
                           replay_pending, node_epoch)
 from cgrad._core import _set_flush
 from cgrad._optim cimport ParameterArray
@@ -203,16 +204,26 @@ cdef cg_plan *record(list roots, bint with_loss, NodeArray queries,
 
 
 cdef int refuse_python_nodes(cg_node **nodes, size_t n) except -1:
-    """A plan runs in C without the GIL: a node whose chain rule is Python code (a
-    `_backward` assigned to it) cannot be part of one."""
+    """A plan runs in C without the GIL and recomputes every node from its leaves: a
+    node whose chain rule is Python code (a `_backward` assigned to it) cannot be part
+    of one, nor one whose local gradients are numbers fixed when it was built (microgpt's
+    `Value(data, children, local_grads)`)."""
     cdef size_t i
     for i in range(n):
-        if nodes[i].op & CG_OP_PYTHON_BACKWARD:
+        if has_python_backward(nodes[i]):
             v = owner_of(nodes[i])
             raise TypeError(
                 f"cannot replay a graph containing a node with a Python _backward "
                 f"({v!r}, op {v._op!r}): replay runs in C.  Build the op from cgrad's "
                 f"ops (or cgrad.dot/sum/logsumexp), or call loss.backward() eagerly")
+        if cg_base_op(nodes[i]) == CG_LOCAL:
+            v = owner_of(nodes[i])
+            raise TypeError(
+                f"cannot replay a graph containing a node built as Value(data, "
+                f"children, local_grads) ({v!r}): its data and local gradients are "
+                f"numbers fixed when it was built, and replay recomputes every node "
+                f"from its leaves.  Build the op from cgrad's ops (v.tanh(), v.exp(), "
+                f"...), or call loss.backward() eagerly")
     return 0
 
 
