@@ -137,7 +137,7 @@ static int depth_first(cg_node *root, uint32_t epoch, cg_vec *order, int zero_gr
             *top = frame_of(kid);
             continue;
         }
-        if (zero_grads)
+        if (zero_grads && top->node->n_kids)  /* a childless node's grad accumulates */
             top->node->grad = 0.0;
         /* cg_vec_push with the length in a local: the loop is hot enough to show it */
         if (len == order->cap) {

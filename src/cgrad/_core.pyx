@@ -933,22 +933,20 @@ cdef bint has_python_backward(cg_node *n) except -1:
     cdef dict attrs = attrs_of(<Value>owner_of(n))
     if attrs is not None and "_backward" in attrs:
         return True
-    if n.n_kids:
-        n.op &= ~CG_OP_PYTHON_BACKWARD
+    n.op &= ~CG_OP_PYTHON_BACKWARD
     return False
 
 
 cdef PyObject *dict_get(PyObject *o, void *context) noexcept:
     """`v.__dict__` / `vars(v)`: the attribute dict, handed out.  What the caller will
-    store in it bypasses __setattr__, so a node with children is flagged as possibly
-    having a Python `_backward` (the sweep then looks, see python_backward) and handed
-    to the cyclic GC."""
+    store in it bypasses __setattr__, so the node is flagged as possibly having a Python
+    `_backward` (the sweep then looks, see python_backward) and handed to the cyclic
+    GC."""
     cdef PyObject *d = PyObject_GenericGetDict(o, context)
     cdef Value v
     if d != NULL:
         v = <Value>o
-        if v.node.n_kids:
-            v.node.op |= CG_OP_PYTHON_BACKWARD
+        v.node.op |= CG_OP_PYTHON_BACKWARD
         if not (v.node.flags & CG_FLAG_TRACKED):
             track(v)
     return d

@@ -191,8 +191,10 @@ cdef cg_plan *record(list roots, bint with_loss, NodeArray queries,
     # and two threads recording graphs that share nodes would garble each other's.
     failed = interior_order(root_array.nodes, root_array.size, &order, &n_first)
     try:
+        if not failed and refuse_python_nodes(<cg_node **>order.items, order.len):
+            free_order(&order)   # leaves only guessed to have a _backward: again without
+            failed = interior_order(root_array.nodes, root_array.size, &order, &n_first)
         if not failed:
-            refuse_python_nodes(<cg_node **>order.items, order.len)
             plan = cg_plan_new(<cg_node **>order.items, order.len,
                                n_first if with_loss else 0, queries.nodes, queries.size,
                                query_slots)
@@ -207,9 +209,15 @@ cdef int refuse_python_nodes(cg_node **nodes, size_t n) except -1:
     """A plan runs in C without the GIL and recomputes every node from its leaves: a
     node whose chain rule is Python code (a `_backward` assigned to it) cannot be part
     of one, nor one whose local gradients are numbers fixed when it was built (microgpt's
-    `Value(data, children, local_grads)`)."""
+    `Value(data, children, local_grads)`).  Returns 1 if the order held a leaf only
+    guessed to have a `_backward` (its __dict__ was handed out; see _core.dict_get): its
+    flag is cleared, and the order must be taken again."""
     cdef size_t i
+    cdef int retake = 0
     for i in range(n):
+        if nodes[i].n_kids == 0 and not has_python_backward(nodes[i]):
+            retake = 1
+            continue
         if has_python_backward(nodes[i]):
             v = owner_of(nodes[i])
             raise TypeError(
@@ -224,7 +232,7 @@ cdef int refuse_python_nodes(cg_node **nodes, size_t n) except -1:
                 f"numbers fixed when it was built, and replay recomputes every node "
                 f"from its leaves.  Build the op from cgrad's ops (v.tanh(), v.exp(), "
                 f"...), or call loss.backward() eagerly")
-    return 0
+    return retake
 
 
 cdef class Graph:
@@ -296,7 +304,7 @@ cdef class Graph:
             flat = flat + values  # not +=: CPython 3.11 leaks a reference when it fails
             shapes.append(shape)
         for v in flat:
-            if (<Value>v).node.n_kids != 0 or (<Value>v).node.op != CG_LEAF:
+            if (<Value>v).node.n_kids != 0 or cg_base_op(&(<Value>v).node) != CG_LEAF:
                 raise ValueError(f"inputs must be leaves (Values not computed from others), "
                                  f"got {v!r} made by {v._op!r}")
         self.input_shapes = tuple(shapes)

@@ -37,3 +37,26 @@ def load_digits(test_fraction=0.2, seed=0):
     n_test = int(round(len(y) * test_fraction))
     test, train = order[:n_test], order[n_test:]
     return X[train], y[train], X[test], y[test]
+
+
+_ONSETS = ["", "b", "br", "ch", "d", "el", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r",
+           "s", "sh", "t", "th", "v", "w", "z"]
+_VOWELS = ["a", "e", "i", "o", "u", "ai", "ea", "ie", "y"]
+_CODAS = ["", "", "", "n", "l", "r", "s", "th", "x", "nn", "ll", "ck"]
+
+
+def make_names(n=2000, seed=0):
+    """n made-up lowercase names (one to three syllables, 2 to 12 letters), the same for
+    the same seed: microgpt's kind of documents, generated here since nothing may be
+    downloaded.  A list of str."""
+    import random
+    if int(n) != n or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    rng = random.Random(seed)
+    names = []
+    while len(names) < n:
+        name = "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS)
+                       for _ in range(rng.choice((1, 2, 2, 2, 3)))) + rng.choice(_CODAS)
+        if 2 <= len(name) <= 12:
+            names.append(name)
+    return names
