@@ -496,18 +496,18 @@ cdef Value nary(uint8_t op, list kids, uint8_t flags):
 cdef Value power(Value base, object exponent):
     """base ** exponent for a number exponent; None if exponent is not a number."""
     cdef double k
-    if type(exponent) is int or isinstance(exponent, numbers.Integral):
+    if type(exponent) is int or (type(exponent) is not float
+                                 and isinstance(exponent, numbers.Integral)):
         return unary(CG_POW, base, float(exponent), CG_FLAG_INT_EXPONENT)
     if as_double(exponent, &k):
         return unary(CG_POW, base, k, 0)
     return None
 
 
-cdef object reciprocal(object number):
-    """number ** -1 as Python computes it (micrograd divides by multiplying by it)."""
-    cdef double d, inverse
-    if not as_double(number, &d):
-        return None
+cdef double reciprocal(double d, object number) except? -1.0:
+    """d ** -1 as Python computes it (micrograd divides by multiplying by it); number is
+    what d came from, for the errors."""
+    cdef double inverse
     if d == 0.0:
         raise ZeroDivisionError(f"division by zero: cannot divide a Value by {number!r}")
     inverse = cg_reciprocal(d)
@@ -737,8 +737,11 @@ cdef class Value:
             return NotImplemented
         return binary(CG_ADD, self, b)
 
-    def __radd__(self, other):
-        return self.__add__(other)
+    def __radd__(self, other):      # `0 + v`: the first step of every sum()
+        cdef Value b = as_value(other)
+        if b is None:
+            return NotImplemented
+        return binary(CG_ADD, self, b)
 
     def __mul__(self, other):
         cdef Value b = as_value(other)
@@ -747,14 +750,17 @@ cdef class Value:
         return binary(CG_MUL, self, b)
 
     def __rmul__(self, other):
-        return self.__mul__(other)
+        cdef Value b = as_value(other)
+        if b is None:
+            return NotImplemented
+        return binary(CG_MUL, self, b)
 
     def __neg__(self):
         return binary(CG_MUL, self, leaf(-1.0))
 
     def __sub__(self, other):
         if isinstance(other, Value):
-            return binary(CG_ADD, self, -other)
+            return binary(CG_ADD, self, binary(CG_MUL, <Value>other, leaf(-1.0)))
         cdef Value b = as_value(other)
         if b is None:
             return NotImplemented
@@ -765,15 +771,15 @@ cdef class Value:
         cdef Value a = as_value(other)
         if a is None:
             return NotImplemented
-        return binary(CG_ADD, -self, a)
+        return binary(CG_ADD, binary(CG_MUL, self, leaf(-1.0)), a)
 
     def __truediv__(self, other):
+        cdef double d
         if isinstance(other, Value):
             return binary(CG_MUL, self, power(<Value>other, -1))
-        inverse = reciprocal(other)
-        if inverse is None:
+        if not as_double(other, &d):
             return NotImplemented
-        return binary(CG_MUL, self, leaf(inverse))
+        return binary(CG_MUL, self, leaf(reciprocal(d, other)))
 
     def __rtruediv__(self, other):
         cdef Value a = as_value(other)
@@ -784,6 +790,8 @@ cdef class Value:
     def __pow__(self, other, modulo=None):
         if modulo is not None:
             return NotImplemented
+        if type(other) is float:     # microgpt's `** -0.5`, without the ABC checks
+            return unary(CG_POW, self, PyFloat_AS_DOUBLE(other), 0)
         if isinstance(other, Value):
             return binary(CG_POWV, self, <Value>other)
         out = power(self, other)
