@@ -118,8 +118,8 @@ def test_a_leaf_loss_gets_grad_one():
 @pytest.mark.parametrize("read", [True, False])
 def test_the_same_value_twice_among_the_inputs_is_refused(read):
     x, y = cgrad.inputs(2)
-    loss = (x * y if read else Value(2.0) * 3.0)   # read: in the plan; else stray leaves
-    for inputs in ([x, y, x], ([x, y], [x])):
+    loss = (x * y if read else x * 3.0)   # read: both in the plan; else y is stray
+    for inputs in ([x, y, x], ([x, y], [x]), [x, y, y], ([x, y], [y])):
         with pytest.raises(ValueError, match="the same Value appears twice"):
             Graph(loss, inputs=inputs)
     Graph(loss, inputs=[x, y])

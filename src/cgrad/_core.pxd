@@ -132,6 +132,7 @@ cdef int raise_status(cg_status status, cg_node *failed, bint in_backward) excep
 cdef int sync_nodes() except -1          # bring every replayed graph's nodes up to date
 cdef void nodes_changed() noexcept       # nodes were written outside a plan
 cdef void replay_pending() noexcept      # a plan now holds numbers its nodes lack
+cdef void replay_settled() noexcept      # no plan does (called under the run lock)
 cdef unsigned long node_epoch() noexcept
 
 

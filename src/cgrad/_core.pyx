@@ -279,10 +279,8 @@ cdef object flush_replays = None     # set by _replay: writes those numbers into
 
 
 cdef int sync_nodes() except -1:
-    global pending
     if pending:
-        pending = False
-        flush_replays()
+        flush_replays()   # clears `pending` (replay_settled) once every plan handed back
     return 0
 
 
@@ -294,6 +292,11 @@ cdef void nodes_changed() noexcept:
 cdef void replay_pending() noexcept:
     global pending
     pending = True
+
+
+cdef void replay_settled() noexcept:
+    global pending
+    pending = False
 
 
 cdef unsigned long node_epoch() noexcept:
@@ -1140,35 +1143,68 @@ def dot(ws, xs, bias=None):
 cdef dict ACTIVATION_OPS = {'relu': CG_RELU, 'tanh': CG_TANH, 'sigmoid': CG_SIGMOID}
 
 
-class ParameterList(list):
+cdef class ParameterList(list):
     """A neuron's weights: a list that remembers the row node built over it (and the
-    bias) until it is changed, so that every dot node of a layer reads one shared row."""
-    __slots__ = ("row", "row_bias")
-
-    def __init__(self, *args):
-        list.__init__(self, *args)
-        self.row = self.row_bias = None
+    bias) until it is changed, so that every dot node of a layer reads one shared row.
+    The row is not reachable from Python: it is checked against the list where it is
+    used, and any change to the list forgets it."""
+    cdef Value row
+    cdef object row_bias
 
     def __reduce__(self):
         return (ParameterList, (list(self),))
 
-    def _changed(self):
-        self.row = self.row_bias = None
+    cdef void forget_row(self) noexcept:
+        self.row = None
+        self.row_bias = None
 
+    def __setitem__(self, index, value):
+        self.forget_row()
+        list.__setitem__(self, index, value)
 
-def _invalidating(name):
-    method = getattr(list, name)
+    def __delitem__(self, index):
+        self.forget_row()
+        list.__delitem__(self, index)
 
-    def changed(self, *args):
-        self.row = self.row_bias = None
-        return method(self, *args)
-    changed.__name__ = name
-    return changed
+    def __iadd__(self, other):
+        self.forget_row()
+        return list.__iadd__(self, other)
 
+    def __imul__(self, n):
+        self.forget_row()
+        return list.__imul__(self, n)
 
-for _name in ("__setitem__", "__delitem__", "__iadd__", "__imul__", "append", "extend",
-              "insert", "pop", "remove", "clear", "sort", "reverse"):
-    setattr(ParameterList, _name, _invalidating(_name))
+    def append(self, value):
+        self.forget_row()
+        list.append(self, value)
+
+    def extend(self, values):
+        self.forget_row()
+        list.extend(self, values)
+
+    def insert(self, index, value):
+        self.forget_row()
+        list.insert(self, index, value)
+
+    def pop(self, index=-1):
+        self.forget_row()
+        return list.pop(self, index)
+
+    def remove(self, value):
+        self.forget_row()
+        list.remove(self, value)
+
+    def clear(self):
+        self.forget_row()
+        list.clear(self)
+
+    def sort(self, *, key=None, reverse=False):
+        self.forget_row()
+        list.sort(self, key=key, reverse=reverse)
+
+    def reverse(self):
+        self.forget_row()
+        list.reverse(self)
 
 
 cdef Value row_node(items):
@@ -1198,18 +1234,26 @@ cdef Value row_node(items):
 
 cdef Value weight_row(object weights, Value bias, Py_ssize_t n_inputs):
     """The row of a neuron's weights and bias: remembered on its ParameterList, else
-    built for this call."""
-    if type(weights) is ParameterList and weights.row_bias is bias \
-            and weights.row is not None:
-        return weights.row
+    built for this call.  Every call checks the width: a neuron fed more or fewer
+    inputs than it has weights is an error, never a read past the row."""
+    cdef ParameterList cached = weights if type(weights) is ParameterList else None
+    cdef Value row
+    if cached is not None and cached.row is not None and cached.row_bias is bias:
+        row = cached.row
+        if row.node.n_kids - 1 == <uint32_t>n_inputs and cg_base_op(&row.node) == CG_ROW \
+                and row.node.n_kids == <uint32_t>len(cached) + 1:
+            return row
+        if row.node.n_kids == <uint32_t>len(cached) + 1:
+            raise ValueError(f"this neuron takes {len(cached)} inputs, got {n_inputs}")
+        cached.forget_row()
     cdef list items = values_of(weights, "a neuron's weights")
     if len(items) != n_inputs:
         raise ValueError(f"this neuron takes {len(items)} inputs, got {n_inputs}")
     items.append(bias)
-    cdef Value row = row_node(items)
-    if type(weights) is ParameterList:
-        weights.row = row
-        weights.row_bias = bias
+    row = row_node(items)
+    if cached is not None:
+        cached.row = row
+        cached.row_bias = bias
     return row
 
 

@@ -44,7 +44,8 @@ cdef class ParameterArray:
         nodes_changed()
 
     def sgd_step(self, double lr, double momentum, double weight_decay):
-        assert self.n_state >= 1
+        if self.n_state < 1:
+            raise ValueError("this parameter array has no room for SGD's velocity")
         sync_nodes()
         nodes_changed()
         self.check(cg_sgd_step(self.nodes, self.size, lr, momentum, weight_decay,
@@ -52,7 +53,8 @@ cdef class ParameterArray:
 
     def adam_step(self, double lr, double beta1, double beta2, double eps,
                   double weight_decay, long step):
-        assert self.n_state >= 2
+        if self.n_state < 2:
+            raise ValueError("this parameter array has no room for Adam's moments")
         sync_nodes()
         nodes_changed()
         self.check(cg_adam_step(self.nodes, self.size, lr, beta1, beta2, eps, weight_decay,

@@ -9,6 +9,7 @@ holds a reference to every node the plan touches, so nothing can be freed under 
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
+import os
 import threading
 import weakref
 
@@ -28,7 +29,7 @@ from cgrad._core cimport (Value, cg_node, cg_vec, cg_status, CG_OK, CG_LEAF,
                           cg_sgd_step_slots, cg_adam_step_slots,
                           CG_OP_PYTHON_BACKWARD, CG_LOCAL, interior_order, free_order,
                           has_repeats, has_python_backward, cg_base_op, owner_of, raise_status, sync_nodes, nodes_changed,
-                          replay_pending, node_epoch)
+                          replay_pending, replay_settled, node_epoch)
 from cgrad._core import _set_flush
 from cgrad._optim cimport ParameterArray
 
@@ -61,23 +62,55 @@ def flush(Graph keep=None):
     """Write every replayed graph's numbers into its nodes (called by cgrad._core before
     anything reads or writes a node), or, before `keep` runs, those of the graphs that
     share nodes with it (no other graph's numbers matter to it)."""
+    flush_graphs(keep, keep is not None)
+
+
+cdef int flush_graphs(Graph keep, bint only_partners) except -1:
+    """Hand the numbers of the graphs ahead of their nodes back to the nodes: all but
+    `keep`, or only its partners.  The "pending" flag in _core is cleared here, under
+    the lock, once no graph is ahead: an interrupt while waiting for the lock leaves it
+    set."""
     cdef Graph graph
     cdef list graphs = []
     with RUN_LOCK:
         for graph in STALE_NODES:
-            if keep is None or graph in keep.partners:
+            if graph is not keep and (not only_partners or graph in keep.partners):
                 graphs.append(graph)
-        if not graphs:
-            return
         for graph in graphs:
             STALE_NODES.discard(graph)
             cg_plan_sync(graph.plan)
             graph.ahead = False
-        nodes_changed()
+        if graphs:
+            nodes_changed()
         for graph in graphs:   # their plans and nodes agree now
             graph.loaded_epoch = node_epoch()
         if STALE_NODES:
             replay_pending()
+        else:
+            replay_settled()
+    return 0
+
+
+def _after_fork_in_child():
+    """A fork's child has only the thread that forked: a Graph another thread was
+    running holds half-computed numbers, and the lock that thread held would never be
+    released.  The lock starts afresh; such Graphs are retired (their nodes keep the
+    numbers they last received) and refuse to run."""
+    global RUN_LOCK
+    cdef Graph graph
+    RUN_LOCK = threading.RLock()
+    for graph in list(LIVE_GRAPHS):
+        if graph.running:
+            graph.running = False
+            graph.broken = True
+            graph.ahead = False
+            STALE_NODES.discard(graph)
+    if not STALE_NODES:
+        replay_settled()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 _set_flush(flush)
@@ -113,6 +146,13 @@ cdef list rows_of(list items, Py_ssize_t groups, Py_ssize_t n):
     for g in range(groups):
         rows.append(items[g * n:(g + 1) * n])
     return rows
+
+
+cdef range values_in(tuple shape):
+    cdef Py_ssize_t n = 1
+    for d in shape:
+        n *= <Py_ssize_t>d
+    return range(n)
 
 
 MAX_DIMS = 64   # numpy's limit: data for deeper inputs could not be given
@@ -266,6 +306,7 @@ cdef class Graph:
     cdef readonly tuple input_shapes
     cdef object output_shape
     cdef bint running
+    cdef bint broken              # was running in another thread when the process forked
     cdef uint32_t *input_slots    # where each input leaf sits in the plan
     cdef uint32_t *output_slots   # where each output sits in the plan (-1: not in it)
     cdef NodeArray stray_inputs   # input leaves the plan does not touch (filled as nodes)
@@ -340,6 +381,21 @@ cdef class Graph:
         for k in range(<size_t>self.input_nodes.size):
             if self.input_slots[k] == <uint32_t>-1:
                 stray.append(flat[k])
+        cdef size_t start = 0, size, j
+        for i, shape in enumerate(self.input_shapes):   # a whole input nothing reads
+            size = len(values_in(shape))
+            for j in range(start, start + size):
+                if self.input_slots[j] != <uint32_t>-1 or flat[j] is loss \
+                        or self.output_slots_hold(flat[j]):
+                    break
+            else:
+                if size:
+                    what = "the loss" if loss is not None else "the outputs"
+                    raise ValueError(
+                        f"input {i} (shape {shape}) is not read by {what}: no node the "
+                        f"graph computes depends on its leaves.  Pass the leaves the "
+                        f"model was called on")
+            start += size
         self.stray_inputs = from_values(stray)
         if not input_grads and cg_plan_skip_grads(self.plan, self.input_slots,
                                                   self.input_nodes.size) < 0:
@@ -393,9 +449,10 @@ cdef class Graph:
 
         Returns the loss, or for a graph without one, ``outputs()``."""
         self.ready()
+        cdef list batch = self.convert(arrays)   # before the nodes are read (see begin)
         with RUN_LOCK:
             self.begin()
-            self.load(arrays)
+            self.load(batch)
             self.run(True, False)
             return self.outputs() if self.loss is None else self.loss_value()
 
@@ -420,22 +477,22 @@ cdef class Graph:
         if not (hasattr(optimizer, "zero_grad") and hasattr(optimizer, "step")):
             raise TypeError(f"step() needs an optimizer with zero_grad() and step() "
                             f"(cgrad.optim.SGD or Adam), got {type(optimizer).__name__}")
+        cdef list batch = self.convert(arrays)   # checked before anything changes
         with RUN_LOCK:
-            return self.step_locked(arrays, optimizer)
+            return self.step_locked(batch, optimizer)
 
-    cdef object step_locked(self, tuple arrays, optimizer):
+    cdef object step_locked(self, list batch, optimizer):
         if not self.holds(optimizer):
-            self.load(arrays)   # checks the arrays before anything changes
             optimizer.zero_grad()
             self.begin()
-            self.load(arrays)
+            self.load(batch)
             self.run(True, True)
             loss = self.loss_value()
             optimizer.step()
             return loss
         hyper = optimizer.hyperparameters()  # checked before anything changes
         self.begin()
-        self.load(arrays)
+        self.load(batch)
         cdef double *val
         cdef double *grad
         cdef Py_ssize_t i
@@ -450,11 +507,12 @@ cdef class Graph:
             broken = cg_sgd_step_slots(val, grad, self.optimizer_slots, params.size,
                                        hyper[0], hyper[1], hyper[2], params.state)
         else:
-            optimizer.steps += 1
             broken = cg_adam_step_slots(val, grad, self.optimizer_slots, params.size,
                                         hyper[0], hyper[1], hyper[2], hyper[3], hyper[4],
-                                        optimizer.steps, params.state,
+                                        optimizer.steps + 1, params.state,
                                         params.state + params.size)
+            if broken < 0:
+                optimizer.steps += 1   # a refused step does not count
         if broken >= 0:
             raise OverflowError(
                 f"{type(optimizer).__name__} step refused: parameter {broken} "
@@ -483,6 +541,13 @@ cdef class Graph:
 
     # -- internals --
 
+    cdef bint output_slots_hold(self, v):
+        cdef Py_ssize_t i
+        for i in range(self.output_nodes.size):
+            if self.output_nodes.nodes[i] == &(<Value>v).node:
+                return True
+        return False
+
     cdef int need_loss(self, str what) except -1:
         if self.loss is None:
             raise TypeError(f"{what} needs a loss: this Graph was made without one")
@@ -495,21 +560,38 @@ cdef class Graph:
 
     cdef bint holds(self, optimizer) except -1:
         """Whether optimizer is cgrad's SGD or Adam over leaves of this plan (then it
-        runs in the plan); finds their slots once per optimizer."""
+        runs in the plan); finds their slots once per optimizer.  An optimizer none
+        of whose parameters this graph uses is refused: it would train nothing the
+        loss depends on."""
         if type(optimizer) is not SGD and type(optimizer) is not Adam:
             return False
-        cdef ParameterArray params = optimizer.params
+        array = optimizer.params
+        if type(array) is not ParameterArray or \
+                (<ParameterArray>array).n_state < (1 if type(optimizer) is SGD else 2):
+            raise TypeError(f"this {type(optimizer).__name__}'s parameters were replaced "
+                            f"(its .params is {type(array).__name__}): make a new "
+                            f"optimizer over model.parameters()")
+        cdef ParameterArray params = array
         if params is self.optimizer_params:
             return True
         cdef uint32_t *slots = <uint32_t *>malloc(max(params.size, 1) * sizeof(uint32_t))
         if slots == NULL:
             raise MemoryError()
         cg_plan_find_slots(self.plan, params.nodes, params.size, slots)
-        cdef Py_ssize_t i
+        cdef Py_ssize_t i, missing = 0
         for i in range(params.size):
             if slots[i] == <uint32_t>-1 or params.nodes[i].n_kids != 0:
-                free(slots)
+                missing += 1
+        if missing:
+            free(slots)
+            if missing < params.size:   # some are: the update runs on the nodes
                 return False
+            raise ValueError(
+                f"none of the optimizer's {params.size} parameters is in this Graph (the "
+                f"first: {params.values[0]!r}): the loss it recorded does not depend on "
+                f"them, and the step would train nothing.  If the model changed since "
+                f"the Graph was built, build it again; else give the optimizer the "
+                f"parameters of the model the loss was built from")
         free(self.optimizer_slots)
         self.optimizer_slots = slots
         self.optimizer_params = params
@@ -519,6 +601,10 @@ cdef class Graph:
         """Before a run (the caller holds RUN_LOCK): other graphs' numbers reach their
         nodes, and this plan reads its nodes again if anything wrote to them since it
         last did."""
+        if self.broken:
+            raise RuntimeError("this Graph was running in another thread when the "
+                               "process forked: its numbers are incomplete here.  Build "
+                               "it again in this process")
         if self.running:
             raise RuntimeError("this Graph is already running (in another thread)")
         flush(self)                 # every other graph's numbers reach the nodes
@@ -528,15 +614,21 @@ cdef class Graph:
             cg_plan_reload(self.plan)
             self.loaded = True
             self.loaded_epoch = node_epoch()
+        # From here the plan owns its numbers: anything that reads or writes one of its
+        # nodes waits for the lock and takes them back first (_core.sync_nodes).
+        self.ahead = True
+        STALE_NODES.add(self)
+        replay_pending()
         return 0
 
-    cdef int load(self, tuple arrays) except -1:
+    cdef list convert(self, tuple arrays):
+        """The input arrays as contiguous float64 vectors, checked against the input
+        shapes; the last item is the stray inputs' numbers (or None).  Done before the
+        run takes its nodes' numbers: numpy may release the GIL while it copies."""
         if len(arrays) != len(self.input_shapes):
             raise TypeError(f"this Graph takes {len(self.input_shapes)} input array(s) of "
                             f"shape {', '.join(map(str, self.input_shapes)) or '-'}, "
                             f"got {len(arrays)}")
-        cdef Py_ssize_t offset = 0, n, i
-        cdef const double[::1] view
         cdef list checked = []
         for i, (array, shape) in enumerate(zip(arrays, self.input_shapes)):
             try:
@@ -550,19 +642,31 @@ cdef class Graph:
                 raise ValueError(f"input {i} has shape {data.shape}, but the graph was "
                                  f"built over inputs of shape {shape}")
             checked.append(np.ascontiguousarray(data, dtype=np.float64).reshape(-1))
-        for data in checked:
+        stray = None
+        if self.stray_inputs.size:
+            whole = np.concatenate(checked) if checked else np.empty(0)
+            stray = [whole[i] for i in range(self.input_nodes.size)
+                     if self.input_slots[i] == <uint32_t>-1]
+        checked.append(stray)
+        return checked
+
+    cdef int load(self, list batch) except -1:
+        """Fill the input leaves from convert()'s vectors (the caller holds RUN_LOCK and
+        has called begin())."""
+        cdef Py_ssize_t offset = 0, n, i
+        cdef const double[::1] view
+        for data in batch[:len(batch) - 1]:
             n = data.size
             if n:
                 view = data
                 cg_plan_load(self.plan, self.input_slots + offset, &view[0], n)
             offset += n
-        if self.stray_inputs.size:   # leaves no node of the graph reads
-            offset = 0
-            whole = np.concatenate(checked) if checked else np.empty(0)
-            for i in range(self.input_nodes.size):
-                if self.input_slots[i] == <uint32_t>-1:
-                    self.input_nodes.nodes[i].data = whole[i]
-                    self.input_nodes.nodes[i].grad = 0.0
+        stray = batch[len(batch) - 1]
+        if stray is not None:   # leaves no node of the graph reads: written as nodes,
+            flush_graphs(self, False)   # after every other graph handed its numbers back
+            for i in range(self.stray_inputs.size):
+                self.stray_inputs.nodes[i].data = stray[i]
+                self.stray_inputs.nodes[i].grad = 0.0
             nodes_changed()
         return 0
 
@@ -571,9 +675,6 @@ cdef class Graph:
         cdef cg_node *failed = NULL
         cdef bint in_backward = False
         self.running = True
-        self.ahead = True
-        STALE_NODES.add(self)
-        replay_pending()
         try:
             with nogil:
                 if forward:

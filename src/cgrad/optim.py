@@ -33,7 +33,13 @@ class Optimizer:
     """An update rule over leaf Values, its state (velocity, moments) in C buffers."""
 
     def __init__(self, parameters: Iterable[Value], n_state: int) -> None:
-        self.params = ParameterArray(parameters, n_state)
+        self._params = ParameterArray(parameters, n_state)
+
+    @property
+    def params(self) -> ParameterArray:
+        """The parameters, with the update's state (read-only: make a new optimizer to
+        train other parameters)."""
+        return self._params
 
     def zero_grad(self) -> None:
         """Set every parameter's grad to 0."""
@@ -89,5 +95,5 @@ class Adam(Optimizer):
         """Update every parameter from its grad (nothing is written if one would
         overflow: OverflowError)."""
         lr, beta1, beta2, eps, weight_decay = self.hyperparameters()
-        self.steps += 1
-        self.params.adam_step(lr, beta1, beta2, eps, weight_decay, self.steps)
+        self.params.adam_step(lr, beta1, beta2, eps, weight_decay, self.steps + 1)
+        self.steps += 1   # only once the update went through: a refused step does not count
