@@ -96,7 +96,10 @@ enum {
     CG_FLAG_TRACKED = 8,
     /* the kids are in kids.ext.many even if there are only two (CG_LOCAL: the array has
      * room for the local gradients after the kid pointers) */
-    CG_FLAG_KID_ARRAY = 16
+    CG_FLAG_KID_ARRAY = 16,
+    /* a leaf made from a number by an op (the 2.0 of `x * 2.0`): its gradient is never
+     * read, so a contribution to it that overflows is not an error */
+    CG_FLAG_CONSTANT = 32
 };
 
 typedef struct cg_node cg_node;

@@ -152,9 +152,11 @@ static inline cg_status cg_backward_scalar(uint8_t op, double arg, double a, dou
     case CG_EXP:
         *da = out * g;
         break;
-    case CG_LOG:
-        *da = (1.0 / a) * g;
+    case CG_LOG: {      /* micrograd's (1/a) * g; g / a where 1/a overflows (a subnormal) */
+        double inverse = 1.0 / a;
+        *da = isfinite(inverse) ? inverse * g : g / a;
         break;
+    }
     case CG_SIGMOID:
         *da = (out * (1.0 - out)) * g;
         break;
@@ -321,11 +323,18 @@ static inline cg_status cg_eval_inline(cg_node *n)
                              cg_is_binary(n->op) ? k[1]->data : 0.0, &n->data);
 }
 
-/* kid->grad += d, reporting a non-finite contribution. */
+/* Whether a non-finite contribution d to kid is an error: not when kid is a constant
+ * (nobody reads its gradient). */
+static inline int cg_bad_contribution(const cg_node *kid, double d)
+{
+    return !isfinite(d) && !(kid->flags & CG_FLAG_CONSTANT);
+}
+
+/* kid->grad += d, reporting a non-finite contribution that matters. */
 static inline int cg_accumulate(cg_node *kid, double d)
 {
     kid->grad += d;
-    return !isfinite(d);
+    return cg_bad_contribution(kid, d);
 }
 
 #if defined(__GNUC__)
@@ -417,8 +426,9 @@ static inline cg_status cg_backward_inline(cg_node *n)
         cg_add_mul_partials(n->op == CG_MUL, a->data, b->data, g, &da, &db);
         a->grad += da;
         b->grad += db;
-        return (!(isfinite(da) && isfinite(db)) && isfinite(g) && cg_data_finite(n))
-            ? CG_ERR_OVERFLOW : CG_OK;
+        return (!(isfinite(da) && isfinite(db))
+                && (cg_bad_contribution(a, da) || cg_bad_contribution(b, db))
+                && isfinite(g) && cg_data_finite(n)) ? CG_ERR_OVERFLOW : CG_OK;
     }
     return cg_backward_other(n);
 }

@@ -657,10 +657,10 @@ static cg_status backward_step(cg_plan *p, const cg_step *s)
         if (st != CG_OK)
             return st;
         grad[k[0]] += da;
-        bad |= !isfinite(da);
+        bad |= cg_bad_contribution(p->slot_node[k[0]], da);
         if (binary) {
             grad[k[1]] += db;
-            bad |= !isfinite(db);
+            bad |= cg_bad_contribution(p->slot_node[k[1]], db);
         }
     }
     }

@@ -10,6 +10,7 @@ backward()'s bit for bit, and summed per kid in the order backward() adds them.
 from libc.stdint cimport uint8_t, uint32_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
+from libc.math cimport isinf
 
 from cgrad._core cimport (
     Value, cg_node, cg_vec, cg_dot_parts, cg_dot_of, cg_kids, cg_base_op, CG_OP_INFO,
@@ -111,6 +112,9 @@ cdef int record_chain_rule(Value node, Value g, GradientSums sums) except -1:
     elif op == CG_LOGSUMEXP:
         neg = negated(node)
         for i in range(n.n_kids):
+            if k[i].data == n.data and isinf(n.data):
+                sums.add(k[i], g)   # an infinite max: its partial is 1 (C backward's)
+                continue
             a = binary(CG_ADD, <Value>owner_of(k[i]), neg)
             sums.add(k[i], binary(CG_MUL, unary(CG_EXP, a), g))
     elif op == CG_POW:

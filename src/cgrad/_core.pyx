@@ -348,8 +348,10 @@ cdef double to_double(object o, str what) except? -1.0:
 
 
 cdef Value leaf(double data):
+    """A constant an op is built over (the 2.0 of `x * 2.0`)."""
     cdef Value v = Value.__new__(Value)
     v.node.data = data
+    v.node.flags = CG_FLAG_CONSTANT
     return v
 
 
@@ -704,6 +706,8 @@ cdef class Value:
         sync_nodes()
         self.node.grad = d
         nodes_changed()
+        if self.attrs != NULL:
+            drop_grad_value(self)
 
     @property
     def _op(self):
@@ -887,22 +891,90 @@ cdef class Value:
         cdef uint8_t op = cg_base_op(&self.node)
         for i in range(self.node.n_kids):
             kid_list.append(owner_of(k[i]))
-        attrs = attrs_of(self)
-        state = dict(attrs) if attrs else None
         if op == CG_POW:
             arg = self.node.kids.ext.arg
         elif op == CG_LOCAL:
-            arg = local_grads_of(&self.node)
+            arg = tuple([cg_local_grads(&self.node)[i] for i in range(self.node.n_kids)])
         else:
             arg = 0.0
         return (_rebuild, (type(self), self.node.data, self.node.grad, OP_KEYS[op], arg,
                            self.node.flags & ~(CG_FLAG_TRACKED | CG_FLAG_KID_ARRAY),
-                           tuple(kid_list)), state)
+                           tuple(kid_list)), self.__getstate__())
+
+    def __getstate__(self):
+        """The attributes (None if there are none), and for a subclass with __slots__
+        (dict or None, {slot: value}), as copyreg gives them.  A subclass may define its
+        own __getstate__ and __setstate__; pickle and copy call them."""
+        attrs = attrs_of(self)
+        state = dict(attrs) if attrs else None
+        if type(self) is Value:
+            return state
+        slots = {}
+        for cls in type(self).__mro__:
+            if cls is Value:
+                break
+            names = cls.__dict__.get("__slots__", ())
+            for name in ((names,) if isinstance(names, str) else names):
+                if name in ("__dict__", "__weakref__"):
+                    continue
+                if name.startswith("__") and not name.endswith("__"):
+                    name = f"_{cls.__name__.lstrip('_')}{name}"   # name mangling
+                try:
+                    slots[name] = object.__getattribute__(self, name)
+                except AttributeError:
+                    pass
+        return (state, slots) if slots else state
 
     def __setstate__(self, state):
+        slots = None
+        if type(state) is tuple and len(state) == 2:
+            state, slots = state
         if state:
             new_attrs(self).update(state)
             attrs_changed(self)
+        if slots:
+            for name, value in slots.items():
+                PyObject_GenericSetAttr(self, name, <PyObject *>value)
+
+
+cdef int drop_grad_value(Value v) except -1:
+    """v.grad was set: the Value form of its gradient (backward(create_graph=True))
+    no longer matches it, and holding it would keep its graph (and a cycle back to v)."""
+    cdef dict attrs = attrs_of(v)
+    if attrs is not None and "grad_value" in attrs:
+        del attrs["grad_value"]
+    return 0
+
+
+def _drop_grad_values(values):
+    """drop_grad_value over a list of Values (an optimizer's zero_grad)."""
+    for v in values:
+        if (<Value>v).attrs != NULL:
+            drop_grad_value(<Value>v)
+
+
+def _track_graph(Value root):
+    """Hand root and every node it depends on to the cyclic GC: a gradient graph
+    stored on a leaf it leads back to (grad_value) is a cycle the GC must see."""
+    cdef cg_vec order
+    cdef size_t n_first, i
+    cdef uint32_t j
+    cdef cg_node *root_node = &root.node
+    cdef cg_node *n
+    cdef cg_node **kids
+    memset(&order, 0, sizeof(order))
+    if cg_interior_order(&root_node, 1, &order, &n_first) < 0:
+        raise MemoryError()
+    try:
+        track(root)
+        for i in range(order.len):
+            n = <cg_node *>order.items[i]
+            track(<Value>owner_of(n))
+            kids = cg_kids(n)
+            for j in range(n.n_kids):
+                track(<Value>owner_of(kids[j]))
+    finally:
+        cg_vec_free(&order)
 
 
 cdef int attrs_changed(Value v) except -1:

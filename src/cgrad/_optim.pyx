@@ -2,6 +2,7 @@
 """A fixed list of parameters, updated in C: the optimizers' inner loop."""
 from libc.stdlib cimport calloc, free
 
+from cgrad._core import _drop_grad_values
 from cgrad._core cimport (Value, cg_node, cg_sgd_step, cg_adam_step, cg_zero_grads,
                           has_repeats, CG_LEAF, sync_nodes, nodes_changed)
 
@@ -42,6 +43,7 @@ cdef class ParameterArray:
         sync_nodes()
         cg_zero_grads(self.nodes, self.size)
         nodes_changed()
+        _drop_grad_values(self.values)   # as `p.grad = 0` does
 
     def sgd_step(self, double lr, double momentum, double weight_decay):
         if self.n_state < 1:

@@ -14,7 +14,7 @@ very arithmetic of the C backward (so the numbers are those backward() gives): R
 from typing import Any, Iterable, Sequence, Union
 
 from cgrad._autograd import _gradients
-from cgrad._core import Value
+from cgrad._core import Value, _track_graph
 
 Values = Union[Value, Iterable[Value]]
 
@@ -58,16 +58,22 @@ def grad(outputs: Values, inputs: Values, grad_outputs: Any = None,
 def backward(root: Value) -> None:
     """``root.backward(create_graph=True)``: what backward() does (every node's ``.grad``
     set, leaves' accumulated), and each leaf's gradient also kept as a Value in its
-    ``grad_value`` attribute (added to the one already there), differentiable again."""
+    ``grad_value`` attribute (added to the one already there), differentiable again.
+
+    A leaf's ``grad_value`` is a graph that leads back to the leaf (a reference cycle,
+    as in PyTorch): setting the leaf's ``grad`` (``zero_grad()``, ``p.grad = 0``) drops
+    it, and the cycle's nodes are handed to Python's cyclic GC so that a model dropped
+    with its gradients still holding it is freed."""
     for node, g in _gradients([root], [Value(1.0)], None):
         interior = bool(node._prev)
         if interior or node is root:
             node.grad = g.data
         else:
-            node.grad += g.data
-        if not interior:
             old = getattr(node, "grad_value", None)
-            setattr(node, "grad_value", g if old is None else old + g)
+            node.grad += g.data          # drops grad_value (the grad setter does)
+            g = g if old is None else old + g
+            _track_graph(g)
+            setattr(node, "grad_value", g)
 
 
 def hessian(f: Value, inputs: Values) -> list[list[float]]:

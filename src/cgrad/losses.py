@@ -81,7 +81,12 @@ def cross_entropy(logits: Iterable[Any], target: Any) -> Value:
     target = int(target)
     if not 0 <= target < len(logits):
         raise ValueError(f"target class {target} is out of range for {len(logits)} logits")
-    minus_picked = -logits[target]
+    picked = logits[target]
+    if isinstance(picked, Value) and picked.data == float("-inf"):
+        # logits - (-inf) would be a row of +inf, whose gradient is not the softmax:
+        # the textbook form gives PyTorch's (softmax - one_hot) and the loss, inf
+        return logsumexp(logits) - picked
+    minus_picked = -picked
     return logsumexp([0.0 if i == target else z + minus_picked
                       for i, z in enumerate(logits)])
 

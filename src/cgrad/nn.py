@@ -7,6 +7,7 @@ fused neurons (one C node for ``w.x + b``), numpy and file round trips, ``to_tor
 from __future__ import annotations
 
 import json
+import lzma
 import operator
 import os
 import random
@@ -68,6 +69,7 @@ class Module:
 # per parameter.  Anything else in it is refused before it is read or built.
 MAX_CONFIG_BYTES = 1 << 16
 MAX_PARAMETERS = 1 << 28    # 2 GiB of float64
+MAX_DEFLATE_RATIO = 1032    # deflate's best: 258 bytes from 2 bits (np.savez_compressed)
 
 
 def load(path: Any) -> Module:
@@ -85,7 +87,11 @@ def load(path: Any) -> Module:
         with np.load(path, allow_pickle=False) as f:
             parameters = f['parameters']
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile,
-            zlib.error) as error:
+            zlib.error, RecursionError, NotImplementedError, RuntimeError,
+            lzma.LZMAError, AttributeError, IndexError) as error:
+        # what zipfile, numpy and json raise on a crafted file (LZMAError: a member
+        # compressed with lzma; RecursionError: a deeply nested config; RuntimeError:
+        # an encrypted member), each a file that is not a model
         raise ValueError(f"{path} is not a model file saved by cgrad: {error}") from None
     random_state = random.getstate()  # building draws weights: leave the user's stream alone
     try:
@@ -108,6 +114,16 @@ def _read_header(path):
         members = {info.filename: info for info in archive.infolist()}
         if set(members) != {'config.npy', 'parameters.npy'}:
             raise ValueError(f"it holds {sorted(members)}, not config.npy and parameters.npy")
+        room = os.path.getsize(path)
+        for info in members.values():   # what each member inflates to, bounded by the file
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise ValueError(f"its {info.filename} is compressed with method "
+                                 f"{info.compress_type}, which np.savez never writes")
+            most = info.compress_size * (1 if info.compress_type == zipfile.ZIP_STORED
+                                         else MAX_DEFLATE_RATIO)
+            if info.compress_size > room or info.file_size > most:
+                raise ValueError(f"its {info.filename} claims {info.file_size} bytes from "
+                                 f"{info.compress_size} stored in a file of {room}")
         if members['config.npy'].file_size > MAX_CONFIG_BYTES:
             raise ValueError("its config is too large")
         with archive.open('config.npy') as f:
