@@ -11,3 +11,25 @@ def central_difference(f, xs, i, h=1e-6):
     up[i] += h
     down[i] -= h
     return (f(up) - f(down)) / (2 * h)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say which tests skipped for want of an optional oracle, and how to run them: a
+    bare `python -m pytest` on a machine without PyTorch skips every PyTorch-oracle
+    test, and a passing run must not hide that."""
+    from collections import Counter
+    reasons = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
+        for module, install in (("torch", "pip install torch==2.13.0"),
+                                ("sklearn", "pip install scikit-learn"),
+                                ("micrograd", 'pip install "micrograd==0.1.0"'),
+                                ("graphviz", "pip install graphviz")):
+            if f"'{module}'" in reason or f"No module named {module}" in reason \
+                    or f"could not import '{module}'" in reason:
+                reasons[install] += 1
+    if reasons:
+        terminalreporter.section("skipped for want of an optional oracle")
+        for install, count in reasons.items():
+            terminalreporter.write_line(f"{count} skipped (a whole test file counts once): "
+                                        f"{install}, then run again to include them")

@@ -367,6 +367,22 @@ cdef inline Value as_value(object o):
 
 # ---- errors -----------------------------------------------------------------------------
 
+cdef object not_an_operand(object other):
+    """What an operator returns for an operand that is neither a Value nor a number:
+    NotImplemented (Python then tries the other side, or raises its TypeError), except
+    for the mistakes whose TypeError would not say what to do."""
+    t = type(other)
+    if t.__name__ == "ndarray" and t.__module__ == "numpy":
+        raise TypeError("a cgrad Value is a scalar and does not combine with a numpy "
+                        "array: go element by element ([v * x for x in array.tolist()]) "
+                        "or use cgrad.dot(weights, inputs)")
+    if hasattr(other, "data") and hasattr(other, "grad") and hasattr(other, "_prev"):
+        raise TypeError(f"cannot combine a cgrad Value with a {t.__module__}.{t.__name__}: "
+                        f"their graphs are separate engines.  Import Value from "
+                        f"cgrad.engine everywhere (or convert: cgrad.Value(v.data))")
+    return NotImplemented
+
+
 cdef str op_name(cg_node *n):
     cdef uint8_t op = cg_base_op(n)
     if op == CG_POW:
@@ -741,25 +757,25 @@ cdef class Value:
     def __add__(self, other):
         cdef Value b = as_value(other)
         if b is None:
-            return NotImplemented
+            return not_an_operand(other)
         return binary(CG_ADD, self, b)
 
     def __radd__(self, other):      # `0 + v`: the first step of every sum()
         cdef Value b = as_value(other)
         if b is None:
-            return NotImplemented
+            return not_an_operand(other)
         return binary(CG_ADD, self, b)
 
     def __mul__(self, other):
         cdef Value b = as_value(other)
         if b is None:
-            return NotImplemented
+            return not_an_operand(other)
         return binary(CG_MUL, self, b)
 
     def __rmul__(self, other):
         cdef Value b = as_value(other)
         if b is None:
-            return NotImplemented
+            return not_an_operand(other)
         return binary(CG_MUL, self, b)
 
     def __neg__(self):
@@ -770,14 +786,14 @@ cdef class Value:
             return binary(CG_ADD, self, binary(CG_MUL, <Value>other, leaf(-1.0)))
         cdef Value b = as_value(other)
         if b is None:
-            return NotImplemented
+            return not_an_operand(other)
         b.node.data = -b.node.data
         return binary(CG_ADD, self, b)
 
     def __rsub__(self, other):
         cdef Value a = as_value(other)
         if a is None:
-            return NotImplemented
+            return not_an_operand(other)
         return binary(CG_ADD, binary(CG_MUL, self, leaf(-1.0)), a)
 
     def __truediv__(self, other):
@@ -785,13 +801,13 @@ cdef class Value:
         if isinstance(other, Value):
             return binary(CG_MUL, self, power(<Value>other, -1))
         if not as_double(other, &d):
-            return NotImplemented
+            return not_an_operand(other)
         return binary(CG_MUL, self, leaf(reciprocal(d, other)))
 
     def __rtruediv__(self, other):
         cdef Value a = as_value(other)
         if a is None:
-            return NotImplemented
+            return not_an_operand(other)
         return binary(CG_MUL, power(self, -1), a)
 
     def __pow__(self, other, modulo=None):
@@ -802,12 +818,14 @@ cdef class Value:
         if isinstance(other, Value):
             return binary(CG_POWV, self, <Value>other)
         out = power(self, other)
-        return NotImplemented if out is None else out
+        return not_an_operand(other) if out is None else out
 
     def __rpow__(self, other, modulo=None):
         cdef Value base = as_value(other)
-        if base is None or modulo is not None:
+        if modulo is not None:
             return NotImplemented
+        if base is None:
+            return not_an_operand(other)
         return binary(CG_POWV, base, self)
 
     # -- functions --
