@@ -115,6 +115,9 @@ cdef int record_chain_rule(Value node, Value g, GradientSums sums) except -1:
             if k[i].data == n.data and isinf(n.data):
                 sums.add(k[i], g)   # an infinite max: its partial is 1 (C backward's)
                 continue
+            if isinf(k[i].data - n.data):   # exp(-inf): a partial of exactly 0
+                sums.add(k[i], binary(CG_MUL, leaf(0.0), g))
+                continue
             a = binary(CG_ADD, <Value>owner_of(k[i]), neg)
             sums.add(k[i], binary(CG_MUL, unary(CG_EXP, a), g))
     elif op == CG_POW:

@@ -1016,9 +1016,10 @@ cdef cg_status python_backward(cg_node *n) except CG_ERR_PYTHON:
     cdef cg_status status
     step = attrs.get("_backward") if attrs is not None else None
     if step is not None:
+        nodes_changed()   # the sweep wrote grads: a Graph the closure runs reads them
         step()
-        sync_nodes()    # a Graph run by the closure hands its numbers back before the
-        nodes_changed() # sweep goes on (the sweep's grads live in the nodes)
+        sync_nodes()      # and hands its numbers back before the sweep goes on
+        nodes_changed()
         return CG_OK
     n.op &= ~CG_OP_PYTHON_BACKWARD
     status = cg_backward_inline(n)

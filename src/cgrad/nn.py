@@ -69,7 +69,10 @@ class Module:
 # per parameter.  Anything else in it is refused before it is read or built.
 MAX_CONFIG_BYTES = 1 << 16
 MAX_PARAMETERS = 1 << 28    # 2 GiB of float64
-MAX_DEFLATE_RATIO = 1032    # deflate's best: 258 bytes from 2 bits (np.savez_compressed)
+# np.savez stores members uncompressed; np.savez_compressed deflates them, and a model's
+# float64 parameters (random mantissas) barely compress.  A member inflating more than
+# this is refused: a few kB of compressed zeros could otherwise ask for a huge model.
+MAX_INFLATION = 16
 
 
 def load(path: Any) -> Module:
@@ -120,7 +123,7 @@ def _read_header(path):
                 raise ValueError(f"its {info.filename} is compressed with method "
                                  f"{info.compress_type}, which np.savez never writes")
             most = info.compress_size * (1 if info.compress_type == zipfile.ZIP_STORED
-                                         else MAX_DEFLATE_RATIO)
+                                         else MAX_INFLATION)
             if info.compress_size > room or info.file_size > most:
                 raise ValueError(f"its {info.filename} claims {info.file_size} bytes from "
                                  f"{info.compress_size} stored in a file of {room}")

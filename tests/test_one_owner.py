@@ -1,0 +1,291 @@
+"""One owner for every number: while a replayed Graph holds newer numbers than its
+nodes, every way of reading or writing a number (attributes, eager ops and backward,
+optimizers, closures run by the sweep, other threads, interrupts, fork) sees and keeps
+the right ones.
+
+The oracle is the same program without replay: every Graph step rebuilt eagerly.
+"""
+import os
+import random
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import cgrad
+from cgrad import Value, losses, nn
+from cgrad.optim import SGD, Adam
+
+
+def model_pair(sizes, seed):
+    """Two models with the same weights: one trained through Graphs, one eagerly."""
+    random.seed(seed)
+    a = nn.MLP(*sizes)
+    random.seed(seed)
+    b = nn.MLP(*sizes)
+    return a, b
+
+
+def loss_of(model, X, Y):
+    return losses.softmax_cross_entropy([model(list(x)) for x in X], list(Y))
+
+
+def recorded(model, batch, nin, classes):
+    xs, ys = cgrad.inputs(batch, nin), cgrad.inputs(batch, classes)
+    return cgrad.Graph(loss_of(model, xs, ys), inputs=(xs, ys))
+
+
+def batch(rng, n, nin, classes):
+    return rng.uniform(-1, 1, (n, nin)), np.eye(classes)[rng.randint(0, classes, n)]
+
+
+def numbers(model):
+    return [(p.data, p.grad) for p in model.parameters()]
+
+
+class World:
+    """One side of the comparison: replay=True runs Graphs, else rebuilds each step."""
+
+    def __init__(self, replay, seed):
+        self.replay = replay
+        self.model, _ = model_pair((3, [4, 2]), seed)
+        self.other, _ = model_pair((2, [3, 2]), seed + 1)    # shares nothing
+        self.sgd = SGD(self.model.parameters(), lr=0.05, momentum=0.5)
+        self.adam = Adam(self.other.parameters(), lr=0.01)
+        self.shared = Value(0.3)      # a parameter of g_shared, and a stray input of g_stray
+        if replay:
+            self.g1 = recorded(self.model, 3, 3, 2)
+            self.g2 = recorded(self.model, 2, 3, 2)      # the same parameters
+            self.g3 = recorded(self.other, 2, 2, 2)
+            (x,) = cgrad.inputs(1)
+            self.g_shared = cgrad.Graph(self.shared * x, inputs=[x])
+            (y,) = cgrad.inputs(1)
+            self.g_stray = cgrad.Graph(y * 2.0, inputs=[y, self.shared])  # not read
+
+    # each action: the replayed way, or the rebuilt way, with the same numbers
+    def step1(self, X, Y):
+        if self.replay:
+            return self.g1.step(X, Y, optimizer=self.sgd)
+        self.sgd.zero_grad()
+        loss = loss_of(self.model, X, Y)
+        loss.backward()
+        self.sgd.step()
+        return loss.data
+
+    def forward_backward2(self, X, Y):
+        if self.replay:
+            loss = self.g2.forward(X, Y)
+            self.g2.backward()
+            return loss
+        loss = loss_of(self.model, X, Y)
+        loss.backward()
+        return loss.data
+
+    def step3(self, X, Y):
+        if self.replay:
+            return self.g3.step(X, Y, optimizer=self.adam)
+        self.adam.zero_grad()
+        loss = loss_of(self.other, X, Y)
+        loss.backward()
+        self.adam.step()
+        return loss.data
+
+    def shared_and_stray(self, a, b):
+        if self.replay:
+            out = self.g_shared.forward([a])
+            self.g_stray.forward([1.0, b])     # writes the stray leaf's node
+            return out
+        out = self.shared.data * a
+        self.shared.data = b
+        return out
+
+    def closure_runs_a_graph(self, X, Y):
+        """A custom node whose _backward runs a step over the same model mid-sweep."""
+        params = self.model.parameters()
+        e = params[0] * 3.0
+        c = Value(e.data, (e,), 'custom')
+
+        def _backward():
+            e.grad += c.grad
+            self.forward_backward2(X, Y)
+        c._backward = _backward
+        loss = c + params[0] * 5.0 + params[1] * params[0]
+        loss.backward()
+        return loss.data
+
+    def eager_backward(self):
+        params = self.model.parameters()
+        loss = cgrad.sum(p * p for p in params[:6])
+        loss.backward()
+        return loss.data
+
+    def write(self, i, d, g):
+        p = self.model.parameters()[i]
+        p.data += d
+        p.grad = g
+        return p.data
+
+    def in_a_thread(self, X, Y):
+        out = []
+        t = threading.Thread(target=lambda: out.append(self.step1(X, Y)))
+        t.start()
+        t.join()
+        return out[0]
+
+    def read(self):
+        return numbers(self.model) + numbers(self.other) + [(self.shared.data,
+                                                              self.shared.grad)]
+
+
+ACTIONS = ["step1", "forward_backward2", "step3", "shared_and_stray",
+           "closure_runs_a_graph", "eager_backward", "write", "in_a_thread", "sgd_only",
+           "read"]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_random_program_gives_the_numbers_it_gives_without_replay(seed):
+    replayed, rebuilt = World(True, seed), World(False, seed)
+    rng_r, rng_e = np.random.RandomState(seed), np.random.RandomState(seed)
+    chooser = random.Random(seed)
+    for k in range(40):
+        action = chooser.choice(ACTIONS)
+        outs = []
+        for world, rng in ((replayed, rng_r), (rebuilt, rng_e)):
+            if action in ("step1", "forward_backward2", "closure_runs_a_graph",
+                          "in_a_thread"):
+                X, Y = batch(rng, 3 if action in ("step1", "in_a_thread") else 2, 3, 2)
+                outs.append(getattr(world, action)(X, Y))
+            elif action == "step3":
+                outs.append(world.step3(*batch(rng, 2, 2, 2)))
+            elif action == "shared_and_stray":
+                outs.append(world.shared_and_stray(*rng.uniform(-1, 1, 2)))
+            elif action == "write":
+                outs.append(world.write(rng.randint(0, 26), *rng.uniform(-0.1, 0.1, 2)))
+            elif action == "sgd_only":
+                world.sgd.step()
+                outs.append(None)
+            else:
+                outs.append(getattr(world, action)())
+        assert outs[0] == outs[1], f"action {k} ({action})"
+    assert replayed.read() == rebuilt.read()
+
+
+def test_eager_writes_while_the_batch_converts_are_kept():
+    """numpy converting a batch (Fortran order, float32) may run other code: here the
+    conversion itself writes a parameter, as another thread would while numpy copies."""
+    model, _ = model_pair((3, [4, 2]), 0)
+    graph = recorded(model, 2, 3, 2)
+    p = model.parameters()[0]
+    X, Y = batch(np.random.RandomState(0), 2, 3, 2)
+
+    class Converting:
+        def __array__(self, dtype=None, copy=None):
+            p.data = 5.0          # the eager update made while numpy converts
+            return np.asfortranarray(X.astype(np.float32))
+
+    graph.forward(Converting(), Y)
+    assert p.data == 5.0
+    graph.forward(X, Y)
+    assert p.data == 5.0
+
+
+def test_a_stray_input_is_not_overwritten_by_another_graphs_copy():
+    s = Value(0.3)
+    (x,) = cgrad.inputs(1)
+    reads_s = cgrad.Graph(s * x, inputs=[x])
+    y = cgrad.inputs(1)[0]
+    loads_s = cgrad.Graph(y * 2.0, inputs=[y, s])      # s: loaded, never read
+    reads_s.forward([1.0])                             # holds s = 0.3 in its plan
+    loads_s.forward([1.0, 7.0])
+    assert s.data == 7.0
+    assert reads_s.forward([2.0]) == 14.0
+
+
+def test_a_closure_that_runs_a_graph_keeps_the_sweeps_gradients():
+    w = Value(0.5)
+    (x,) = cgrad.inputs(1)
+    graph = cgrad.Graph((w * x) * (w * x), inputs=[x])
+    graph.forward([2.0])
+    graph.backward()                  # ran once: its plan has read the nodes
+    w.grad = 0.0
+    e = w * 3.0
+    c = Value(e.data, (e,), 'custom')
+
+    def _backward():
+        e.grad += c.grad
+        graph.forward([2.0])
+        graph.backward()              # adds 2 * w * x**2 = 4.0 to w.grad
+    c._backward = _backward
+    (c + w * 5.0).backward()
+    assert w.grad == 5.0 + 4.0 + 3.0
+
+
+def test_an_interrupt_while_waiting_for_a_run_does_not_lose_its_numbers():
+    model, twin = model_pair((3, [4, 2]), 1)
+    graph = recorded(model, 2, 3, 2)
+    X, Y = batch(np.random.RandomState(1), 2, 3, 2)
+    opt = SGD(twin.parameters(), lr=0.1)
+    opt.zero_grad()
+    loss_of(twin, X, Y).backward()
+    opt.step()
+    graph.step(X, Y, optimizer=SGD(model.parameters(), lr=0.1))   # the plan is ahead
+
+    from cgrad import _replay
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock():      # as a Graph run in another thread does
+        with _replay.RUN_LOCK:
+            held.set()
+            release.wait(10)
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    held.wait(10)
+    main = threading.main_thread().ident     # a real SIGINT, to wake the lock's wait
+    timer = threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.parameters()[0].data       # waits for the lock; interrupted there
+            time.sleep(5)
+    finally:
+        release.set()
+        holder.join()
+        timer.cancel()
+    assert numbers(model) == numbers(twin)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_fork_while_another_thread_runs_a_graph_does_not_hang_the_child():
+    model, _ = model_pair((3, [4, 2]), 2)
+    graph = recorded(model, 2, 3, 2)
+    X, Y = batch(np.random.RandomState(2), 2, 3, 2)
+    graph.step(X, Y, optimizer=SGD(model.parameters(), lr=0.1))   # the plan is ahead
+    from cgrad import _replay
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_lock():
+        with _replay.RUN_LOCK:
+            held.set()
+            release.wait(10)
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    held.wait(10)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)   # 3.12: fork with threads
+        pid = os.fork()
+    if pid == 0:                                   # the child: no thread holds the lock
+        signal.alarm(10)
+        try:
+            p = model.parameters()[0]
+            ok = isinstance(p.data, float) and (Value(1.0) + p).data == 1.0 + p.data
+            graph.step(X, Y, optimizer=SGD(model.parameters(), lr=0.1))
+            os._exit(0 if ok else 1)
+        except BaseException:
+            os._exit(2)
+    release.set()
+    holder.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
