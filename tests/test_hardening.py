@@ -318,7 +318,7 @@ def test_load_refuses_a_zip_bomb_without_inflating_it(tmp_path):
         archive.writestr("parameters.npy", buffer.getvalue())
     tracemalloc.start()
     try:
-        with pytest.raises(ValueError, match="config is too large"):
+        with pytest.raises(ValueError, match="config is too large|claims .* bytes from"):
             nn.load(path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
