@@ -4,7 +4,7 @@ from cgrad.autograd import grad, hessian, hvp
 from cgrad._version import __version__
 from cgrad.gradcheck import GradcheckError, gradcheck
 
-__all__ = ["Value", "dot", "sum", "logsumexp", "Graph", "inputs", "gradcheck",
+__all__ = ["Value", "dot", "sum", "logsumexp", "Graph", "inputs", "compile", "gradcheck",
            "GradcheckError", "grad", "hessian", "hvp", "__version__"]
 
 
@@ -13,4 +13,7 @@ def __getattr__(name):
     if name in ("Graph", "inputs"):
         from cgrad import _replay
         return getattr(_replay, name)
+    if name == "compile":
+        from cgrad.compiled import compile
+        return compile
     raise AttributeError(f"module 'cgrad' has no attribute {name!r}")

@@ -44,6 +44,9 @@ def main(argv=None):
     bench.add_argument("--layout", action="store_true",
                        help="first build and backward() on fresh, recycled and fragmented "
                             "heaps, 1e3 to 1e7 nodes, one process per cell")
+    bench.add_argument("--microgpt", action="store_true",
+                       help="only Karpathy's microgpt: on its own Value, on cgrad.Value, and "
+                            "written the cgrad way, eager and replayed")
     bench.add_argument("--engine", action="append", metavar="NAME",
                        help="with --scale: run only this engine (repeat for more), e.g. "
                             "'cgrad replay' alone, with no other engine between its steps")

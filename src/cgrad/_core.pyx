@@ -525,16 +525,24 @@ cdef Value power(Value base, object exponent):
     return None
 
 
+cdef double last_divisor = 1.0, last_reciprocal = 1.0   # pow() is ~30 ns; programs
+                                                        # divide by one constant often
+
+
 cdef double reciprocal(double d, object number) except? -1.0:
     """d ** -1 as Python computes it (micrograd divides by multiplying by it); number is
     what d came from, for the errors."""
+    global last_divisor, last_reciprocal
     cdef double inverse
+    if d == last_divisor:     # never 0 or NaN: those are not kept
+        return last_reciprocal
     if d == 0.0:
         raise ZeroDivisionError(f"division by zero: cannot divide a Value by {number!r}")
     inverse = cg_reciprocal(d)
     if isfinite(d) and not isfinite(inverse):
         raise OverflowError(f"cannot divide a Value by {number!r}: its reciprocal "
                             f"overflows a float")
+    last_divisor, last_reciprocal = d, inverse
     return inverse
 
 

@@ -105,13 +105,20 @@ def plot(results, path):
 
 
 def main(args):
+    from cgrad.cli import microgpt_bench
     print(f"Running the {'quick' if args.quick else 'full'} benchmark suite...", file=sys.stderr)
-    results = run("quick" if args.quick else "full")
+    results = {} if args.microgpt else run("quick" if args.quick else "full")
+    microgpt = microgpt_bench.main(quick=args.quick, progress=sys.stderr)
     print(f"\n{machine_line()}\n")
-    print(table(results))
+    if results:
+        print(table(results))
+        print()
+    print("microgpt (Karpathy's scalar GPT), four ways:\n")
+    print(microgpt_bench.table(microgpt))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": machine_line(), "results": results}, f, indent=1)
+            json.dump({"machine": machine_line(), "results": results, "microgpt": microgpt},
+                      f, indent=1)
     if args.plot:
         plot(results, args.plot)
     return 0

@@ -60,11 +60,12 @@ class MicrogptValue:
 
 
 def run(Value, docs, num_steps=1000, n_embd=16, n_head=4, n_layer=1, block_size=16,
-        seed=42, num_samples=20, on_step=None):
+        seed=42, num_samples=20, on_step=None, on_backward=None):
     """Train microgpt on docs (a list of str) with this Value class and sample from it.
 
     Returns {"losses": [float per step], "params": [float], "samples": [str]}.
-    on_step(step, loss) is called after each step (the original prints there)."""
+    on_step(step, loss) is called after each step (the original prints there), and
+    on_backward() right after loss.backward() (for timing the parts of a step)."""
     random.seed(seed)
     docs = list(docs)
     random.shuffle(docs)
@@ -159,6 +160,8 @@ def run(Value, docs, num_steps=1000, n_embd=16, n_head=4, n_layer=1, block_size=
             losses.append(loss_t)
         loss = (1 / n) * sum(losses)
         loss.backward()
+        if on_backward is not None:
+            on_backward()
         lr_t = learning_rate * (1 - step / num_steps)
         for i, p in enumerate(params):
             m[i] = beta1 * m[i] + (1 - beta1) * p.grad

@@ -1,0 +1,163 @@
+"""`python -m cgrad bench --microgpt`: Karpathy's microgpt four ways, in one run.
+
+- microgpt on its own Value: the program as written (cgrad.programs.microgpt), its
+  pure-Python engine: the baseline every ratio is taken against;
+- microgpt on cgrad.Value: the same program, its Value class replaced by cgrad's (the
+  one-line change); the same losses bit for bit;
+- cgrad.gpt eager: the model written with cgrad.dot / logsumexp and cgrad's Adam, each
+  step rebuilt;
+- cgrad.gpt replayed: the same, each document length recorded once (cgrad.compile) and
+  replayed; its setup (recording every length met) is reported apart.
+
+Every variant trains on the same documents for the same steps, from microgpt's seed.
+Rounds interleave the variants; a figure is the median over rounds of each round's
+median step (wall and thread CPU time).  A step is the forward pass, backward and the
+Adam update (microgpt's own Python loop for the first two variants).
+"""
+import random
+import statistics
+import time
+
+from cgrad.datasets import make_names
+
+VARIANTS = ("microgpt on its own Value", "microgpt on cgrad.Value", "cgrad.gpt eager",
+            "cgrad.gpt replayed")
+
+
+def run_program(value_class, docs, steps, n_embd, block_size):
+    """Step times of microgpt's program on this Value class: (wall, thread CPU, wall of
+    forward + backward) per step."""
+    from cgrad.programs.microgpt import run
+    marks, backward_ends = [], []
+    start = (time.perf_counter(), time.thread_time())
+
+    def on_step(step, loss):
+        marks.append((time.perf_counter(), time.thread_time()))
+    run(value_class, docs, num_steps=steps, n_embd=n_embd, n_head=4, block_size=block_size,
+        num_samples=0, on_step=on_step,
+        on_backward=lambda: backward_ends.append(time.perf_counter()))
+    marks = [start] + marks
+    return [(b[0] - a[0], b[1] - a[1], end - a[0])
+            for a, b, end in zip(marks, marks[1:], backward_ends)]
+
+
+def intervals(marks):
+    return [(b[0] - a[0], b[1] - a[1], None) for a, b in zip(marks, marks[1:])]
+
+
+def run_cgrad_way(docs, steps, n_embd, block_size, replay):
+    """Step times of cgrad.gpt, eager or replayed; for replay also the setup: one pass
+    over the documents that records every length (its steps train too)."""
+    import cgrad
+    from cgrad.gpt import MicroGPT, document_arrays, tokenizer
+    from cgrad.optim import Adam
+    random.seed(42)
+    docs = list(docs)
+    random.shuffle(docs)
+    uchars, bos, vocab_size = tokenizer(docs)
+    model = MicroGPT(vocab_size, n_embd, block_size, 1, 4)
+    optimizer = Adam(model.params, lr=0.01, betas=(0.85, 0.99), eps=1e-8)
+    step_fn = cgrad.compile(model.loss, input_grads=False)
+    batches = [document_arrays(docs[k % len(docs)], uchars, bos, block_size)
+               for k in range(steps)]
+
+    def one(k, X, Y):
+        optimizer.lr = 0.01 * (1 - k / steps)
+        if replay:
+            return step_fn.step(X, Y, optimizer=optimizer)
+        optimizer.zero_grad()
+        loss = model.loss(X.tolist(), Y.tolist())
+        loss.backward()
+        optimizer.step()
+        return loss.data
+
+    setup = None
+    if replay:                       # record every length the steps will meet
+        t0 = time.perf_counter()
+        seen = set()
+        for k, (X, Y) in enumerate(batches):
+            if X.shape not in seen:
+                seen.add(X.shape)
+                one(k, X, Y)
+        setup = (time.perf_counter() - t0, len(seen))
+    marks = [(time.perf_counter(), time.thread_time())]
+    for k, (X, Y) in enumerate(batches):
+        one(k, X, Y)
+        marks.append((time.perf_counter(), time.thread_time()))
+    return intervals(marks), setup
+
+
+def measure(n_embd, block_size, steps, rounds, progress=None):
+    """{variant: {"wall": s per step, "cpu": s, "spread": IQR / median}}, and setup."""
+    import cgrad
+    from cgrad.programs.microgpt import MicrogptValue
+    docs = make_names(2000)
+    per_round = {v: [] for v in VARIANTS}
+    setup = None
+    run_program(MicrogptValue, docs, 2, n_embd, block_size)   # warm-up, not timed: a
+    run_program(cgrad.Value, docs, 2, n_embd, block_size)     # process's first steps
+    run_cgrad_way(docs, 2, n_embd, block_size, True)          # fault in fresh memory
+    for r in range(rounds):
+        for variant in VARIANTS:
+            if progress:
+                print(f"  microgpt n_embd {n_embd}, round {r + 1}/{rounds}: {variant} ...",
+                      file=progress, flush=True)
+            if variant == VARIANTS[0]:
+                times = run_program(MicrogptValue, docs, steps, n_embd, block_size)
+            elif variant == VARIANTS[1]:
+                times = run_program(cgrad.Value, docs, steps, n_embd, block_size)
+            else:
+                times, s = run_cgrad_way(docs, steps, n_embd, block_size,
+                                         variant == VARIANTS[3])
+                setup = s or setup
+            per_round[variant].append((
+                statistics.median(t[0] for t in times), statistics.median(t[1] for t in times),
+                statistics.median(t[2] for t in times) if times[0][2] is not None else None))
+    out = {}
+    for variant, figures in per_round.items():
+        walls = sorted(f[0] for f in figures)
+        q = statistics.quantiles(walls, n=4) if len(walls) > 1 else [walls[0]] * 3
+        out[variant] = {"wall": statistics.median(walls),
+                        "cpu": statistics.median(f[1] for f in figures),
+                        "spread": (q[2] - q[0]) / statistics.median(walls),
+                        "forward_backward": statistics.median(f[2] for f in figures)
+                        if figures[0][2] is not None else None}
+    return {"n_embd": n_embd, "block_size": block_size, "steps": steps, "rounds": rounds,
+            "variants": out,
+            "setup": {"seconds": setup[0], "lengths": setup[1]} if setup else None}
+
+
+def table(runs):
+    lines = ["| model | variant | ms per step (wall) | ms per step (thread CPU) | spread (IQR) "
+             "| vs microgpt on its own Value |", "|---|---|---|---|---|---|"]
+    for run in runs:
+        base = run["variants"][VARIANTS[0]]["wall"]
+        label = (f"n_embd {run['n_embd']}, block {run['block_size']}, 1 layer, 4 heads, "
+                 f"{run['steps']} steps")
+        base_fb = run["variants"][VARIANTS[0]]["forward_backward"]
+        for variant, r in run["variants"].items():
+            fb = ""
+            if r["forward_backward"]:
+                fb = (f" (forward + backward {r['forward_backward'] * 1e3:.3g} ms: "
+                      f"{base_fb / r['forward_backward']:.3g}x)")
+            lines.append(f"| {label} | {variant} | {r['wall'] * 1e3:.3g} | {r['cpu'] * 1e3:.3g} "
+                         f"| {r['spread'] * 100:.0f}% | {base / r['wall']:.3g}x{fb} |")
+        s = run["setup"]
+        if s:
+            replayed = run["variants"][VARIANTS[3]]["wall"]
+            lines.append(f"| {label} | replay setup: {s['lengths']} lengths recorded | "
+                         f"{s['seconds'] * 1e3:.3g} total | | | "
+                         f"= {s['seconds'] / replayed:.0f} replayed steps |")
+    lines.append("\nKey: a step is forward, backward and Adam on one document (a made-up "
+                 "name, 2-13 tokens); wall and thread-CPU medians over rounds of each round's "
+                 "median step; spread: interquartile range of the rounds' medians over their "
+                 "median; ratios: wall time of microgpt on its own pure-Python Value over "
+                 "this variant's, in the same run.")
+    return "\n".join(lines)
+
+
+def main(quick=False, progress=None):
+    sizes = [(16, 16, 3 if quick else 20, 1 if quick else 3)]
+    if not quick:
+        sizes.append((64, 64, 3, 3))
+    return [measure(n, b, steps, rounds, progress) for n, b, steps, rounds in sizes]
