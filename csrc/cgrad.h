@@ -5,68 +5,40 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The ops.  Everything about an op that is not its math lives in CG_OP_INFO below (its
- * names, how many kids it takes, whether it can fail); its math is one case in ops.h's
- * cg_forward_scalar / cg_backward_scalar (or an n-ary kernel).  Codes are internal:
+/* The ops: one row each in ops.def, the one place an op is defined (its names, how
+ * many kids it takes, its flags, and for a one-input op its math).  Codes are internal:
  * pickles store the key. */
 typedef enum {
-    CG_LEAF = 0,  /* an input or parameter: nothing to compute */
-    CG_ADD,       /* a + b */
-    CG_MUL,       /* a * b */
-    CG_POW,       /* a ** arg, arg a constant */
-    CG_POWV,      /* a ** b, both nodes */
-    CG_RELU,
-    CG_TANH,
-    CG_EXP,
-    CG_LOG,
-    CG_SIGMOID,
-    CG_SUM,       /* ((0 + k0) + k1) + ...: Python's sum() order */
-    CG_DOT,       /* ((bias + w0*x0) + w1*x1) + ...; kids are w..., x..., [bias] */
-    CG_LOGSUMEXP, /* log(sum(exp(k))), computed as m + log(sum(exp(k - m))), m = max(k) */
-    CG_OPAQUE,    /* built by the user with explicit children: no math, no gradient */
-    CG_ROW,       /* a row of values several dot nodes read (kids: the values); no math */
-    CG_STEP,      /* 1 if a > 0 else 0: relu's derivative, itself of derivative 0 */
-    CG_RECIP,     /* 1 / a, divided (a ** -1 rounds differently): log's derivative */
-    CG_LOCAL,     /* microgpt's Value(data, children, local_grads): data given, and kid i
-                   * receives local_grads[i] * grad (cg_local_grads) */
+#define CG_OP(NAME, key, symbol, min_kids, max_kids, flags, derivative) CG_##NAME,
+#define CG_UNARY(NAME, key, symbol, flags, domain, forward, backward, py_forward, derivative) \
+    CG_##NAME,
+#include "ops.def"
     CG_N_OPS
 } cg_op;
 
 enum {
-    CG_OPF_CANNOT_FAIL = 1,  /* forward never errs on finite input (layers batch these) */
+    CG_OPF_CANNOT_FAIL = 1,  /* finite in, finite value and contributions out */
     CG_OPF_NO_MATH = 2,      /* nothing to compute or differentiate (leaf, row, opaque) */
-    CG_OPF_GIVEN_DATA = 4    /* data given when built, never computed (local) */
+    CG_OPF_GIVEN_DATA = 4,   /* data given when built, never computed (local) */
+    CG_OPF_HAS_ARG = 8,      /* the node's `arg` word holds the op's constant */
+    CG_OPF_UNARY_MATH = 16   /* a CG_UNARY row: its math is in ops.def */
 };
 
 typedef struct {
-    const char *key;     /* stable name: what pickles store */
-    const char *symbol;  /* what Value._op shows */
+    const char *key;         /* stable name: what pickles store */
+    const char *symbol;      /* what Value._op shows */
     int min_kids, max_kids;  /* max -1: any number */
-    unsigned flags;      /* CG_OPF_* */
+    unsigned flags;          /* CG_OPF_* */
+    const char *py_forward;  /* the value in Python (NULL: written by hand) */
+    const char *derivative;  /* the derivative as a recipe over ops ("": none) */
 } cg_op_info;
 
-/* One row per op.  Adding a unary op: a row here and in cg_op, a case in each of
- * cg_forward_scalar and cg_backward_scalar (ops.h), a method on Value (_core.pyx), and
- * a row in tests/test_op_table.py.  See notes/NOTES.md, "Adding an op". */
 static const cg_op_info CG_OP_INFO[CG_N_OPS] = {
-    [CG_LEAF] = {"leaf", "", 0, 0, CG_OPF_NO_MATH},
-    [CG_ADD] = {"+", "+", 2, 2, 0},
-    [CG_MUL] = {"*", "*", 2, 2, 0},
-    [CG_POW] = {"**k", "**", 1, 1, 0},
-    [CG_POWV] = {"**", "**", 2, 2, 0},
-    [CG_RELU] = {"relu", "ReLU", 1, 1, CG_OPF_CANNOT_FAIL},
-    [CG_TANH] = {"tanh", "tanh", 1, 1, CG_OPF_CANNOT_FAIL},
-    [CG_EXP] = {"exp", "exp", 1, 1, 0},
-    [CG_LOG] = {"log", "log", 1, 1, 0},
-    [CG_SIGMOID] = {"sigmoid", "sigmoid", 1, 1, CG_OPF_CANNOT_FAIL},
-    [CG_SUM] = {"sum", "sum", 0, -1, 0},
-    [CG_DOT] = {"dot", "dot", 0, -1, 0},
-    [CG_LOGSUMEXP] = {"logsumexp", "logsumexp", 1, -1, 0},
-    [CG_OPAQUE] = {"opaque", "", 0, -1, CG_OPF_NO_MATH},
-    [CG_ROW] = {"row", "row", 0, -1, CG_OPF_NO_MATH},
-    [CG_STEP] = {"step", "step", 1, 1, CG_OPF_CANNOT_FAIL},
-    [CG_RECIP] = {"recip", "recip", 1, 1, 0},
-    [CG_LOCAL] = {"local", "", 1, -1, CG_OPF_GIVEN_DATA},
+#define CG_OP(NAME, key, symbol, min_kids, max_kids, flags, derivative) \
+    [CG_##NAME] = {key, symbol, min_kids, max_kids, flags, NULL, derivative},
+#define CG_UNARY(NAME, key, symbol, flags, domain, forward, backward, py_forward, derivative) \
+    [CG_##NAME] = {key, symbol, 1, 1, (flags) | CG_OPF_UNARY_MATH, py_forward, derivative},
+#include "ops.def"
 };
 
 /* Set in a node's op byte when Python code (a `_backward` the user assigned, the way

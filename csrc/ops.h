@@ -42,7 +42,7 @@ static inline double cg_sigmoid(double x)
 
 static inline int cg_is_binary(uint8_t op)
 {
-    return op == CG_ADD || op == CG_MUL || op == CG_POWV;
+    return CG_OP_INFO[op].min_kids == 2 && CG_OP_INFO[op].max_kids == 2;
 }
 
 static inline int cg_is_nary(uint8_t op)
@@ -50,7 +50,7 @@ static inline int cg_is_nary(uint8_t op)
     return op == CG_SUM || op == CG_DOT || op == CG_LOGSUMEXP;
 }
 
-/* ---- scalar ops: a (and b for binary ops) in, *out written ---------------------------- */
+/* ---- helpers the table's formulas use ------------------------------------------------ */
 
 /* micrograd's `0 if a < 0 else a` (+0.0 below zero; -0.0 and NaN pass), without a branch:
  * a layer's ReLUs are on or off at random, and the branch mispredicted half the time. */
@@ -63,9 +63,33 @@ static inline double cg_relu(double a)
     return a;
 }
 
+/* 1, -1, or a itself (0.0, -0.0, NaN) */
+static inline double cg_sign(double a)
+{
+    return a > 0.0 ? 1.0 : (a < 0.0 ? -1.0 : a);
+}
+
+/* log's backward: micrograd's (1/a) * g, and g / a where 1/a overflows (a subnormal) */
+static inline double cg_log_backward(double a, double g)
+{
+    double inverse = 1.0 / a;
+    return isfinite(inverse) ? inverse * g : g / a;
+}
+
+/* d/da of GELU's tanh form, as PyTorch computes it (and ops.def's recipe writes it) */
+static inline double cg_gelu_tanh_derivative(double a)
+{
+    const double beta = 0.7978845608028654, kappa = 0.044715;
+    double t = tanh(beta * (a + kappa * (a * a * a)));
+    return 0.5 * (1.0 + t) + 0.5 * a * (1.0 - t * t) * (beta * (1.0 + 3.0 * kappa * (a * a)));
+}
+
+/* ---- scalar ops: a (and b for binary ops) in, *out written ---------------------------- */
+
 static inline cg_status cg_forward_scalar(uint8_t op, double arg, double a, double b,
                                           double *out)
 {
+    cg_status st;
     switch (op) {
     case CG_ADD:
         *out = a + b;
@@ -83,31 +107,20 @@ static inline cg_status cg_forward_scalar(uint8_t op, double arg, double a, doub
             return CG_ERR_DOMAIN;
         *out = pow(a, b);
         return cg_check_finite(*out, a, b);
-    case CG_RELU:
-        *out = cg_relu(a);
+    case CG_MAX:        /* Python's max(a, b): the first unless the second is larger */
+        *out = b > a ? b : a;
         return CG_OK;
-    case CG_TANH:
-        *out = tanh(a);
+    case CG_MIN:
+        *out = b < a ? b : a;
         return CG_OK;
-    case CG_EXP:
-        *out = exp(a);
-        return cg_check_finite(*out, a, 0.0);
-    case CG_LOG:
-        if (a <= 0.0)
-            return CG_ERR_DOMAIN;
-        *out = log(a);
-        return CG_OK;
-    case CG_SIGMOID:
-        *out = cg_sigmoid(a);
-        return CG_OK;
-    case CG_STEP:
-        *out = (double)(a > 0.0);  /* 1.0 or 0.0, without a branch */
-        return CG_OK;
-    case CG_RECIP:
-        if (a == 0.0)
-            return CG_ERR_ZERODIV;
-        *out = 1.0 / a;
-        return cg_check_finite(*out, a, 0.0);
+#define CG_UNARY(NAME, key, symbol, flags, domain, forward, backward, py_forward, derivative) \
+    case CG_##NAME:                                                                         \
+        (void)arg;                                                                          \
+        if ((st = (domain)) != CG_OK)                                                        \
+            return st;                                                                      \
+        *out = (forward);                                                                   \
+        return ((flags) & CG_OPF_CANNOT_FAIL) ? CG_OK : cg_check_finite(*out, a, 0.0);
+#include "ops.def"
     default:
         return CG_OK;
     }
@@ -143,28 +156,20 @@ static inline cg_status cg_backward_scalar(uint8_t op, double arg, double a, dou
         if (op == CG_POWV)
             *db = a == 0.0 ? 0.0 : (out * log(a)) * g;
         break;
-    case CG_RELU:
-        *da = (double)(out > 0.0) * g;  /* (1.0 or 0.0) * g, without a branch */
+    case CG_MAX:   /* the gradient goes where the value came from (the first at a tie) */
+        *da = (b > a ? 0.0 : 1.0) * g;
+        *db = (b > a ? 1.0 : 0.0) * g;
         break;
-    case CG_TANH:
-        *da = (1.0 - pow(out, 2.0)) * g;
+    case CG_MIN:
+        *da = (b < a ? 0.0 : 1.0) * g;
+        *db = (b < a ? 1.0 : 0.0) * g;
         break;
-    case CG_EXP:
-        *da = out * g;
+#define CG_UNARY(NAME, key, symbol, flags, domain, forward, backward, py_forward, derivative) \
+    case CG_##NAME:                                                                         \
+        (void)arg;                                                                          \
+        *da = (backward);                                                                   \
         break;
-    case CG_LOG: {      /* micrograd's (1/a) * g; g / a where 1/a overflows (a subnormal) */
-        double inverse = 1.0 / a;
-        *da = isfinite(inverse) ? inverse * g : g / a;
-        break;
-    }
-    case CG_SIGMOID:
-        *da = (out * (1.0 - out)) * g;
-        break;
-    case CG_STEP:        /* flat on both sides of its jump, taken as 0 at it (PyTorch) */
-        break;
-    case CG_RECIP:
-        *da = -(out * out) * g;
-        break;
+#include "ops.def"
     default:
         break;
     }

@@ -317,7 +317,7 @@ cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward, cg_node **que
         s->n_kids = node->n_kids;
         s->op = node->op;
         s->flags = node->flags;
-        s->arg = node->op == CG_POW ? node->kids.ext.arg : 0.0;
+        s->arg = (CG_OP_INFO[node->op].flags & CG_OPF_HAS_ARG) ? node->kids.ext.arg : 0.0;
         if (node->op == CG_DOT) {
             cg_dot_parts d = cg_dot_of(node);
             s->n_kids = 2 * d.m + (d.bias != NULL);

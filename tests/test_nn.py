@@ -157,6 +157,6 @@ def test_a_layer_hands_the_core_plain_data_and_follows_its_neurons():
     (out,) = fused_layer([(w, Value(0.3), 'sigmoid')], [1.0, 2.0])
     assert out.data == cgrad.dot(w, [1.0, 2.0], 0.3).sigmoid().data
     with pytest.raises(ValueError, match="unknown activation"):
-        fused_layer([(w, Value(0.3), 'gelu')], [1.0, 2.0])
+        fused_layer([(w, Value(0.3), 'swish')], [1.0, 2.0])
     with pytest.raises(ValueError, match="weights, bias, activation"):
         fused_layer([(w, Value(0.3))], [1.0, 2.0])

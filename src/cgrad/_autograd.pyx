@@ -16,7 +16,8 @@ from cgrad._core cimport (
     Value, cg_node, cg_vec, cg_dot_parts, cg_dot_of, cg_kids, cg_base_op, CG_OP_INFO,
     CG_OPF_NO_MATH, CG_OP_PYTHON_BACKWARD, CG_FLAG_INT_EXPONENT,
     CG_ADD, CG_MUL, CG_SUM, CG_DOT, CG_LOGSUMEXP, CG_POW, CG_POWV, CG_RELU, CG_TANH, CG_EXP,
-    CG_LOG, CG_SIGMOID, CG_RECIP, CG_STEP, CG_LOCAL, cg_local_grads,
+    CG_LOG, CG_SIGMOID, CG_RECIP, CG_STEP, CG_LOCAL, CG_OPF_UNARY_MATH, CG_N_OPS,
+    cg_local_grads,
     leaf, unary, binary, owner_of, has_python_backward, interior_order, free_order,
     sync_nodes)
 
@@ -78,13 +79,10 @@ cdef Value negated(Value v):
     return binary(CG_MUL, v, leaf(-1.0))        # -v, as Value.__neg__ makes it
 
 
-cdef Value one_minus(Value v):
-    return binary(CG_ADD, negated(v), leaf(1.0))  # 1 - v, as Value.__rsub__ makes it
-
-
 cdef int record_chain_rule(Value node, Value g, GradientSums sums) except -1:
     """Add node's contributions to its kids' gradients, each d(node)/d(kid) * g built
-    from cgrad's ops with exactly the arithmetic of the C backward (ops.h)."""
+    from cgrad's ops with exactly the arithmetic of the C backward (ops.h): from the op
+    table's derivative recipe (ops.def) where it has one, else by the cases below."""
     cdef cg_node *n = &node.node
     cdef cg_node **k = cg_kids(n)
     cdef uint8_t op = cg_base_op(n)
@@ -95,7 +93,14 @@ cdef int record_chain_rule(Value node, Value g, GradientSums sums) except -1:
     if has_python_backward(n):
         raise TypeError(f"cannot record the derivative of a node with a Python _backward "
                         f"(op {node._op!r}): its chain rule is Python code, not cgrad ops")
-    if op == CG_ADD or op == CG_SUM:
+    recipes = DERIVATIVES[op]
+    if recipes:                  # one per kid: d(node)/d(kid), times g
+        names = {"a": owner_of(k[0]), "out": node, "arg": n.kids.ext.arg}
+        if n.n_kids == 2:
+            names["b"] = owner_of(k[1])
+        for i in range(n.n_kids):
+            sums.add(k[i], binary(CG_MUL, as_node(eval(recipes[i], RECIPE_OPS, names)), g))
+    elif op == CG_ADD or op == CG_SUM:
         for i in range(n.n_kids):
             sums.add(k[i], g)
     elif op == CG_MUL:
@@ -131,25 +136,51 @@ cdef int record_chain_rule(Value node, Value g, GradientSums sums) except -1:
         sums.add(k[0], binary(CG_MUL, binary(CG_MUL, b, binary(CG_POWV, a, exponent_less_one)), g))
         if a.node.data != 0.0:   # d/db = out * log(a); 0 at a == 0, as PyTorch
             sums.add(k[1], binary(CG_MUL, binary(CG_MUL, node, unary(CG_LOG, a)), g))
-    elif op == CG_RELU:
-        sums.add(k[0], binary(CG_MUL, unary(CG_STEP, node), g))
-    elif op == CG_TANH:
-        sums.add(k[0], binary(CG_MUL, one_minus(unary(CG_POW, node, 2.0, CG_FLAG_INT_EXPONENT)), g))
-    elif op == CG_EXP:
-        sums.add(k[0], binary(CG_MUL, node, g))
-    elif op == CG_LOG:
-        sums.add(k[0], binary(CG_MUL, unary(CG_RECIP, <Value>owner_of(k[0])), g))
-    elif op == CG_SIGMOID:
-        sums.add(k[0], binary(CG_MUL, binary(CG_MUL, node, one_minus(node)), g))
-    elif op == CG_RECIP:
-        sums.add(k[0], binary(CG_MUL, negated(binary(CG_MUL, node, node)), g))
     elif op == CG_LOCAL:   # local_grad * g, each local gradient a constant
         for i in range(n.n_kids):
             sums.add(k[i], binary(CG_MUL, leaf(cg_local_grads(n)[i]), g))
-    elif not (CG_OP_INFO[op].flags & CG_OPF_NO_MATH or op == CG_STEP):
+    elif not (CG_OP_INFO[op].flags & (CG_OPF_NO_MATH | CG_OPF_UNARY_MATH)):
         raise NotImplementedError(f"no derivative rule for op "
                                   f"{CG_OP_INFO[op].key.decode()!r}")
     return 0
+
+
+cdef Value as_node(object v):
+    """A recipe's result as a node (a recipe that is a number gives a constant)."""
+    return v if isinstance(v, Value) else leaf(float(v))
+
+
+def _unary_op(int op):
+    def apply(v):
+        return unary(op, v if isinstance(v, Value) else leaf(float(v)))
+    return apply
+
+
+# What a derivative recipe may call (ops.def's header), over Values: every op with its
+# math in the table, by key.
+RECIPE_OPS = {"__builtins__": {}}
+for _code in range(<int>CG_N_OPS):
+    if CG_OP_INFO[_code].flags & CG_OPF_UNARY_MATH:
+        RECIPE_OPS[CG_OP_INFO[_code].key.decode()] = _unary_op(_code)
+
+
+cdef list compile_derivatives():
+    """Per op code: the compiled recipe of each kid's derivative, or () (none, or the
+    rule is written by hand)."""
+    cdef int i
+    cdef list out = []
+    for i in range(<int>CG_N_OPS):
+        text = CG_OP_INFO[i].derivative.decode()
+        if not text or not (CG_OP_INFO[i].flags & CG_OPF_UNARY_MATH or
+                            CG_OP_INFO[i].min_kids == CG_OP_INFO[i].max_kids == 2):
+            out.append(())
+            continue
+        out.append(tuple(compile(part.strip(), f"<derivative of {CG_OP_INFO[i].key.decode()}>",
+                                 "eval") for part in text.split(";")))
+    return out
+
+
+cdef list DERIVATIVES = compile_derivatives()
 
 
 def _gradients(list outputs, list seeds, list inputs):

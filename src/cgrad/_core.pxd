@@ -2,17 +2,16 @@ from cpython.ref cimport PyObject
 from libc.stdint cimport uint8_t, uint32_t
 
 
-cdef extern from "cgrad.h" nogil:
-    ctypedef enum cg_op:
-        CG_LEAF, CG_ADD, CG_MUL, CG_POW, CG_POWV, CG_RELU, CG_TANH, CG_EXP, CG_LOG,
-        CG_SIGMOID, CG_SUM, CG_DOT, CG_LOGSUMEXP, CG_OPAQUE, CG_ROW, CG_STEP, CG_RECIP,
-        CG_LOCAL,
-        CG_N_OPS
+include "_op_codes.pxi"   # the op names, from csrc/ops.def
 
+
+cdef extern from "cgrad.h" nogil:
     enum:
         CG_OPF_CANNOT_FAIL
         CG_OPF_NO_MATH
         CG_OPF_GIVEN_DATA
+        CG_OPF_HAS_ARG
+        CG_OPF_UNARY_MATH
 
     ctypedef struct cg_op_info:
         const char *key
@@ -20,6 +19,8 @@ cdef extern from "cgrad.h" nogil:
         int min_kids
         int max_kids
         unsigned flags
+        const char *py_forward
+        const char *derivative
 
     const cg_op_info CG_OP_INFO[]
 

@@ -392,6 +392,8 @@ cdef str op_name(cg_node *n):
     if op == CG_OPAQUE:
         d = attrs_of(<Value>owner_of(n))
         return d.get("_op", "") if d is not None else ""
+    if op == CG_LEAKY_RELU:
+        return f"{OP_SYMBOLS[op]}({n.kids.ext.arg!r})"
     return OP_SYMBOLS[op]
 
 
@@ -400,6 +402,8 @@ cdef str describe(cg_node *n):
     cdef uint8_t op = cg_base_op(n)
     if op == CG_ADD or op == CG_MUL or op == CG_POWV:
         return f"{k[0].data!r} {op_name(n)} {k[1].data!r}"
+    if op == CG_MAX or op == CG_MIN:
+        return f"{op_name(n)}({k[0].data!r}, {k[1].data!r})"
     if op == CG_POW:
         return f"{k[0].data!r} ** {n.kids.ext.arg!r}"
     if op == CG_SUM:
@@ -430,6 +434,8 @@ cdef int raise_status(cg_status status, cg_node *failed, bint in_backward) excep
             raise ValueError(
                 f"{what}: Value ** Value needs a base >= 0 (its gradient with respect "
                 f"to the exponent is log(base)); raise to a constant exponent instead")
+        if failed.op != CG_POW:
+            raise ValueError(f"math domain error: {what} is undefined there")
         raise ValueError(
             f"{what}: a negative number cannot be raised to a fractional power "
             f"(the result would be complex)")
@@ -471,7 +477,7 @@ cdef Value unary(uint8_t op, Value a, double arg=0.0, uint8_t flags=0):
     out.node.flags = flags
     out.node.n_kids = 1
     out.node.kids.pair[0] = &a.node
-    if op == CG_POW:
+    if CG_OP_INFO[op].flags & CG_OPF_HAS_ARG:
         out.node.kids.ext.arg = arg
     cdef cg_status status = cg_eval_inline(&out.node)
     if status != CG_OK:
@@ -523,6 +529,31 @@ cdef Value power(Value base, object exponent):
     if as_double(exponent, &k):
         return unary(CG_POW, base, k, 0)
     return None
+
+
+cdef bint compared(object other, double *d) except -1:
+    """other's number for a comparison: a Value's data, or a real number."""
+    if isinstance(other, Value):
+        sync_nodes()
+        d[0] = (<Value>other).node.data
+        return True
+    return as_double(other, d)
+
+
+cdef Py_ssize_t hash_pointer(void *p) noexcept:
+    """object.__hash__'s value (CPython's _Py_HashPointer): a type that defines
+    comparisons must define its hash, and Values keep identity's."""
+    cdef size_t y = <size_t>p
+    y = (y >> 4) | (y << (8 * sizeof(void *) - 4))
+    cdef Py_ssize_t h = <Py_ssize_t>y
+    return -2 if h == -1 else h
+
+
+cdef double leaky_slope(object slope) except? -1.0:
+    cdef double d = to_double(slope, "negative_slope")
+    if not (0.0 <= d <= 1.0):
+        raise ValueError(f"negative_slope must be in [0, 1], got {slope!r}")
+    return d
 
 
 cdef double last_divisor = 1.0, last_reciprocal = 1.0   # pow() is ~30 ns; programs
@@ -868,6 +899,110 @@ cdef class Value:
         differently in the last bit for some numbers): log's derivative."""
         return unary(CG_RECIP, self)
 
+    def sin(self):
+        return unary(CG_SIN, self)
+
+    def cos(self):
+        return unary(CG_COS, self)
+
+    def sqrt(self):
+        """math.sqrt (ValueError below 0; backward() at 0 raises: the slope is infinite)."""
+        return unary(CG_SQRT, self)
+
+    def abs(self):
+        """|x| (its derivative is sign(x), 0 at 0 as in PyTorch); also abs(v)."""
+        return unary(CG_ABS, self)
+
+    def __abs__(self):
+        return unary(CG_ABS, self)
+
+    def sign(self):
+        """1.0, -1.0, or 0.0 at 0: abs's derivative, itself of derivative 0."""
+        return unary(CG_SIGN, self)
+
+    def erf(self):
+        return unary(CG_ERF, self)
+
+    def gelu(self, approximate='none'):
+        """x * Phi(x), PyTorch's GELU: ``approximate='tanh'`` is the tanh form
+        (GPT-2's, PyTorch's approximate='tanh'), else the exact erf form."""
+        if approximate == 'tanh':
+            return unary(CG_GELU_TANH, self)
+        if approximate != 'none':
+            raise ValueError(f"approximate must be 'none' or 'tanh', not {approximate!r}")
+        return unary(CG_GELU, self)
+
+    def silu(self):
+        """x * sigmoid(x) (SiLU, swish)."""
+        return unary(CG_SILU, self)
+
+    def softplus(self):
+        """log(1 + e**x), computed without overflow: max(x, 0) + log1p(e**-|x|)."""
+        return unary(CG_SOFTPLUS, self)
+
+    def leaky_relu(self, negative_slope=0.01):
+        """x if x > 0 else x * negative_slope (a slope in [0, 1], PyTorch's default)."""
+        return unary(CG_LEAKY_RELU, self, leaky_slope(negative_slope), 0)
+
+    def max(self, other):
+        """The larger of this Value and other (a Value or a number), as Python's
+        max(a, b) picks it (this one at a tie); the gradient goes to the one picked."""
+        cdef Value b = as_value(other)
+        if b is None:
+            raise TypeError(f"max() needs a Value or a number, not {type(other).__name__}")
+        return binary(CG_MAX, self, b)
+
+    def min(self, other):
+        """The smaller of this Value and other, as Python's min(a, b) picks it."""
+        cdef Value b = as_value(other)
+        if b is None:
+            raise TypeError(f"min() needs a Value or a number, not {type(other).__name__}")
+        return binary(CG_MIN, self, b)
+
+    def clamp(self, low=None, high=None):
+        """This Value limited to [low, high] (either may be None); the gradient is 1
+        inside, boundaries included, and 0 outside, as PyTorch's clamp."""
+        out = self
+        if high is not None:
+            out = out.min(high)
+        if low is not None:
+            out = out.max(low)
+        return out
+
+    # -- comparisons: on the data, as Python compares floats (argmax code); == stays
+    #    identity, as micrograd's (Values are dict keys and set members) --
+
+    def __lt__(self, other):
+        cdef double d
+        if not compared(other, &d):
+            return NotImplemented
+        sync_nodes()
+        return self.node.data < d
+
+    def __le__(self, other):
+        cdef double d
+        if not compared(other, &d):
+            return NotImplemented
+        sync_nodes()
+        return self.node.data <= d
+
+    def __gt__(self, other):
+        cdef double d
+        if not compared(other, &d):
+            return NotImplemented
+        sync_nodes()
+        return self.node.data > d
+
+    def __ge__(self, other):
+        cdef double d
+        if not compared(other, &d):
+            return NotImplemented
+        sync_nodes()
+        return self.node.data >= d
+
+    def __hash__(self):
+        return hash_pointer(<void *>self)
+
     # -- gradients --
 
     def backward(self, create_graph=False):
@@ -917,7 +1052,7 @@ cdef class Value:
         cdef uint8_t op = cg_base_op(&self.node)
         for i in range(self.node.n_kids):
             kid_list.append(owner_of(k[i]))
-        if op == CG_POW:
+        if CG_OP_INFO[op].flags & CG_OPF_HAS_ARG:
             arg = self.node.kids.ext.arg
         elif op == CG_LOCAL:
             arg = tuple([cg_local_grads(&self.node)[i] for i in range(self.node.n_kids)])
@@ -1091,6 +1226,19 @@ cdef tuple OP_SYMBOLS = table_column(True)
 cdef dict OP_CODES = {key: code for code, key in enumerate(OP_KEYS)}
 
 
+def _op_recipes():
+    """{key: (Python forward or None, derivative recipe, has a constant, math in the
+    table)} for every op: ops.def's strings (see its header)."""
+    cdef int i
+    cdef dict table = {}
+    for i in range(<int>CG_N_OPS):
+        info = CG_OP_INFO[i]
+        table[OP_KEYS[i]] = (info.py_forward.decode() if info.py_forward != NULL else None,
+                             info.derivative.decode(), bool(info.flags & CG_OPF_HAS_ARG),
+                             bool(info.flags & CG_OPF_UNARY_MATH))
+    return table
+
+
 def _op_table():
     """{key: (symbol, min kids, max kids or -1, cannot fail)} for every op."""
     cdef int i
@@ -1130,20 +1278,25 @@ def _rebuild(cls, data, grad, op_key, arg, flags, kids):
             track(v)
         v.node.op = op
         v.node.flags |= flags & ~(CG_FLAG_TRACKED | CG_FLAG_KID_ARRAY)
-        if op == CG_POW:
-            v.node.kids.ext.arg = to_double(arg, "a pickled exponent")
+        if CG_OP_INFO[op].flags & CG_OPF_HAS_ARG:
+            v.node.kids.ext.arg = to_double(arg, "a pickled op constant")
     v.node.data = to_double(data, "pickled data")
     v.node.grad = to_double(grad, "a pickled gradient")
     return v
 
 
+# The op codes cgrad 0.1 wrote into pickles, frozen: codes today follow ops.def.
+CODES_0_1 = ("leaf", "+", "*", "**k", "**", "relu", "tanh", "exp", "log", "sigmoid", "sum",
+             "dot", "logsumexp", "opaque", "row", "step", "recip")
+
+
 def _restore(data, grad, label, op, arg, flags, kids, op_text):
     """Rebuild a Value pickled by cgrad 0.1 (ops stored as codes, which were these)."""
-    if type(op) is not int or not (0 <= op < len(OP_KEYS)):
+    if type(op) is not int or not (0 <= op < len(CODES_0_1)):
         raise ValueError(f"corrupt pickled Value: unknown op code {op!r}")
-    v = _rebuild(Value, data, grad, OP_KEYS[op], arg, flags, kids)
+    v = _rebuild(Value, data, grad, CODES_0_1[op], arg, flags, kids)
     v.__setstate__({"label": label} if label else None)
-    if op == CG_OPAQUE and op_text:
+    if CODES_0_1[op] == "opaque" and op_text:
         v.__setstate__({"_op": op_text})
     return v
 
@@ -1239,7 +1392,11 @@ def dot(ws, xs, bias=None):
     return dot_of(ws, values_of(xs, "dot() inputs"), bias)
 
 
-cdef dict ACTIVATION_OPS = {'relu': CG_RELU, 'tanh': CG_TANH, 'sigmoid': CG_SIGMOID}
+# nn's activations: the op, and its constant (leaky_relu's slope)
+cdef dict ACTIVATION_OPS = {'relu': (CG_RELU, 0.0), 'tanh': (CG_TANH, 0.0),
+                            'sigmoid': (CG_SIGMOID, 0.0), 'gelu': (CG_GELU, 0.0),
+                            'gelu_tanh': (CG_GELU_TANH, 0.0), 'silu': (CG_SILU, 0.0),
+                            'softplus': (CG_SOFTPLUS, 0.0), 'leaky_relu': (CG_LEAKY_RELU, 0.01)}
 
 
 cdef class ParameterList(list):
@@ -1410,8 +1567,8 @@ def fused_layer(specs, x):
             raise ValueError(f"a fused neuron is (weights, bias, activation), got {spec!r:.80}")
         weights, b, activation = <tuple>spec
         if activation != 'linear' and activation not in ACTIVATION_OPS:
-            raise ValueError(f"unknown activation {activation!r}: 'relu', 'tanh', "
-                             f"'sigmoid' or 'linear'")
+            raise ValueError(f"unknown activation {activation!r}: one of "
+                             f"{sorted(ACTIVATION_OPS) + ['linear']}")
         if inputs is None:
             inputs = row_node(values_of(x, "a layer's inputs"))
         bias = as_value(b)
@@ -1429,8 +1586,11 @@ cdef int finish_neurons(list dots, list activations, list out) except -1:
     cdef Py_ssize_t i
     for i in range(len(dots)):
         activation = activations[i]
-        out.append(dots[i] if activation == 'linear'
-                   else unary(ACTIVATION_OPS[activation], <Value>dots[i]))
+        if activation == 'linear':
+            out.append(dots[i])
+        else:
+            op, arg = ACTIVATION_OPS[activation]
+            out.append(unary(op, <Value>dots[i], arg, 0))
     del dots[:]
     del activations[:]
     return 0

@@ -21,8 +21,20 @@ import numpy as np
 from cgrad._core import ParameterList, dot, fused_layer
 from cgrad.engine import Value
 
-ACTIVATIONS = ('relu', 'tanh', 'sigmoid', 'linear')
-_NEURON_NAMES = {'relu': 'ReLU', 'tanh': 'Tanh', 'sigmoid': 'Sigmoid', 'linear': 'Linear'}
+ACTIVATIONS = ('relu', 'tanh', 'sigmoid', 'linear', 'gelu', 'gelu_tanh', 'silu', 'softplus',
+               'leaky_relu')
+_NEURON_NAMES = {'relu': 'ReLU', 'tanh': 'Tanh', 'sigmoid': 'Sigmoid', 'linear': 'Linear',
+                 'gelu': 'GELU', 'gelu_tanh': 'GELUTanh', 'silu': 'SiLU',
+                 'softplus': 'Softplus', 'leaky_relu': 'LeakyReLU'}
+
+
+def _activate(act: Value, activation: str) -> Value:
+    """act passed through the named activation ('linear': unchanged)."""
+    if activation == 'linear':
+        return act
+    if activation == 'gelu_tanh':
+        return act.gelu(approximate='tanh')
+    return getattr(act, activation)()
 
 
 class Module:
@@ -185,7 +197,8 @@ _SPEC_FIELDS = ('w', 'b', 'activation', 'fused')
 class Neuron(Module):
     """micrograd's neuron: act(w . x + b), weights drawn uniformly from [-1, 1], bias 0.
 
-    ``activation`` is 'relu' (micrograd's ``nonlin=True``), 'tanh', 'sigmoid' or
+    ``activation`` is 'relu' (micrograd's ``nonlin=True``), 'tanh', 'sigmoid', 'gelu'
+    (exact), 'gelu_tanh' (GPT-2's), 'silu', 'softplus', 'leaky_relu' (slope 0.01) or
     'linear'.  ``fused`` (the default) computes w . x + b as one dot node, with the very
     numbers of micrograd's ``sum(wi*xi ...) + b``; ``fused=False`` builds micrograd's
     per-scalar graph (what its trace_graph notebook draws)."""
@@ -225,11 +238,7 @@ class Neuron(Module):
             act = dot(self.w, x, self.b)
         else:
             act = sum((wi*xi for wi, xi in zip(self.w, x)), self.b)
-        if self.activation == 'relu':
-            return act.relu()
-        if self.activation == 'linear':
-            return act
-        return act.tanh() if self.activation == 'tanh' else act.sigmoid()
+        return _activate(act, self.activation)
 
     def parameters(self) -> list[Value]:
         """The weights, then the bias."""
@@ -332,7 +341,10 @@ class MLP(Module):
         """An equivalent float64 torch.nn.Sequential carrying the same weights."""
         import torch
         modules = []
-        act = {'relu': torch.nn.ReLU, 'tanh': torch.nn.Tanh, 'sigmoid': torch.nn.Sigmoid}
+        act = {'relu': torch.nn.ReLU, 'tanh': torch.nn.Tanh, 'sigmoid': torch.nn.Sigmoid,
+               'gelu': torch.nn.GELU, 'gelu_tanh': lambda: torch.nn.GELU(approximate='tanh'),
+               'silu': torch.nn.SiLU, 'softplus': torch.nn.Softplus,
+               'leaky_relu': torch.nn.LeakyReLU}
         for i, (W, b) in enumerate(self.weights()):
             linear = torch.nn.Linear(W.shape[1], W.shape[0], dtype=torch.float64)
             with torch.no_grad():

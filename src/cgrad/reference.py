@@ -167,3 +167,124 @@ class Value:
 
     def __repr__(self):
         return f"Value(data={self.data}, grad={self.grad})"
+
+
+# ---- ops written once, in the op table (csrc/ops.def) -----------------------------------
+# The reference writes the classic ops above by hand (they are its oracle); the others
+# come from the table's Python forward and derivative recipes, evaluated on floats (or on
+# Values while a gradient is recorded).
+
+_METHODS = {"step": "heaviside", "recip": "reciprocal"}   # op key -> method, where not equal
+
+
+def _op_function(key, float_version):
+    """An op for recipes: the Value method on a Value (while a gradient is recorded), the
+    float version on a float."""
+    name = _METHODS.get(key, key)
+    if key == "gelu_tanh":
+        return lambda x: x.gelu('tanh') if isinstance(x, Value) else float_version(x)
+    return lambda x: getattr(x, name)() if isinstance(x, Value) else float_version(x)
+
+
+def _recipe_names():
+    """The names ops.def's recipes use: math's functions, Python's abs, max, float, and
+    every table op, its float version being its own Python forward."""
+    from cgrad._core import _op_recipes
+    names = {"__builtins__": {}, "abs": abs, "max": max, "float": float,
+             "log1p": math.log1p, "sigmoid": _sigmoid}
+    recipes = _op_recipes()
+    for key, (py_forward, _, _, unary_math) in recipes.items():
+        if not unary_math:
+            continue
+        if hasattr(math, key):
+            float_version = getattr(math, key)
+        elif key in ("abs", "sigmoid"):
+            float_version = {"abs": abs, "sigmoid": _sigmoid}[key]
+        else:
+            code = compile(py_forward, key, "eval")
+            float_version = (lambda c: lambda a, arg=0.0: eval(c, names, {"a": a, "arg": arg}))(code)
+        names[key] = _op_function(key, float_version)
+    return names
+
+
+def _table_method(key, symbol, py_forward, derivative):
+    forward = compile(py_forward, f"<{key}>", "eval")
+    local = compile(derivative, f"<derivative of {key}>", "eval") if derivative else None
+
+    def method(self, arg=0.0):
+        out = Value(eval(forward, _RECIPE_NAMES, {"a": self.data, "arg": arg}), (self,),
+                    symbol)
+
+        def _backward():
+            if local is not None:
+                names = {"a": _v(self), "out": _v(out), "arg": arg}
+                self.grad += eval(local, _RECIPE_NAMES, names) * out.grad
+        out._backward = _backward
+        return out
+    method.__name__ = key
+    return method
+
+
+def _add_table_ops():
+    global _RECIPE_NAMES
+    from cgrad._core import _op_recipes, _op_table
+    _RECIPE_NAMES = _recipe_names()
+    table = _op_table()
+    for key, (py_forward, derivative, has_arg, unary_math) in _op_recipes().items():
+        name = {"gelu_tanh": "_gelu_tanh"}.get(key, key)
+        if unary_math and not hasattr(Value, name):
+            setattr(Value, name, _table_method(key, table[key][0], py_forward, derivative))
+
+
+_add_table_ops()
+
+
+def _gelu(self, approximate='none'):
+    return self._gelu_tanh() if approximate == 'tanh' else Value._gelu_exact(self)
+
+
+Value._gelu_exact = Value.gelu
+Value.gelu = _gelu
+Value.__abs__ = Value.abs
+
+
+def _leaky_relu(self, negative_slope=0.01):
+    return Value._leaky(self, negative_slope)
+
+
+Value._leaky = Value.leaky_relu
+Value.leaky_relu = _leaky_relu
+
+
+def _max(self, other):
+    other = other if isinstance(other, Value) else Value(other)
+    picked_other = other.data > self.data           # Python's max(a, b)
+    out = Value(other.data if picked_other else self.data, (self, other), 'max')
+
+    def _backward():
+        (other if picked_other else self).grad += out.grad
+    out._backward = _backward
+    return out
+
+
+def _min(self, other):
+    other = other if isinstance(other, Value) else Value(other)
+    picked_other = other.data < self.data
+    out = Value(other.data if picked_other else self.data, (self, other), 'min')
+
+    def _backward():
+        (other if picked_other else self).grad += out.grad
+    out._backward = _backward
+    return out
+
+
+def _clamp(self, low=None, high=None):
+    out = self
+    if high is not None:
+        out = out.min(high)
+    if low is not None:
+        out = out.max(low)
+    return out
+
+
+Value.max, Value.min, Value.clamp = _max, _min, _clamp
