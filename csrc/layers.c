@@ -618,12 +618,34 @@ static int all_parts_finite(const int *finite, size_t n)
     return all;
 }
 
+/* How many parts a kernel of `work` multiply-adds is cut into: at most the plan's
+ * threads, and none smaller than CG_WORK_PER_PART.  Handing a part to a sleeping worker
+ * and waiting for it costs ~20-50 us on this kind of VM (measured: threads=2 made small
+ * models 5-20x slower when every kernel was split); 4M multiply-adds (the default of
+ * work_per_part) are ~100-250 us of kernel time.  The bits do not depend on the number
+ * of parts. */
+static size_t work_per_part = (size_t)1 << 22;
+
+size_t cg_set_work_per_part(size_t work)
+{
+    size_t old = work_per_part;
+    work_per_part = work ? work : 1;
+    return old;
+}
+
+static size_t parts_for(const cg_plan *p, size_t work)
+{
+    size_t parts = work / work_per_part;
+    return parts < 1 ? 1 : (parts < p->threads ? parts : p->threads);
+}
+
 static int dot_tiles(const cg_plan *p, const double *const *w, size_t K, const double *bias,
                      const double *const *x, size_t B, size_t m, double *out)
 {
     dot_job job = {w, bias, x, K, B, m, out, p->panels, {0}};
-    cg_run_parts(p->threads, dot_part, &job);
-    return all_parts_finite(job.finite, p->threads);
+    size_t parts = parts_for(p, K * B * m);
+    cg_run_parts(parts, dot_part, &job);
+    return all_parts_finite(job.finite, parts);
 }
 
 static int rank_update(const cg_plan *p, double *const *c, size_t n_r,
@@ -631,8 +653,9 @@ static int rank_update(const cg_plan *p, double *const *c, size_t n_r,
                        size_t ks, size_t m, double *const *saved)
 {
     rank_job job = {c, a, coef, saved, n_r, n_k, rs, ks, m, p->panels, {0}};
-    cg_run_parts(p->threads, rank_part, &job);
-    return all_parts_finite(job.finite, p->threads);
+    size_t parts = parts_for(p, n_r * n_k * m);
+    cg_run_parts(parts, rank_part, &job);
+    return all_parts_finite(job.finite, parts);
 }
 
 cg_status cg_layer_forward(cg_plan *p, const cg_layer *l)

@@ -98,11 +98,29 @@ def test_a_row_read_twice_falls_back_to_steps_and_stays_exact():
 
 
 @pytest.mark.parametrize("bad, error", [(0, ValueError), (65, ValueError), (2.0, TypeError),
-                                        ("2", TypeError), (None, TypeError)])
+                                        ("2", TypeError), (True, TypeError)])
 def test_threads_must_be_a_small_positive_int(bad, error):
     xs = cgrad.inputs(2, 3)
     with pytest.raises(error, match="threads must be"):
         Graph(cgrad.sum(nn.Layer(3, 2)(xs[0])), inputs=xs, threads=bad)
+
+
+def test_threads_default_to_the_cores_and_keep_the_bits():
+    from cgrad._replay import default_threads
+    assert 1 <= default_threads() <= 8
+    random.seed(3)
+    model = nn.MLP(5, [6, 3])
+    X = np.random.RandomState(3).uniform(-1, 1, (16, 5))
+    results = []
+    for threads in (None, 1):
+        xs = cgrad.inputs(16, 5)
+        graph = Graph(cgrad.sum(o for x in xs for o in model(x)), inputs=xs,
+                      threads=threads)
+        for p in model.parameters():
+            p.grad = 0.0
+        results.append((graph.forward(X), graph.backward(), model.get_parameters().tolist(),
+                        [p.grad for p in model.parameters()]))
+    assert results[0] == results[1]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")

@@ -35,6 +35,13 @@ from cgrad._optim cimport ParameterArray
 
 cdef extern from "layer_kernels.h":
     size_t cg_set_kernel_chunk(size_t terms)
+    size_t cg_set_work_per_part(size_t work)
+
+
+def _set_work_per_part(size_t work):
+    """For tests: the fewest multiply-adds a layer kernel's part gets with threads=N
+    (1: every kernel split, as small tests need); returns the previous setting."""
+    return cg_set_work_per_part(work)
 
 
 def _set_kernel_chunk(size_t terms):
@@ -275,6 +282,17 @@ cdef int refuse_python_nodes(cg_node **nodes, size_t n) except -1:
     return retake
 
 
+def default_threads():
+    """The cores this process may run on (at most 8): Graph's default threads.  Only
+    kernels big enough to pay for the hand-off are split (4M multiply-adds a part), so
+    small models run on one thread whatever this is."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8, CG_MAX_THREADS))
+
+
 cdef class Graph:
     """A training step (or any computation) recorded once and replayed in C.
 
@@ -289,7 +307,9 @@ cdef class Graph:
     computing them (as PyTorch does for inputs that do not require grad): a first layer
     then skips its input-gradient pass, a third of its work.  ``threads=N`` splits each
     layer's matrix-matrix kernels over N threads (each output computed by one of them,
-    in the same order: the same bits as one thread); the rest of a step runs on one.
+    in the same order: the same bits as one thread) when a kernel is big enough to pay
+    for it (4M multiply-adds a part); the rest of a step runs on one.  The default
+    (None) is the cores the process may use, at most 8.
     ``inputs`` is one nested list of leaves, or a tuple of them, each filled from a
     numpy array of the same shape on every call.  ``outputs`` (a Value or
     nested lists of them) are read back as an array by :meth:`outputs`.
@@ -318,9 +338,12 @@ cdef class Graph:
     cdef object partners          # the Graphs whose plans touch some of the same nodes
     cdef object __weakref__
 
-    def __init__(self, loss=None, *, inputs=(), outputs=None, input_grads=True, threads=1):
+    def __init__(self, loss=None, *, inputs=(), outputs=None, input_grads=True,
+                 threads=None):
         if self.plan != NULL or self.loss is not None:
             raise RuntimeError("a Graph is built once: make a new Graph instead")
+        if threads is None:
+            threads = default_threads()
         if type(threads) is not int:
             raise TypeError(f"threads must be an int, not {type(threads).__name__}")
         if not 1 <= threads <= CG_MAX_THREADS:
