@@ -255,3 +255,15 @@ int cg_rank_update(double *const *c, size_t n_r, const double *const *a, size_t 
 #endif
     return rank_update_body(c, n_r, a, n_k, coef, rs, ks, m, saved, panel);
 }
+
+const char *cg_kernel_path(int allow_avx2)
+{
+#ifdef CG_AVX2_COPIES
+    if (allow_avx2 >= 0)
+        cg_allow_avx2 = allow_avx2;
+    return cg_has_avx2() ? "AVX2 (4 doubles a vector)" : "portable C (GCC vectors)";
+#else
+    (void)allow_avx2;
+    return "portable C (GCC vectors)";
+#endif
+}

@@ -30,4 +30,8 @@ int cg_rank_update(double *const *c, size_t n_r, const double *const *a, size_t 
  * (default 4M; smaller kernels are not split); returns the previous setting. */
 size_t cg_set_work_per_part(size_t work);
 
+/* The vector path the kernels and Adam run on, after allowing (1) or refusing (0) the
+ * AVX2 copies (-1: unchanged). */
+const char *cg_kernel_path(int allow_avx2);
+
 #endif

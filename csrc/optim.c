@@ -9,6 +9,10 @@
 #include "cgrad.h"
 #include "cpu.h"
 
+#ifdef CG_AVX2_COPIES
+int cg_allow_avx2 = 1;
+#endif
+
 /* A finite parameter with a finite gradient that would not stay finite. */
 static int breaks(double data, double grad, double updated)
 {

@@ -414,3 +414,30 @@ def test_a_graph_is_built_once():
         broken.__init__(inputs=[[Value(1.0) * 2]])   # not a leaf: fails half-way
     with pytest.raises(RuntimeError, match="never built"):
         broken.forward(np.zeros((1, 1)))
+
+
+# ---- every vector path the machine runs, the same bits -------------------------------------
+
+def test_the_portable_and_avx2_paths_give_the_same_bits():
+    from cgrad._replay import _allow_avx2
+    random.seed(11)
+    results = []
+    for allow in (True, False):
+        path = _allow_avx2(allow)
+        try:
+            random.seed(11)
+            model = nn.MLP(20, [24, 5])
+            xs, ys = cgrad.inputs(13, 20), cgrad.inputs(13, 5)
+            loss = losses.softmax_cross_entropy([model(x) for x in xs], ys)
+            graph = Graph(loss, inputs=(xs, ys), threads=2)
+            assert graph.n_layers == 2
+            opt = Adam(model.parameters(), lr=0.01)
+            rng = np.random.RandomState(11)
+            for _ in range(3):
+                X = rng.uniform(-1, 1, (13, 20))
+                Y = np.eye(5)[rng.randint(0, 5, 13)]
+                graph.step(X, Y, optimizer=opt)
+            results.append((path, model.get_parameters().tolist()))
+        finally:
+            _allow_avx2(True)
+    assert results[0][1] == results[1][1], (results[0][0], results[1][0])

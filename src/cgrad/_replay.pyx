@@ -36,6 +36,19 @@ from cgrad._optim cimport ParameterArray
 cdef extern from "layer_kernels.h":
     size_t cg_set_kernel_chunk(size_t terms)
     size_t cg_set_work_per_part(size_t work)
+    const char *cg_kernel_path(int allow_avx2)
+
+
+def kernel_path():
+    """The vector path replay's layer kernels and Adam run on here, e.g. 'AVX2 (4
+    doubles a vector)'.  Every path gives the same bits."""
+    return cg_kernel_path(-1).decode()
+
+
+def _allow_avx2(bint allow):
+    """For tests: run the portable copies on an AVX2 CPU (False), or not; returns the
+    path now in use."""
+    return cg_kernel_path(allow).decode()
 
 
 def _set_work_per_part(size_t work):
