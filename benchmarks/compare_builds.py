@@ -18,7 +18,7 @@ import subprocess
 import sys
 
 MAIN_ROWS = ("import json, sys; from cgrad.cli import benchmarking as b; "
-             "w = [x for x in b.WORKLOADS if x.name == sys.argv[1]][0]; "
+             "w = [x for x in b.WORKLOADS if x.key == sys.argv[1]][0]; "
              "print(json.dumps([b.measure(w, 'cgrad', 'full')['median'] * 1e9]))")
 NAMES = ["build ops (c = a*b + a, kept)", "backward, wide graph", "backward, 900-deep chain"]
 

@@ -13,11 +13,11 @@ def run_workload(benchmark):
             fn, units = workload.prepare(engine, size)
             time_once(fn, engine)   # micrograd's recursive sort may fail only when run
         except Unsupported as why:
-            pytest.skip(f"{engine} cannot run '{workload.name}': {why}")
+            pytest.skip(f"{engine} cannot run '{workload.key}': {why}")
         except RecursionError:
-            pytest.skip(f"{engine} cannot run '{workload.name}': its recursive "
+            pytest.skip(f"{engine} cannot run '{workload.key}': its recursive "
                         f"topological sort passes Python's recursion limit")
-        benchmark.group = workload.name
+        benchmark.group = workload.key
         benchmark.extra_info.update(engine=engine, units=units, unit=workload.unit)
         benchmark.pedantic(time_once, args=(fn, engine), rounds=5, iterations=1,
                            warmup_rounds=1)

@@ -10,6 +10,6 @@ TIMED = [w for w in WORKLOADS if w.kind == "time"]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("workload", TIMED, ids=[w.name for w in TIMED])
+@pytest.mark.parametrize("workload", TIMED, ids=[w.key for w in TIMED])
 def test_engine_workload(run_workload, workload, engine):
     run_workload(workload, engine, workload.sizes["full"])

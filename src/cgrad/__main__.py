@@ -48,8 +48,14 @@ def main(argv=None):
                        help="only Karpathy's microgpt: on its own Value, on cgrad.Value, and "
                             "written the cgrad way, eager and replayed")
     bench.add_argument("--engine", action="append", metavar="NAME",
-                       help="with --scale: run only this engine (repeat for more), e.g. "
-                            "'cgrad replay' alone, with no other engine between its steps")
+                       help="run only this engine (repeat for more), e.g. 'cgrad' or, "
+                            "with --scale, 'cgrad replay'")
+    bench.add_argument("--only", action="append", metavar="WORKLOAD",
+                       help="run only this workload (repeat for more): build, "
+                            "backward-wide, backward-chain, demo-step, wide-step, "
+                            "digits-step, hvp, memory, depth")
+    bench.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
+                       help="compare two runs saved with --json, workload by workload")
 
     args = parser.parse_args(argv)
     if args.command == "demo":

@@ -21,8 +21,8 @@ class Unsupported(Exception):
 
 # ---- engines ------------------------------------------------------------------------------
 
-ENGINES = ["cgrad", "cgrad (replay)", "reference", "micrograd", "micrograd (gc off)", "torch (scalar)",
-           "torch (batched)"]
+ENGINES = ["cgrad", "cgrad (replay)", "reference", "micrograd", "micrograd (gc off)",
+           "torch (scalar)", "torch (batched)", "numpy (by hand)"]
 
 
 def gc_enabled(engine):
@@ -37,6 +37,9 @@ def value_class(engine):
     if engine == "cgrad (replay)":
         raise Unsupported("replay re-runs a recorded training step; "
                           "it applies to the step workloads")
+    if engine == "numpy (by hand)":
+        raise Unsupported("numpy has no autograd: only the training steps are written "
+                          "out by hand")
     if engine == "reference":
         from cgrad.reference import Value
         return Value
@@ -218,6 +221,41 @@ def torch_step(nin, nouts, X, y, classify):
     return step
 
 
+def numpy_step(nin, nouts, X, y, classify):
+    """The same step written out in numpy, forward and backward by hand: what a user
+    writes when they leave autograd behind (ReLU hidden layers, SGD at lr 0.1)."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    sizes = [nin] + list(nouts)
+    Ws = [rng.uniform(-1, 1, (a, b)) for a, b in zip(sizes, sizes[1:])]
+    bs = [np.zeros(b) for b in sizes[1:]]
+    X = np.asarray(X, dtype=float)
+    labels = np.asarray(y)
+    one_hot = np.eye(nouts[-1])[labels] if classify else None
+    n = len(X)
+
+    def step():
+        acts = [X]
+        for i, (W, b) in enumerate(zip(Ws, bs)):
+            z = acts[-1] @ W + b
+            acts.append(np.maximum(z, 0.0) if i < len(Ws) - 1 else z)
+        out = acts[-1]
+        if classify:                      # softmax cross-entropy, mean over the batch
+            e = np.exp(out - out.max(axis=1, keepdims=True))
+            g = (e / e.sum(axis=1, keepdims=True) - one_hot) / n
+        else:                             # micrograd's hinge + 1e-4 * L2
+            margin = 1 - labels * out[:, 0]
+            g = np.where(margin > 0, -labels / n, 0.0)[:, None]
+        for i in range(len(Ws) - 1, -1, -1):
+            gW = acts[i].T @ g + (2e-4 * Ws[i] if not classify else 0.0)
+            gb = g.sum(axis=0) + (2e-4 * bs[i] if not classify else 0.0)
+            if i:
+                g = (g @ Ws[i].T) * (acts[i] > 0)
+            Ws[i] -= 0.1 * gW
+            bs[i] -= 0.1 * gb
+    return step
+
+
 def replayed_step(nin, nouts, X, y, classify):
     """The cgrad step recorded once as a Graph and replayed: graph.step(X, labels)."""
     import numpy as np
@@ -246,6 +284,8 @@ def training_step(nin, nouts, classify):
         X, y = step_data(nin, n_points)
         if engine == "torch (batched)":
             return torch_step(nin, nouts, X, y, classify), 1
+        if engine == "numpy (by hand)":
+            return numpy_step(nin, nouts, X, y, classify), 1
         if engine == "torch (scalar)":
             raise Unsupported("an MLP of 0-d tensors is not how torch is used; "
                               "see torch (batched)")
@@ -312,8 +352,12 @@ def hessian_vector_product(engine, n_points):
             dot = sum((g * v).sum() for g, v in zip(grads, vector))
             return torch.autograd.grad(dot, params)
         return run, 1
+    if engine == "torch (scalar)":
+        raise Unsupported("measured on batched tensors: see torch (batched)")
+    if engine == "numpy (by hand)":
+        raise Unsupported("numpy has no autograd")
     if not engine.startswith("cgrad"):
-        raise Unsupported("no gradients of gradients (a gradient is a float, not a Value)")
+        raise Unsupported("no gradients of gradients: its gradients are floats, not Values")
     import cgrad
     from cgrad import losses, nn
     model = nn.MLP(2, [16, 16, 1], activation="tanh")
@@ -338,26 +382,36 @@ def hessian_vector_product(engine, n_points):
 # ---- the table of workloads ---------------------------------------------------------------
 
 class Workload:
-    def __init__(self, name, prepare, unit, sizes, kind="time"):
-        self.name, self.prepare, self.unit, self.sizes, self.kind = \
-            name, prepare, unit, sizes, kind
+    """One measured task: `key` names it on the command line (--only) and in JSON;
+    `label` (a format string over n, the size) is what the table prints, so that a row
+    says what it ran in that mode."""
+
+    def __init__(self, key, label, prepare, unit, sizes, kind="time"):
+        self.key, self.label_format, self.prepare, self.unit, self.sizes, self.kind = \
+            key, label, prepare, unit, sizes, kind
+
+    def label(self, mode):
+        return self.label_format.format(n=self.sizes[mode])
 
 
 WORKLOADS = [
-    Workload("build ops (c = a*b + a, kept)", build_ops, "op", {"quick": 5000, "full": 50000}),
-    Workload("backward, wide graph", backward_wide, "node", {"quick": 5000, "full": 50000}),
-    Workload("backward, 900-deep chain", backward_chain, "node", {"quick": 0, "full": 0}),
-    Workload("demo step: MLP(2, [16, 16, 1]), 100 moons", training_step(2, [16, 16, 1], False),
-             "step", {"quick": 2, "full": 100}),
-    Workload("step: MLP(2, [64, 64, 1]), 100 moons", training_step(2, [64, 64, 1], False),
-             "step", {"quick": 2, "full": 100}),
-    Workload("step: MLP(64, [128, 10]), batch 32", training_step(64, [128, 10], True),
-             "step", {"quick": 1, "full": 32}),
-    Workload("Hessian-vector product: tanh MLP(2, [16, 16, 1]), 32 points",
+    Workload("build", "build ops: c = a*b + a over {n:,} pairs, kept", build_ops, "op",
+             {"quick": 5000, "full": 50000}),
+    Workload("backward-wide", "backward(): a wide graph of {n:,} terms a*b + a",
+             backward_wide, "node", {"quick": 5000, "full": 50000}),
+    Workload("backward-chain", "backward(): a chain 900 deep", backward_chain, "node",
+             {"quick": 0, "full": 0}),
+    Workload("demo-step", "demo step: MLP(2, [16, 16, 1]) on {n} moons, hinge + L2, SGD",
+             training_step(2, [16, 16, 1], False), "step", {"quick": 2, "full": 100}),
+    Workload("wide-step", "step: MLP(2, [64, 64, 1]) on {n} moons, hinge + L2, SGD",
+             training_step(2, [64, 64, 1], False), "step", {"quick": 2, "full": 100}),
+    Workload("digits-step", "step: MLP(64, [128, 10]), batch {n}, cross-entropy, SGD",
+             training_step(64, [128, 10], True), "step", {"quick": 1, "full": 32}),
+    Workload("hvp", "Hessian-vector product: tanh MLP(2, [16, 16, 1]) over {n} points",
              hessian_vector_product, "hvp", {"quick": 8, "full": 32}),
-    Workload("bytes per node", bytes_per_node, "byte", {"quick": 50000, "full": 100000},
-             kind="memory"),
-    Workload("deepest differentiable chain", deepest_chain, "node",
+    Workload("memory", "bytes per node of a kept graph of {n:,} products",
+             bytes_per_node, "byte", {"quick": 50000, "full": 100000}, kind="memory"),
+    Workload("depth", "deepest differentiable chain (tried to {n:,})", deepest_chain, "node",
              {"quick": 20000, "full": 1000000}, kind="depth"),
 ]
 
@@ -385,10 +439,14 @@ def measure(workload, engine, mode="full", repeats=7, budget=10.0):
     Raises Unsupported."""
     size = workload.sizes[mode]
     if workload.kind == "memory":
+        if engine in ("cgrad (replay)", "numpy (by hand)"):
+            value_class(engine)
         return {"median": workload.prepare(engine, size), "spread": 0.0, "repeats": 1}
     if workload.kind == "depth":
         if engine == "torch (batched)":
             raise Unsupported("a scalar chain has nothing to batch")
+        if engine in ("cgrad (replay)", "numpy (by hand)"):
+            value_class(engine)       # raises: why this engine has no such workload
         return {"median": workload.prepare(engine, size), "spread": 0.0, "repeats": 1}
     fn, units = workload.prepare(engine, size)
     try:

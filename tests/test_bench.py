@@ -1,0 +1,85 @@
+"""`python -m cgrad bench` reads right: each row names the work it ran, each engine that
+did not run says why, and two saved runs compare with the noise taken into account."""
+import copy
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from cgrad.cli import report
+from cgrad.cli.benchmarking import ENGINES, WORKLOADS
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "run.json"
+    subprocess.run([sys.executable, "-m", "cgrad", "bench", "--quick", "--json", str(path),
+                    "--only", "build", "--only", "demo-step", "--only", "hvp",
+                    "--only", "memory"],
+                   check=True, capture_output=True, text=True)
+    return json.loads(path.read_text())
+
+
+def test_every_row_names_the_work_it_ran(quick_run):
+    assert quick_run["schema"] == report.SCHEMA and quick_run["mode"] == "quick"
+    assert set(quick_run["results"]) == {"build", "demo-step", "hvp", "memory"}
+    by_key = {w.key: w for w in WORKLOADS}
+    for key, w in quick_run["results"].items():
+        size = by_key[key].sizes["quick"]
+        assert w["size"] == size
+        numbers = [int(n.replace(",", "")) for n in re.findall(r"\d[\d,]*", w["label"])]
+        assert size in numbers, (key, w["label"])          # the size it ran, not full's
+    assert "2 moons" in quick_run["results"]["demo-step"]["label"]
+    assert "8 points" in quick_run["results"]["hvp"]["label"]
+
+
+def test_every_engine_ran_or_says_why(quick_run):
+    for w in quick_run["results"].values():
+        assert set(w["engines"]) == set(ENGINES)
+        for engine, r in w["engines"].items():
+            assert ("median" in r and r["median"] > 0) or (r.get("not_run") or "").strip(), \
+                (engine, r)
+    hvp = quick_run["results"]["hvp"]["engines"]
+    assert "floats" in hvp["micrograd"]["not_run"]
+    assert "batched" in hvp["torch (scalar)"]["not_run"]
+
+
+def test_the_header_names_the_machine_and_the_peers(quick_run):
+    m = quick_run["machine"]
+    assert m["cpu"] and m["python"] and m["kernel_path"]
+    assert set(m["versions"]) == set(report.PEERS)
+    text = report.header(m, "quick")
+    assert m["cpu"] in text and m["kernel_path"] in text and "numpy" in text
+
+
+def test_compare_flags_only_differences_beyond_the_noise(quick_run):
+    same = report.compare(quick_run, copy.deepcopy(quick_run))
+    assert same and all(row[5] == "within noise" for row in same)
+    slower = copy.deepcopy(quick_run)
+    r = slower["results"]["demo-step"]["engines"]["cgrad"]
+    r["median"] *= 2
+    rows = report.compare(quick_run, slower)
+    flagged = [(label, engine) for label, engine, *_, verdict, _ in rows
+               if verdict != "within noise"]
+    assert flagged == [(quick_run["results"]["demo-step"]["label"], "cgrad")]
+    assert "**slower**" in report.compare_table(quick_run, slower, ("A", "B"))
+
+
+def test_compare_from_the_command_line(quick_run, tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(quick_run))
+    faster = copy.deepcopy(quick_run)
+    faster["results"]["build"]["engines"]["cgrad"]["median"] /= 3
+    b.write_text(json.dumps(faster))
+    out = subprocess.run([sys.executable, "-m", "cgrad", "bench", "--compare", str(a), str(b)],
+                         check=True, capture_output=True, text=True).stdout
+    assert "**faster**" in out and out.count("**") == 2
+
+
+def test_unknown_names_are_refused():
+    with pytest.raises(SystemExit, match="unknown workload"):
+        report.run("quick", only=["nope"])
+    with pytest.raises(SystemExit, match="unknown engine"):
+        report.run("quick", engines=["nope"])
