@@ -3,8 +3,8 @@
  * gradients; input gradients are the same kernel with the roles swapped), best of 10,
  * thread CPU time.
  *
- *   gcc -O3 -ffp-contract=off -Icsrc benchmarks/kernel_gflops.c csrc/layer_kernels.c \
- *       -o /tmp/kernel_gflops && /tmp/kernel_gflops
+ *   gcc -O3 -ffp-contract=off -Icsrc benchmarks/kernel_gflops.c csrc/layer_kernels.c csrc/optim.c \
+ *       -lm -o /tmp/kernel_gflops && /tmp/kernel_gflops
  */
 #include <stdio.h>
 #include <stdlib.h>

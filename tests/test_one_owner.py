@@ -289,3 +289,67 @@ def test_a_fork_while_another_thread_runs_a_graph_does_not_hang_the_child():
     holder.join()
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_independent_graphs_train_in_two_threads_as_they_do_serially():
+    """Graphs that share no node run side by side; each trains exactly as alone."""
+    def train(model, graph, seed, steps=30):
+        opt = Adam(model.parameters(), lr=0.01)
+        rng = np.random.RandomState(seed)
+        for _ in range(steps):
+            graph.step(*batch(rng, 16, 8, 3), optimizer=opt)
+
+    serial, parallel = [], []
+    for seed in (0, 1):
+        model, _ = model_pair((8, [32, 3]), seed)
+        train(model, recorded(model, 16, 8, 3), seed)
+        serial.append(numbers(model))
+    models = [model_pair((8, [32, 3]), seed)[0] for seed in (0, 1)]
+    graphs = [recorded(m, 16, 8, 3) for m in models]
+    threads = [threading.Thread(target=train, args=(m, g, seed))
+               for seed, (m, g) in enumerate(zip(models, graphs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    parallel = [numbers(m) for m in models]
+    assert parallel == serial
+
+
+def test_graphs_sharing_parameters_in_two_threads_keep_every_update():
+    """Two Graphs over one model, stepped from two threads: they wait for each other,
+    and the parameters are those of the same steps run one after another in the order
+    they ran (logged by the optimizer's step, which runs inside the Graph's step)."""
+    model, twin = model_pair((8, [64, 3]), 4)
+    g1, g2 = recorded(model, 32, 8, 3), recorded(model, 32, 8, 3)
+    rng = np.random.RandomState(4)
+    batches = [batch(rng, 32, 8, 3) for _ in range(20)]
+    order = []
+
+    class Logged:               # not cgrad's SGD: the update runs on the nodes
+        def __init__(self):
+            self.opt = SGD(model.parameters(), lr=0.05)
+            self.current = None
+
+        def zero_grad(self):
+            self.opt.zero_grad()
+
+        def step(self):
+            order.append(self.current)
+            self.opt.step()
+
+    def run(graph, indices):
+        opt = Logged()
+        for i in indices:
+            opt.current = i
+            graph.step(*batches[i], optimizer=opt)
+    t1 = threading.Thread(target=run, args=(g1, range(0, 20, 2)))
+    t2 = threading.Thread(target=run, args=(g2, range(1, 20, 2)))
+    t1.start(); t2.start(); t1.join(); t2.join()
+    assert sorted(order) == list(range(20))
+    opt = SGD(twin.parameters(), lr=0.05)
+    for i in order:
+        opt.zero_grad()
+        loss_of(twin, *batches[i]).backward()
+        opt.step()
+    assert numbers(model) == numbers(twin)

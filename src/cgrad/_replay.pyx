@@ -66,12 +66,32 @@ def _set_kernel_chunk(size_t terms):
 # Graphs whose plans hold numbers their nodes do not show yet (see Graph's docstring).
 cdef set STALE_NODES = set()
 
-# Held while a Graph runs, and while plans' numbers are written into nodes: runs are one
-# at a time in the process (two Graphs sharing parameters would otherwise each add to
-# its own copy of their grads, and one would be lost), and no node is ever written from
-# a plan that is half-way through a run.  Re-entrant: a run flushes the others.  Waiting
-# for it releases the GIL.
-RUN_LOCK = threading.RLock()
+# Held while a Graph prepares a run and while plans' numbers are written into nodes; a
+# Condition, waited on until the graphs a thread needs are not running elsewhere.  A
+# run gives it up for its C work (GIL released too), so Graphs that share no node run
+# side by side in threads; a Graph that shares nodes with a running one waits, as does
+# anything that reads or writes a node while a graph holding it runs (two Graphs
+# sharing parameters would otherwise each add to their own copy of the grads, and one
+# would be lost; a node is never written from a plan half-way through a run).
+# Re-entrant.  Waiting releases the GIL.
+RUN_LOCK = threading.Condition(threading.RLock())
+
+
+cdef inline bint busy_elsewhere(Graph graph):
+    """Whether another thread is running this graph's C work right now."""
+    return graph.running and graph.runner != threading.get_ident()
+
+
+cdef int wait_until_free(list graphs) except -1:
+    """With RUN_LOCK held: wait until none of these graphs runs in another thread."""
+    cdef Graph graph
+    while True:
+        for graph in graphs:
+            if busy_elsewhere(graph):
+                break
+        else:
+            return 0
+        RUN_LOCK.wait()
 
 
 # Every built Graph, to find which share nodes with a new one.
@@ -93,9 +113,12 @@ cdef int flush_graphs(Graph keep, bint only_partners) except -1:
     cdef Graph graph
     cdef list graphs = []
     with RUN_LOCK:
-        for graph in STALE_NODES:
-            if graph is not keep and (not only_partners or graph in keep.partners):
-                graphs.append(graph)
+        while True:
+            graphs = [graph for graph in STALE_NODES
+                      if graph is not keep and (not only_partners or graph in keep.partners)]
+            if not any(busy_elsewhere(graph) for graph in graphs):
+                break
+            RUN_LOCK.wait()   # a graph holding newer numbers is running: they are not done
         for graph in graphs:
             STALE_NODES.discard(graph)
             cg_plan_sync(graph.plan)
@@ -118,7 +141,7 @@ def _after_fork_in_child():
     numbers they last received) and refuse to run."""
     global RUN_LOCK
     cdef Graph graph
-    RUN_LOCK = threading.RLock()
+    RUN_LOCK = threading.Condition(threading.RLock())
     for graph in list(LIVE_GRAPHS):
         if graph.running:
             graph.running = False
@@ -339,6 +362,7 @@ cdef class Graph:
     cdef readonly tuple input_shapes
     cdef object output_shape
     cdef bint running
+    cdef object runner            # the thread running it (threading.get_ident())
     cdef bint broken              # was running in another thread when the process forked
     cdef uint32_t *input_slots    # where each input leaf sits in the plan
     cdef uint32_t *output_slots   # where each output sits in the plan (-1: not in it)
@@ -565,6 +589,7 @@ cdef class Graph:
         cdef double *grad
         cdef Py_ssize_t i
         with RUN_LOCK:          # no other thread's run between the sync and the read
+            wait_until_free([self])
             flush(self)         # a graph sharing nodes may hold newer numbers
             if self.output_nodes.size:
                 cg_gather(self.output_nodes.nodes, self.output_nodes.size, &view[0])
@@ -641,9 +666,8 @@ cdef class Graph:
             raise RuntimeError("this Graph was running in another thread when the "
                                "process forked: its numbers are incomplete here.  Build "
                                "it again in this process")
-        if self.running:
-            raise RuntimeError("this Graph is already running (in another thread)")
-        flush(self)                 # every other graph's numbers reach the nodes
+        wait_until_free([self] + list(self.partners))   # not running elsewhere, nor
+        flush(self)                 # its partners, whose numbers reach the nodes
         if self.ahead:
             return 0                # nothing wrote to a node since this plan last ran
         if not self.loaded or self.loaded_epoch != node_epoch():
@@ -711,6 +735,8 @@ cdef class Graph:
         cdef cg_node *failed = NULL
         cdef bint in_backward = False
         self.running = True
+        self.runner = threading.get_ident()
+        saved = RUN_LOCK._release_save()   # graphs sharing no node run meanwhile
         try:
             with nogil:
                 if forward:
@@ -718,10 +744,12 @@ cdef class Graph:
                 if status == CG_OK and backward:
                     in_backward = True
                     status = cg_plan_backward(self.plan, &failed)
-            if backward and self.loss is not None and (<Value>self.loss).node.n_kids == 0:
-                (<Value>self.loss).node.grad = 1.0  # the loss is a leaf
         finally:
+            RUN_LOCK._acquire_restore(saved)
             self.running = False
+            RUN_LOCK.notify_all()
+        if backward and self.loss is not None and (<Value>self.loss).node.n_kids == 0:
+            (<Value>self.loss).node.grad = 1.0  # the loss is a leaf
         if status != CG_OK:
             sync_nodes()   # the error message reads the failed node's numbers
             raise_status(status, failed, in_backward)
