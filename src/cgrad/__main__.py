@@ -47,6 +47,9 @@ def main(argv=None):
     bench.add_argument("--microgpt", action="store_true",
                        help="only Karpathy's microgpt: on its own Value, on cgrad.Value, and "
                             "written the cgrad way, eager and replayed")
+    bench.add_argument("--parallel", action="store_true",
+                       help="two independent training loops: one after the other, then "
+                            "in two threads")
     bench.add_argument("--engine", action="append", metavar="NAME",
                        help="run only this engine (repeat for more), e.g. 'cgrad' or, "
                             "with --scale, 'cgrad replay'")
@@ -76,6 +79,10 @@ def main(argv=None):
     if args.command == "bench" and args.layout:
         from cgrad.cli import layout
         return layout.main(quick=args.quick, json_path=args.json)
+    if args.command == "bench" and args.parallel:
+        from cgrad.cli import parallel_bench
+        print(parallel_bench.table(parallel_bench.measure("quick" if args.quick else "full")))
+        return 0
     if args.command == "bench" and args.scale:
         from cgrad.cli import scale
         return scale.main(quick=args.quick, json_path=args.json, engines=args.engine)
