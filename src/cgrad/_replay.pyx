@@ -329,6 +329,15 @@ def default_threads():
     return max(1, min(cores, 8, CG_MAX_THREADS))
 
 
+cdef struct Update:
+    int kind                # 1: SGD (h1 momentum, h2 weight decay); 2: Adam (betas, eps,
+    double lr, h1, h2, h3, h4   # weight decay)
+    long step
+    double *state
+    size_t n
+    uint32_t *slots
+
+
 cdef class Graph:
     """A training step (or any computation) recorded once and replayed in C.
 
@@ -553,31 +562,25 @@ cdef class Graph:
         hyper = optimizer.hyperparameters()  # checked before anything changes
         self.begin()
         self.load(batch)
-        cdef double *val
-        cdef double *grad
-        cdef Py_ssize_t i
         cdef ParameterArray params = self.optimizer_params
-        cg_plan_arrays(self.plan, &val, &grad)
-        for i in range(params.size):
-            grad[self.optimizer_slots[i]] = 0.0
-        self.run(True, True)
+        cdef Update update
+        update.kind = 1 if type(optimizer) is SGD else 2
+        update.lr, update.h1, update.h2 = hyper[0], hyper[1], hyper[2]
+        if update.kind == 2:
+            update.h3, update.h4 = hyper[3], hyper[4]
+            update.step = optimizer.steps + 1
+        update.state = params.state
+        update.n = params.size
+        update.slots = self.optimizer_slots
+        cdef long broken = self.run(True, True, &update)
         loss = self.loss_value()
-        cdef long broken
-        if type(optimizer) is SGD:
-            broken = cg_sgd_step_slots(val, grad, self.optimizer_slots, params.size,
-                                       hyper[0], hyper[1], hyper[2], params.state)
-        else:
-            broken = cg_adam_step_slots(val, grad, self.optimizer_slots, params.size,
-                                        hyper[0], hyper[1], hyper[2], hyper[3], hyper[4],
-                                        optimizer.steps + 1, params.state,
-                                        params.state + params.size)
-            if broken < 0:
-                optimizer.steps += 1   # a refused step does not count
         if broken >= 0:
             raise OverflowError(
                 f"{type(optimizer).__name__} step refused: parameter {broken} "
                 f"({params.values[broken]!r}) would become inf or nan (lr={hyper[0]!r}); "
                 f"nothing was updated.  Lower the learning rate or momentum.")
+        if update.kind == 2:
+            optimizer.steps += 1   # only once the update went through
         return loss
 
     def outputs(self):
@@ -730,20 +733,42 @@ cdef class Graph:
             nodes_changed()
         return 0
 
-    cdef int run(self, bint forward, bint backward) except -1:
+    cdef long run(self, bint forward, bint backward, Update *update=NULL) except -2:
+        """The plan's C work, with RUN_LOCK given up and the GIL released: forward,
+        backward, and with `update` the optimizer's step over the plan's parameters
+        (their grads zeroed first).  Returns -1, or the parameter a refused update would
+        have made inf or NaN (nothing was updated)."""
         cdef cg_status status = CG_OK
         cdef cg_node *failed = NULL
         cdef bint in_backward = False
+        cdef long broken = -1
+        cdef double *val
+        cdef double *grad
+        cdef size_t i
         self.running = True
         self.runner = threading.get_ident()
         saved = RUN_LOCK._release_save()   # graphs sharing no node run meanwhile
         try:
             with nogil:
+                cg_plan_arrays(self.plan, &val, &grad)
+                if update != NULL:
+                    for i in range(update.n):
+                        grad[update.slots[i]] = 0.0
                 if forward:
                     status = cg_plan_forward(self.plan, &failed)
                 if status == CG_OK and backward:
                     in_backward = True
                     status = cg_plan_backward(self.plan, &failed)
+                if status == CG_OK and update != NULL:
+                    if update.kind == 1:
+                        broken = cg_sgd_step_slots(val, grad, update.slots, update.n,
+                                                   update.lr, update.h1, update.h2,
+                                                   update.state)
+                    else:
+                        broken = cg_adam_step_slots(val, grad, update.slots, update.n,
+                                                    update.lr, update.h1, update.h2,
+                                                    update.h3, update.h4, update.step,
+                                                    update.state, update.state + update.n)
         finally:
             RUN_LOCK._acquire_restore(saved)
             self.running = False
@@ -753,4 +778,4 @@ cdef class Graph:
         if status != CG_OK:
             sync_nodes()   # the error message reads the failed node's numbers
             raise_status(status, failed, in_backward)
-        return 0
+        return broken
