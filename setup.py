@@ -17,9 +17,10 @@ if os.environ.get("CGRAD_SANITIZE") == "1":
              "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-pthread"]
     LINK = ["-fsanitize=address,undefined", "-pthread"]
     MACROS = [("CYTHON_USE_FREELISTS", "0"), ("CGRAD_NO_SLABS", "1")]
-HEADERS = ["csrc/cgrad.h", "csrc/ops.h", "csrc/ops.def", "src/cgrad/_op_codes.pxi", "csrc/slab.h", "csrc/plan.h", "csrc/layer_kernels.h",
+HEADERS = ["csrc/cgrad.h", "csrc/op_table.h", "csrc/op_math.h", "csrc/node_ops.h",
+           "csrc/containers.h", "csrc/ops.def", "src/cgrad/_op_codes.pxi", "csrc/slab.h", "csrc/plan.h", "csrc/layer_kernels.h",
            "csrc/cpu.h", "csrc/threads.h",
-           "src/cgrad/_core.pxd"]
+           "src/cgrad/_core.pxd", "src/cgrad/_capi.pxd"]
 
 
 def write_op_codes():
@@ -47,7 +48,7 @@ def extension(name, *sources):
 
 
 extensions = [
-    extension("_core", "csrc/graph.c", "csrc/slab.c"),
+    extension("_core", "csrc/graph.c", "csrc/row_dots.c", "csrc/containers.c", "csrc/slab.c"),
     extension("_replay", "csrc/replay.c", "csrc/layers.c", "csrc/layer_kernels.c",
               "csrc/threads.c", "csrc/optim.c"),
     extension("_optim", "csrc/optim.c"),

@@ -5,56 +5,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The ops: one row each in ops.def, the one place an op is defined (its names, how
- * many kids it takes, its flags, and for a one-input op its math).  Codes are internal:
- * pickles store the key. */
-typedef enum {
-#define CG_OP(NAME, key, symbol, min_kids, max_kids, flags, derivative) CG_##NAME,
-#define CG_UNARY(NAME, key, symbol, flags, domain, forward, backward, py_forward, derivative) \
-    CG_##NAME,
-#include "ops.def"
-    CG_N_OPS
-} cg_op;
-
-enum {
-    CG_OPF_CANNOT_FAIL = 1,  /* finite in, finite value and contributions out */
-    CG_OPF_NO_MATH = 2,      /* nothing to compute or differentiate (leaf, row, opaque) */
-    CG_OPF_GIVEN_DATA = 4,   /* data given when built, never computed (local) */
-    CG_OPF_HAS_ARG = 8,      /* the node's `arg` word holds the op's constant */
-    CG_OPF_UNARY_MATH = 16   /* a CG_UNARY row: its math is in ops.def */
-};
-
-typedef struct {
-    const char *key;         /* stable name: what pickles store */
-    const char *symbol;      /* what Value._op shows */
-    int min_kids, max_kids;  /* max -1: any number */
-    unsigned flags;          /* CG_OPF_* */
-    const char *py_forward;  /* the value in Python (NULL: written by hand) */
-    const char *derivative;  /* the derivative as a recipe over ops ("": none) */
-} cg_op_info;
-
-static const cg_op_info CG_OP_INFO[CG_N_OPS] = {
-#define CG_OP(NAME, key, symbol, min_kids, max_kids, flags, derivative) \
-    [CG_##NAME] = {key, symbol, min_kids, max_kids, flags, NULL, derivative},
-#define CG_UNARY(NAME, key, symbol, flags, domain, forward, backward, py_forward, derivative) \
-    [CG_##NAME] = {key, symbol, 1, 1, (flags) | CG_OPF_UNARY_MATH, py_forward, derivative},
-#include "ops.def"
-};
+#include "op_table.h"
+#include "containers.h"
 
 /* Set in a node's op byte when Python code (a `_backward` the user assigned, the way
  * micrograd's own ops are written) replaces the op's chain rule.  The sweep's inline
  * `+`/`*` test then fails for such a node, and cg_backward_other hands it to
  * cg_python_backward; forward math and names use cg_base_op. */
 #define CG_OP_PYTHON_BACKWARD 0x80
-
-typedef enum {
-    CG_OK = 0,
-    CG_ERR_OVERFLOW,   /* a finite input gave an infinite or NaN result */
-    CG_ERR_ZERODIV,    /* zero to a negative power */
-    CG_ERR_DOMAIN,     /* log of a non-positive number, fractional power of a negative */
-    CG_ERR_NOMEM,
-    CG_ERR_PYTHON      /* a Python `_backward` raised: its exception is set */
-} cg_status;
 
 enum {
     CG_FLAG_INT_EXPONENT = 1, /* CG_POW: the exponent was given as an integer */
@@ -171,24 +129,6 @@ static inline cg_dot_parts cg_dot_of(cg_node *n)
     return d;
 }
 
-/* A growable array of pointers. */
-typedef struct {
-    void **items;
-    size_t len;
-    size_t cap;
-} cg_vec;
-
-int cg_vec_grow(cg_vec *v);  /* double the capacity: 0, or -1 out of memory */
-void cg_vec_free(cg_vec *v);
-
-static inline int cg_vec_push(cg_vec *v, void *item)  /* 0, or -1 out of memory */
-{
-    if (v->len == v->cap && cg_vec_grow(v) < 0)
-        return -1;
-    v->items[v->len++] = item;
-    return 0;
-}
-
 /* Every interior (non-leaf) node reachable from any of the roots, kids before parents,
  * each once.  The first *n_first are those roots[0] depends on, in the order backward()
  * from roots[0] sweeps them.  0 or -1 (out of memory). */
@@ -200,9 +140,7 @@ int cg_interior_order(cg_node **roots, size_t n_roots, cg_vec *order, size_t *n_
  * the status of the first that fails, and its index in *failed. */
 cg_status cg_eval_row_dots(cg_node **dots, size_t n, size_t *failed);
 
-/* Whether a pointer appears twice among items[0..n): 1, 0, or -1 out of memory (a
- * hash set: Python's set of 235,000 ids took 50 ms). */
-int cg_has_repeats(void *const *items, size_t n);
+
 
 /* Zero the grads of interior nodes in order, set root's grad to 1 and apply the
  * chain rule from root down.  On error *failed is the node that failed. */

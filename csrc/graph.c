@@ -1,25 +1,8 @@
-/* Whole-graph work from a root: topological order and backward(). */
+/* Whole-graph work from a root: topological order and backward(); and the graph state
+ * the eager ops read (the data epoch, the Python-backward hook). */
 #include <stdlib.h>
 #include "cgrad.h"
-#include "ops.h"
-
-int cg_vec_grow(cg_vec *v)
-{
-    size_t cap = v->cap ? 2 * v->cap : 64;
-    void **items = realloc(v->items, cap * sizeof *items);
-    if (!items)
-        return -1;
-    v->items = items;
-    v->cap = cap;
-    return 0;
-}
-
-void cg_vec_free(cg_vec *v)
-{
-    free(v->items);
-    v->items = NULL;
-    v->len = v->cap = 0;
-}
+#include "node_ops.h"
 
 uint32_t cg_data_epoch = 0;
 
@@ -196,68 +179,4 @@ cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed)
         return CG_ERR_NOMEM;
     root->grad = 1.0;
     return sweep((cg_node **)order->items, order->len, failed);
-}
-
-cg_status cg_eval_row_dots(cg_node **dots, size_t n, size_t *failed)
-{
-    enum { SIDE = CG_SIDE_BY_SIDE };
-    for (size_t d0 = 0; d0 < n; d0 += SIDE) {
-        size_t count = n - d0 < SIDE ? n - d0 : SIDE;
-        double spare_w[SIDE][2], spare_x[2], s[SIDE];
-        const double *w[SIDE];
-        cg_node *x_row = cg_kids(dots[d0])[1];
-        uint32_t m = x_row->n_kids;
-        int together = 1;
-        for (size_t d = 0; d < count; d++)
-            together &= cg_kids(dots[d0 + d])[1] == x_row;
-        if (!together) {  /* not one input row: one at a time */
-            for (size_t d = 0; d < count; d++) {
-                cg_status st = cg_eval_row_dot(dots[d0 + d]);
-                if (st != CG_OK) {
-                    *failed = d0 + d;
-                    return st;
-                }
-            }
-            continue;
-        }
-        const double *x = cg_row_values(x_row, spare_x);
-        for (size_t d = 0; d < SIDE; d++) {  /* spare lanes redo the first dot */
-            cg_node *dot = dots[d0 + (d < count ? d : 0)];
-            w[d] = cg_row_values(cg_kids(dot)[0], spare_w[d]);
-            s[d] = (dot->flags & CG_FLAG_HAS_BIAS) ? w[d][m] : 0.0;
-        }
-        cg_dot_values_side_by_side(w, x, m, s);
-        for (size_t d = 0; d < count; d++) {
-            dots[d0 + d]->data = s[d];
-            if (!isfinite(s[d])) {  /* overflow, or non-finite inputs: as one at a time */
-                cg_status st = cg_eval_row_dot(dots[d0 + d]);
-                if (st != CG_OK) {
-                    *failed = d0 + d;
-                    return st;
-                }
-            }
-        }
-    }
-    return CG_OK;
-}
-
-int cg_has_repeats(void *const *items, size_t n)
-{
-    size_t size = 16;
-    while (size < 2 * n)
-        size *= 2;
-    uintptr_t *table = calloc(size, sizeof *table);  /* 0: empty (no item is NULL) */
-    if (!table)
-        return -1;
-    int repeat = 0;
-    for (size_t i = 0; i < n && !repeat; i++) {
-        uintptr_t key = (uintptr_t)items[i];
-        size_t at = (size_t)((key >> 4) * 0x9E3779B97F4A7C15ull) & (size - 1);
-        while (table[at] && table[at] != key)
-            at = (at + 1) & (size - 1);
-        repeat = table[at] == key;
-        table[at] = key;
-    }
-    free(table);
-    return repeat;
 }

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "layer_kernels.h"
-#include "ops.h"
+#include "op_math.h"
 #include "plan.h"
 #include "threads.h"
 

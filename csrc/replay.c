@@ -4,12 +4,12 @@
  * every interior node a step naming its kids by slot.  Slots are handed out so that a
  * neuron's weights, and the inputs a dot product reads, sit next to each other: such a
  * "dense" dot reads two runs of doubles instead of chasing 2n pointers.  The math is
- * ops.h's; the order of every sum and of every gradient contribution is that of the
+ * op_math.h's; the order of every sum and of every gradient contribution is that of the
  * node-by-node sweep, so replay is bit for bit the same as rebuilding the graph. */
 #include <stdlib.h>
 #include <string.h>
 #include "cgrad.h"
-#include "ops.h"
+#include "node_ops.h"
 #include "plan.h"
 
 /* While planning, a node's mark holds its slot + 1 (0: none yet).  Marks go back to 0

@@ -57,20 +57,34 @@ def test_the_header_names_the_machine_and_the_peers(quick_run):
 def test_compare_flags_only_differences_beyond_the_noise(quick_run):
     same = report.compare(quick_run, copy.deepcopy(quick_run))
     assert same and all(row[5] == "within noise" for row in same)
-    slower = copy.deepcopy(quick_run)
-    r = slower["results"]["demo-step"]["engines"]["cgrad"]
-    r["median"] *= 2
-    rows = report.compare(quick_run, slower)
+    base = copy.deepcopy(quick_run)
+    for w in base["results"].values():        # the rule, not this run's noise, is tested
+        for r in w["engines"].values():
+            if "median" in r:
+                r["spread"] = 0.05
+    slower = copy.deepcopy(base)
+    slower["results"]["demo-step"]["engines"]["cgrad"]["median"] *= 2
+    rows = report.compare(base, slower)
     flagged = [(label, engine) for label, engine, *_, verdict, _ in rows
                if verdict != "within noise"]
-    assert flagged == [(quick_run["results"]["demo-step"]["label"], "cgrad")]
-    assert "**slower**" in report.compare_table(quick_run, slower, ("A", "B"))
+    assert flagged == [(base["results"]["demo-step"]["label"], "cgrad")]
+    assert "**slower**" in report.compare_table(base, slower, ("A", "B"))
+    noisy = copy.deepcopy(slower)          # runs this noisy cannot show a 2x change
+    for run in (base, noisy):
+        run["results"]["demo-step"]["engines"]["cgrad"]["spread"] = 0.6
+    assert all(row[5] == "within noise" for row in report.compare(base, noisy)
+               if row[1] == "cgrad" and "demo step" in row[0])
 
 
 def test_compare_from_the_command_line(quick_run, tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
-    a.write_text(json.dumps(quick_run))
-    faster = copy.deepcopy(quick_run)
+    base = copy.deepcopy(quick_run)
+    for w in base["results"].values():
+        for r in w["engines"].values():
+            if "median" in r:
+                r["spread"] = 0.05
+    a.write_text(json.dumps(base))
+    faster = copy.deepcopy(base)
     faster["results"]["build"]["engines"]["cgrad"]["median"] /= 3
     b.write_text(json.dumps(faster))
     out = subprocess.run([sys.executable, "-m", "cgrad", "bench", "--compare", str(a), str(b)],

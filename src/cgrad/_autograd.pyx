@@ -12,14 +12,9 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from libc.math cimport isinf
 
-from cgrad._core cimport (
-    Value, cg_node, cg_vec, cg_dot_parts, cg_dot_of, cg_kids, cg_base_op, CG_OP_INFO,
-    CG_OPF_NO_MATH, CG_OP_PYTHON_BACKWARD, CG_FLAG_INT_EXPONENT,
-    CG_ADD, CG_MUL, CG_SUM, CG_DOT, CG_LOGSUMEXP, CG_POW, CG_POWV, CG_RELU, CG_TANH, CG_EXP,
-    CG_LOG, CG_SIGMOID, CG_RECIP, CG_STEP, CG_LOCAL, CG_OPF_UNARY_MATH, CG_N_OPS,
-    cg_local_grads,
-    leaf, unary, binary, owner_of, has_python_backward, interior_order, free_order,
-    sync_nodes)
+from cgrad._capi cimport *
+from cgrad._core cimport (Value, leaf, unary, binary, owner_of, has_python_backward,
+                          interior_order, free_order, sync_nodes)
 
 
 cdef class GradientSums:
@@ -81,7 +76,7 @@ cdef Value negated(Value v):
 
 cdef int record_chain_rule(Value node, Value g, GradientSums sums) except -1:
     """Add node's contributions to its kids' gradients, each d(node)/d(kid) * g built
-    from cgrad's ops with exactly the arithmetic of the C backward (ops.h): from the op
+    from cgrad's ops with exactly the arithmetic of the C backward (op_math.h): from the op
     table's derivative recipe (ops.def) where it has one, else by the cases below."""
     cdef cg_node *n = &node.node
     cdef cg_node **k = cg_kids(n)

@@ -16,6 +16,7 @@ Values live in slabs (``csrc/slab.c``) so that a graph built in a loop is laid o
 creation order whatever was freed before.
 """
 cimport cython
+from cgrad._capi cimport *
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.long cimport PyLong_AsDouble
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
@@ -26,7 +27,7 @@ from libc.math cimport isfinite
 
 import numbers
 
-cdef extern from "ops.h":
+cdef extern from "op_math.h":
     double cg_reciprocal(double d) nogil
     double cg_logsumexp_partial(double v, double out) nogil
     cg_status cg_backward_scalar(uint8_t op, double arg, double a, double b, double out,

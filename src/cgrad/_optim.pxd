@@ -1,4 +1,4 @@
-from cgrad._core cimport cg_node
+from cgrad._capi cimport cg_node
 
 
 cdef class ParameterArray:

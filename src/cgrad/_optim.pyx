@@ -3,8 +3,8 @@
 from libc.stdlib cimport calloc, free
 
 from cgrad._core import _drop_grad_values
-from cgrad._core cimport (Value, cg_node, cg_sgd_step, cg_adam_step, cg_zero_grads,
-                          has_repeats, CG_LEAF, sync_nodes, nodes_changed)
+from cgrad._capi cimport *
+from cgrad._core cimport Value, has_repeats, sync_nodes, nodes_changed
 
 
 cdef class ParameterArray:

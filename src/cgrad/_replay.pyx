@@ -20,16 +20,10 @@ from cgrad.optim import SGD, Adam
 
 from libc.stdint cimport uint32_t
 
-from cgrad._core cimport (Value, cg_node, cg_vec, cg_status, CG_OK, CG_LEAF,
-                          cg_gather, cg_plan, cg_plan_new, cg_plan_free,
-                          cg_plan_slots, cg_plan_layer_count, cg_plan_forward,
-                          cg_plans_share_nodes, cg_plan_set_threads, CG_MAX_THREADS,
-                          cg_plan_backward, cg_plan_reload, cg_plan_sync, cg_plan_find_slots,
-                          cg_plan_arrays, cg_plan_load, cg_plan_root_value, cg_plan_skip_grads,
-                          cg_sgd_step_slots, cg_adam_step_slots,
-                          CG_OP_PYTHON_BACKWARD, CG_LOCAL, interior_order, free_order,
-                          has_repeats, has_python_backward, cg_base_op, owner_of, raise_status, sync_nodes, nodes_changed,
-                          replay_pending, replay_settled, node_epoch)
+from cgrad._capi cimport *
+from cgrad._core cimport (Value, interior_order, free_order, has_repeats,
+                          has_python_backward, owner_of, raise_status, sync_nodes,
+                          nodes_changed, replay_pending, replay_settled, node_epoch)
 from cgrad._core import _set_flush
 from cgrad._optim cimport ParameterArray
 
