@@ -22,7 +22,7 @@ class Unsupported(Exception):
 # ---- engines ------------------------------------------------------------------------------
 
 ENGINES = ["cgrad", "cgrad (replay)", "reference", "micrograd", "micrograd (gc off)",
-           "torch (scalar)", "torch (batched)", "numpy (by hand)"]
+           "torch (scalar)", "torch (batched)", "jax (jit)", "numpy (by hand)"]
 
 
 def gc_enabled(engine):
@@ -40,6 +40,8 @@ def value_class(engine):
     if engine == "numpy (by hand)":
         raise Unsupported("numpy has no autograd: only the training steps are written "
                           "out by hand")
+    if engine == "jax (jit)":
+        raise Unsupported("measured on the training steps (jit-compiled arrays)")
     if engine == "reference":
         from cgrad.reference import Value
         return Value
@@ -221,6 +223,46 @@ def torch_step(nin, nouts, X, y, classify):
     return step
 
 
+def jax_step(nin, nouts, X, y, classify):
+    """The same step in JAX, float64, jit-compiled once (the first call compiles: the
+    timing loop's warm-up takes it), all the cores JAX uses."""
+    try:
+        import jax
+    except ImportError:
+        raise Unsupported('jax is not installed (pip install "jax[cpu]")')
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    import numpy as np
+    rng = np.random.default_rng(0)
+    sizes = [nin] + list(nouts)
+    params = [(jnp.asarray(rng.uniform(-1, 1, (a, b))), jnp.zeros(b))
+              for a, b in zip(sizes, sizes[1:])]
+    Xj = jnp.asarray(np.asarray(X, dtype=float))
+    yj = jnp.asarray(np.asarray(y), dtype=jnp.int32 if classify else jnp.float64)
+
+    def loss_fn(params):
+        h = Xj
+        for i, (W, b) in enumerate(params):
+            h = h @ W + b
+            if i < len(params) - 1:
+                h = jax.nn.relu(h)
+        if classify:
+            return -jnp.take_along_axis(jax.nn.log_softmax(h), yj[:, None], 1).mean()
+        l2 = sum((W * W).sum() + (b * b).sum() for W, b in params)
+        return jax.nn.relu(1 - yj * h[:, 0]).mean() + 1e-4 * l2
+
+    @jax.jit
+    def update(params):
+        grads = jax.grad(loss_fn)(params)
+        return jax.tree_util.tree_map(lambda p, g: p - 0.1 * g, params, grads)
+    state = [params]
+
+    def step():
+        state[0] = update(state[0])
+        jax.block_until_ready(state[0])
+    return step
+
+
 def numpy_step(nin, nouts, X, y, classify):
     """The same step written out in numpy, forward and backward by hand: what a user
     writes when they leave autograd behind (ReLU hidden layers, SGD at lr 0.1)."""
@@ -286,6 +328,8 @@ def training_step(nin, nouts, classify):
             return torch_step(nin, nouts, X, y, classify), 1
         if engine == "numpy (by hand)":
             return numpy_step(nin, nouts, X, y, classify), 1
+        if engine == "jax (jit)":
+            return jax_step(nin, nouts, X, y, classify), 1
         if engine == "torch (scalar)":
             raise Unsupported("an MLP of 0-d tensors is not how torch is used; "
                               "see torch (batched)")
@@ -356,6 +400,8 @@ def hessian_vector_product(engine, n_points):
         raise Unsupported("measured on batched tensors: see torch (batched)")
     if engine == "numpy (by hand)":
         raise Unsupported("numpy has no autograd")
+    if engine == "jax (jit)":
+        raise Unsupported("not written for JAX here (bench --scale times JAX's training steps)")
     if not engine.startswith("cgrad"):
         raise Unsupported("no gradients of gradients: its gradients are floats, not Values")
     import cgrad
@@ -439,13 +485,13 @@ def measure(workload, engine, mode="full", repeats=7, budget=10.0):
     Raises Unsupported."""
     size = workload.sizes[mode]
     if workload.kind == "memory":
-        if engine in ("cgrad (replay)", "numpy (by hand)"):
+        if engine in ("cgrad (replay)", "numpy (by hand)", "jax (jit)"):
             value_class(engine)
         return {"median": workload.prepare(engine, size), "spread": 0.0, "repeats": 1}
     if workload.kind == "depth":
         if engine == "torch (batched)":
             raise Unsupported("a scalar chain has nothing to batch")
-        if engine in ("cgrad (replay)", "numpy (by hand)"):
+        if engine in ("cgrad (replay)", "numpy (by hand)", "jax (jit)"):
             value_class(engine)       # raises: why this engine has no such workload
         return {"median": workload.prepare(engine, size), "spread": 0.0, "repeats": 1}
     fn, units = workload.prepare(engine, size)
