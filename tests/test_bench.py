@@ -97,3 +97,11 @@ def test_unknown_names_are_refused():
         report.run("quick", only=["nope"])
     with pytest.raises(SystemExit, match="unknown engine"):
         report.run("quick", engines=["nope"])
+
+
+def test_the_parallel_bench_runs_two_loops_both_ways():
+    from cgrad.cli import parallel_bench
+    r = parallel_bench.measure("quick", rounds=1)
+    assert r["serial_s"] > 0 and r["threads_s"] > 0 and r["speedup"] > 0
+    assert "MLP(64, [128, 10]) b32" in r["workload"]
+    assert r["workload"] in parallel_bench.table(r)

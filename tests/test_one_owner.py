@@ -41,6 +41,15 @@ def batch(rng, n, nin, classes):
     return rng.uniform(-1, 1, (n, nin)), np.eye(classes)[rng.randint(0, classes, n)]
 
 
+def eager_step(model, opt, X, Y):
+    """What Graph.step does, rebuilt: zero_grad, the loss, backward, the update."""
+    opt.zero_grad()
+    loss = loss_of(model, X, Y)
+    loss.backward()
+    opt.step()
+    return loss.data
+
+
 def numbers(model):
     return [(p.data, p.grad) for p in model.parameters()]
 
@@ -68,11 +77,7 @@ class World:
     def step1(self, X, Y):
         if self.replay:
             return self.g1.step(X, Y, optimizer=self.sgd)
-        self.sgd.zero_grad()
-        loss = loss_of(self.model, X, Y)
-        loss.backward()
-        self.sgd.step()
-        return loss.data
+        return eager_step(self.model, self.sgd, X, Y)
 
     def forward_backward2(self, X, Y):
         if self.replay:
@@ -86,11 +91,7 @@ class World:
     def step3(self, X, Y):
         if self.replay:
             return self.g3.step(X, Y, optimizer=self.adam)
-        self.adam.zero_grad()
-        loss = loss_of(self.other, X, Y)
-        loss.backward()
-        self.adam.step()
-        return loss.data
+        return eager_step(self.other, self.adam, X, Y)
 
     def shared_and_stray(self, a, b):
         if self.replay:
@@ -226,10 +227,7 @@ def test_an_interrupt_while_waiting_for_a_run_does_not_lose_its_numbers():
     model, twin = model_pair((3, [4, 2]), 1)
     graph = recorded(model, 2, 3, 2)
     X, Y = batch(np.random.RandomState(1), 2, 3, 2)
-    opt = SGD(twin.parameters(), lr=0.1)
-    opt.zero_grad()
-    loss_of(twin, X, Y).backward()
-    opt.step()
+    eager_step(twin, SGD(twin.parameters(), lr=0.1), X, Y)
     graph.step(X, Y, optimizer=SGD(model.parameters(), lr=0.1))   # the plan is ahead
 
     from cgrad import _replay
@@ -349,7 +347,5 @@ def test_graphs_sharing_parameters_in_two_threads_keep_every_update():
     assert sorted(order) == list(range(20))
     opt = SGD(twin.parameters(), lr=0.05)
     for i in order:
-        opt.zero_grad()
-        loss_of(twin, *batches[i]).backward()
-        opt.step()
+        eager_step(twin, opt, *batches[i])
     assert numbers(model) == numbers(twin)

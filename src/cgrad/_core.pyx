@@ -1495,14 +1495,13 @@ cdef Value weight_row(object weights, Value bias, Py_ssize_t n_inputs):
     inputs than it has weights is an error, never a read past the row."""
     cdef ParameterList cached = weights if type(weights) is ParameterList else None
     cdef Value row
-    if cached is not None and cached.row is not None and cached.row_bias is bias:
-        row = cached.row
-        if row.node.n_kids - 1 == <uint32_t>n_inputs and cg_base_op(&row.node) == CG_ROW \
-                and row.node.n_kids == <uint32_t>len(cached) + 1:
-            return row
-        if row.node.n_kids == <uint32_t>len(cached) + 1:
-            raise ValueError(f"this neuron takes {len(cached)} inputs, got {n_inputs}")
-        cached.forget_row()
+    # the remembered row, if the list still has its length (list.append(w, v) called
+    # on the base class bypasses the forgetting) and the width fits; else built anew,
+    # which raises for a width that does not fit
+    if cached is not None and cached.row is not None and cached.row_bias is bias \
+            and cached.row.node.n_kids == <uint32_t>len(cached) + 1 \
+            and cached.row.node.n_kids == <uint32_t>n_inputs + 1:
+        return cached.row
     cdef list items = values_of(weights, "a neuron's weights")
     if len(items) != n_inputs:
         raise ValueError(f"this neuron takes {len(items)} inputs, got {n_inputs}")

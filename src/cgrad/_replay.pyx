@@ -9,6 +9,7 @@ holds a reference to every node the plan touches, so nothing can be freed under 
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
+import math
 import os
 import threading
 import weakref
@@ -183,13 +184,6 @@ cdef list rows_of(list items, Py_ssize_t groups, Py_ssize_t n):
     for g in range(groups):
         rows.append(items[g * n:(g + 1) * n])
     return rows
-
-
-cdef range values_in(tuple shape):
-    cdef Py_ssize_t n = 1
-    for d in shape:
-        n *= <Py_ssize_t>d
-    return range(n)
 
 
 MAX_DIMS = 64   # numpy's limit: data for deeper inputs could not be given
@@ -446,7 +440,7 @@ cdef class Graph:
                 stray.append(flat[k])
         cdef size_t start = 0, size, j
         for i, shape in enumerate(self.input_shapes):   # a whole input nothing reads
-            size = len(values_in(shape))
+            size = math.prod(shape)
             for j in range(start, start + size):
                 if self.input_slots[j] != <uint32_t>-1 or flat[j] is loss \
                         or self.output_slots_hold(flat[j]):
