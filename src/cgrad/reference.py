@@ -178,21 +178,17 @@ _METHODS = {"step": "heaviside", "recip": "reciprocal"}   # op key -> method, wh
 
 
 def _op_function(key, float_version):
-    """An op for recipes: the Value method on a Value (while a gradient is recorded), the
-    float version on a float."""
+    """An op for recipes: the Value's method on a Value (while a gradient is recorded),
+    the float version on a float."""
     name = _METHODS.get(key, key)
-    if key == "gelu_tanh":
-        return lambda x: x.gelu('tanh') if isinstance(x, Value) else float_version(x)
     return lambda x: getattr(x, name)() if isinstance(x, Value) else float_version(x)
 
 
-def _recipe_names():
+def _recipe_names(recipes):
     """The names ops.def's recipes use: math's functions, Python's abs, max, float, and
     every table op, its float version being its own Python forward."""
-    from cgrad._core import _op_recipes
     names = {"__builtins__": {}, "abs": abs, "max": max, "float": float,
              "log1p": math.log1p, "sigmoid": _sigmoid}
-    recipes = _op_recipes()
     for key, (py_forward, _, _, unary_math) in recipes.items():
         if not unary_math:
             continue
@@ -225,35 +221,32 @@ def _table_method(key, symbol, py_forward, derivative):
     return method
 
 
-def _add_table_ops():
-    global _RECIPE_NAMES
+def _table_ops():
+    """{key: method} for every op whose math is in the table, and the recipes' names."""
     from cgrad._core import _op_recipes, _op_table
-    _RECIPE_NAMES = _recipe_names()
-    table = _op_table()
-    for key, (py_forward, derivative, has_arg, unary_math) in _op_recipes().items():
-        name = {"gelu_tanh": "_gelu_tanh"}.get(key, key)
-        if unary_math and not hasattr(Value, name):
-            setattr(Value, name, _table_method(key, table[key][0], py_forward, derivative))
+    recipes, table = _op_recipes(), _op_table()
+    ops = {key: _table_method(key, table[key][0], py_forward, derivative)
+           for key, (py_forward, derivative, _, unary_math) in recipes.items() if unary_math}
+    return ops, _recipe_names(recipes)
 
 
-_add_table_ops()
-
-
-def _gelu(self, approximate='none'):
-    return self._gelu_tanh() if approximate == 'tanh' else Value._gelu_exact(self)
-
-
-Value._gelu_exact = Value.gelu
-Value.gelu = _gelu
+_TABLE_OPS, _RECIPE_NAMES = _table_ops()
+for _key, _method in _TABLE_OPS.items():   # a method for each op not written by hand above
+    if _key not in ("gelu", "gelu_tanh", "leaky_relu") and _key not in _METHODS \
+            and not hasattr(Value, _key):
+        setattr(Value, _key, _method)
 Value.__abs__ = Value.abs
 
 
+def _gelu(self, approximate='none'):
+    return _TABLE_OPS["gelu_tanh" if approximate == 'tanh' else "gelu"](self)
+
+
 def _leaky_relu(self, negative_slope=0.01):
-    return Value._leaky(self, negative_slope)
+    return _TABLE_OPS["leaky_relu"](self, negative_slope)
 
 
-Value._leaky = Value.leaky_relu
-Value.leaky_relu = _leaky_relu
+Value.gelu, Value.leaky_relu = _gelu, _leaky_relu
 
 
 def _max(self, other):
