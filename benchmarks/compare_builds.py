@@ -20,7 +20,7 @@ import sys
 MAIN_ROWS = ("import json, sys; from cgrad.cli import benchmarking as b; "
              "w = [x for x in b.WORKLOADS if x.key == sys.argv[1]][0]; "
              "print(json.dumps([b.measure(w, 'cgrad', 'full')['median'] * 1e9]))")
-NAMES = ["build ops (c = a*b + a, kept)", "backward, wide graph", "backward, 900-deep chain"]
+KEYS = ["build", "backward-wide", "backward-chain", "demo-step"]  # `bench --only` keys
 
 CYCLE = r"""
 import json, sys, time
@@ -60,10 +60,10 @@ def main(old, new, rounds=3):
     trees = {"before": old, "after": new}
     print("| workload | before (ns) | after (ns) | after / before |")
     print("|---|---|---|---|")
-    for name in NAMES:
-        m = interleaved(MAIN_ROWS, name, trees, rounds)
+    for key in KEYS:
+        m = interleaved(MAIN_ROWS, key, trees, rounds)
         before, after = m["before"][0], m["after"][0]
-        print(f"| {name} | {before:.1f} | {after:.1f} | {after / before:.2f}x |", flush=True)
+        print(f"| {key} | {before:.1f} | {after:.1f} | {after / before:.2f}x |", flush=True)
     print("\n| graph | free, before | free, after | cycle, before | cycle, after |")
     print("|---|---|---|---|---|")
     for shape in SHAPES:

@@ -95,6 +95,19 @@ static inline int cg_accumulate(cg_node *kid, double d)
     return cg_bad_contribution(kid, d);
 }
 
+/* cg_kid_access over lists of nodes */
+static inline double node_value(void *ctx, const void *list, uint32_t i)
+{
+    (void)ctx;
+    return ((cg_node *const *)list)[i]->data;
+}
+
+static inline int node_add(void *ctx, const void *list, uint32_t i, double d)
+{
+    (void)ctx;
+    return cg_accumulate(((cg_node *const *)list)[i], d);
+}
+
 #if defined(__GNUC__)
 #define CG_NOINLINE __attribute__((noinline))
 #else
@@ -137,28 +150,14 @@ static CG_NOINLINE cg_status cg_backward_other(cg_node *n)
     case CG_ROW:
         return CG_OK;
     case CG_SUM:
-        for (uint32_t i = 0; i < n->n_kids; i++)
-            bad |= cg_accumulate(k[i], g);
-        break;
     case CG_LOGSUMEXP:
-        for (uint32_t i = 0; i < n->n_kids; i++)
-            bad |= cg_accumulate(k[i], cg_logsumexp_partial(k[i]->data, n->data) * g);
-        break;
-    case CG_LOCAL: {   /* microgpt's child.grad += local_grad * v.grad */
-        const double *local = cg_local_grads(n);
-        for (uint32_t i = 0; i < n->n_kids; i++)
-            bad |= cg_accumulate(k[i], local[i] * g);
-        break;
-    }
+    case CG_LOCAL:
     case CG_DOT: {
-        cg_dot_parts d = cg_dot_of(n);
-        for (uint32_t i = 0; i < d.m; i++) {
-            double wi = d.w[i]->data, xi = d.x[i]->data;
-            bad |= cg_accumulate(d.w[i], xi * g);
-            bad |= cg_accumulate(d.x[i], wi * g);
-        }
-        if (d.bias)
-            bad |= cg_accumulate(d.bias, g);
+        cg_dot_parts d = n->op == CG_DOT ? cg_dot_of(n) : (cg_dot_parts){NULL, NULL, NULL, 0};
+        cg_nary_kids kids = {k, d.w, d.x, d.bias ? &d.bias : NULL, n->n_kids, d.m};
+        const double *local = n->op == CG_LOCAL ? cg_local_grads(n) : NULL;
+        bad = cg_nary_backward(n->op, &kids, n->data, g, local,
+                               (cg_kid_access){NULL, node_value, node_add});
         break;
     }
     default: {

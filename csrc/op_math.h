@@ -255,4 +255,64 @@ static inline double cg_logsumexp_partial(double v, double out)
     return v == out ? 1.0 : exp(v - out);  /* softmax(v)_i; 1 for an infinite max */
 }
 
+/* ---- the n-ary chain rule, written once for nodes and for slots ------------------------ */
+
+#if defined(__GNUC__)
+#define CG_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define CG_ALWAYS_INLINE static inline
+#endif
+
+/* Where an n-ary op's kids live, as its chain rule sees them: kid i of a list, its value
+ * and adding d to its gradient (nonzero when d is a non-finite contribution that
+ * matters).  The eager path's lists hold nodes (node_ops.h), replay's hold a plan's
+ * slots (replay.c); inlined into each caller, the calls compile to plain loads and adds. */
+typedef struct {
+    void *ctx;
+    double (*value)(void *ctx, const void *list, uint32_t i);
+    int (*add)(void *ctx, const void *list, uint32_t i, double d);
+} cg_kid_access;
+
+/* An n-ary op's kids: `all` (n of them) for sum, logsumexp and local; for a dot, lists
+ * of its m weights and m inputs, and a list holding its bias (NULL: none). */
+typedef struct {
+    const void *all, *w, *x, *bias;
+    uint32_t n, m;
+} cg_nary_kids;
+
+/* Add g * d(out)/d(kid) to every kid's gradient, kid by kid in micrograd's order (a
+ * dot's weight and input of each term together, then its bias); `local` holds a local
+ * op's derivatives.  Nonzero when some contribution that matters was not finite. */
+CG_ALWAYS_INLINE int cg_nary_backward(uint8_t op, const cg_nary_kids *k, double out, double g,
+                                      const double *local, cg_kid_access a)
+{
+    int bad = 0;
+    switch (op) {
+    case CG_SUM:
+        for (uint32_t i = 0; i < k->n; i++)
+            bad |= a.add(a.ctx, k->all, i, g);
+        break;
+    case CG_LOGSUMEXP:
+        for (uint32_t i = 0; i < k->n; i++)
+            bad |= a.add(a.ctx, k->all, i, cg_logsumexp_partial(a.value(a.ctx, k->all, i), out) * g);
+        break;
+    case CG_LOCAL:   /* microgpt's child.grad += local_grad * v.grad */
+        for (uint32_t i = 0; i < k->n; i++)
+            bad |= a.add(a.ctx, k->all, i, local[i] * g);
+        break;
+    case CG_DOT:
+        for (uint32_t i = 0; i < k->m; i++) {
+            double wi = a.value(a.ctx, k->w, i), xi = a.value(a.ctx, k->x, i);
+            bad |= a.add(a.ctx, k->w, i, xi * g);
+            bad |= a.add(a.ctx, k->x, i, wi * g);
+        }
+        if (k->bias)
+            bad |= a.add(a.ctx, k->bias, 0, g);
+        break;
+    default:
+        break;
+    }
+    return bad;
+}
+
 #endif

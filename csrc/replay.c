@@ -608,49 +608,39 @@ static CG_NOINLINE int step_data_finite(const cg_plan *p, const cg_step *s)
     return 1;
 }
 
+/* cg_kid_access over lists of a plan's slots */
+static inline double slot_value(void *ctx, const void *list, uint32_t i)
+{
+    return ((cg_plan *)ctx)->val[((const uint32_t *)list)[i]];
+}
+
+static inline int slot_add(void *ctx, const void *list, uint32_t i, double d)
+{
+    cg_plan *p = ctx;
+    uint32_t slot = ((const uint32_t *)list)[i];
+    p->grad[slot] += d;
+    return cg_bad_contribution(p->slot_node[slot], d);
+}
+
 static cg_status backward_step(cg_plan *p, const cg_step *s)
 {
     double *val = p->val, *grad = p->grad, g = grad[s->out], da, db;
     const uint32_t *k = p->kid_slots + s->kids;
     int has_bias = (s->flags & CG_FLAG_HAS_BIAS) != 0, bad = 0;
     uint32_t m = dot_length(s);
-    switch (s->op) {
-    case CG_LEAF:
-    case CG_OPAQUE:
-    case CG_ROW:
+    if (CG_OP_INFO[s->op].flags & CG_OPF_NO_MATH)
         return CG_OK;
-    case CG_SUM:
-        for (uint32_t i = 0; i < s->n_kids; i++)
-            grad[k[i]] += g;
-        bad = !isfinite(g);
-        break;
-    case CG_LOGSUMEXP:
-        for (uint32_t i = 0; i < s->n_kids; i++) {
-            double d = cg_logsumexp_partial(val[k[i]], val[s->out]) * g;
-            grad[k[i]] += d;
-            bad |= !isfinite(d);
-        }
-        break;
-    case CG_DOT:
-        if (s->dense) {
-            double nan_if_bad = add_scaled(grad + s->w, val + s->x, m, g)
-                              + add_scaled(grad + s->x, val + s->w, m, g);
-            bad = nan_if_bad != 0.0;
-            if (has_bias)
-                grad[s->bias] += g;
-        } else {
-            for (uint32_t i = 0; i < m; i++) {
-                double wi = val[k[i]], xi = val[k[m + i]];
-                grad[k[i]] += xi * g;
-                grad[k[m + i]] += wi * g;
-                bad |= !isfinite(xi * g) | !isfinite(wi * g);
-            }
-            if (has_bias)
-                grad[k[2 * m]] += g;
-        }
-        bad |= !isfinite(g);
-        break;
-    default: {
+    if (s->op == CG_DOT && s->dense) {   /* two runs of slots: a vector loop each */
+        double nan_if_bad = add_scaled(grad + s->w, val + s->x, m, g)
+                          + add_scaled(grad + s->x, val + s->w, m, g);
+        bad = nan_if_bad != 0.0;
+        if (has_bias)
+            grad[s->bias] += g;
+    } else if (cg_is_nary(s->op)) {
+        cg_nary_kids kids = {k, k, k + m, has_bias ? k + 2 * m : NULL, s->n_kids, m};
+        bad = cg_nary_backward(s->op, &kids, val[s->out], g, NULL,
+                               (cg_kid_access){p, slot_value, slot_add});
+    } else {
         int binary = cg_is_binary(s->op);
         cg_status st = cg_backward_scalar(s->op, s->arg, val[k[0]], binary ? val[k[1]] : 0.0,
                                           val[s->out], g, &da, &db);
@@ -662,7 +652,6 @@ static cg_status backward_step(cg_plan *p, const cg_step *s)
             grad[k[1]] += db;
             bad |= cg_bad_contribution(p->slot_node[k[1]], db);
         }
-    }
     }
     return (bad && isfinite(g) && step_data_finite(p, s)) ? CG_ERR_OVERFLOW : CG_OK;
 }
