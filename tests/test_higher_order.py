@@ -3,7 +3,6 @@
 Oracles: PyTorch float64 (torch.autograd.grad with create_graph=True) when installed,
 finite differences of the first derivative, hand-derived values, and backward() itself
 (the recorded gradients must carry the very numbers backward() computes)."""
-import math
 import random
 
 import numpy as np
@@ -11,20 +10,17 @@ import pytest
 
 import cgrad
 from cgrad import Value, grad, hessian, hvp, nn, reference
+from op_rows import ROWS, arity
 
 try:
     import torch
 except ImportError:
     torch = None
 
-# f(x) for every op, written once for cgrad Values and once for torch tensors
-UNARY = {
-    "relu": (lambda v: v.relu() * v, lambda t: torch.relu(t) * t),
-    "tanh": (lambda v: v.tanh(), lambda t: torch.tanh(t)),
-    "exp": (lambda v: v.exp(), lambda t: torch.exp(t)),
-    "log": (lambda v: v.log(), lambda t: torch.log(t)),
-    "sigmoid": (lambda v: v.sigmoid(), lambda t: torch.sigmoid(t)),
-    "pow3": (lambda v: v ** 3, lambda t: t ** 3),
+# f(x) for every one-input op of the table (tests/op_rows.py), and compositions that
+# exercise the recorder: (on cgrad Values, on torch tensors)
+COMPOSITES = {
+    "relu-times-x": (lambda v: v.relu() * v, lambda t: torch.relu(t) * t),
     "pow-1.5": (lambda v: v ** -1.5, lambda t: t ** -1.5),
     "div": (lambda v: 1 / v, lambda t: 1 / t),
     "powv": (lambda v: v ** v, lambda t: t ** t),
@@ -35,8 +31,11 @@ UNARY = {
             lambda t: t * t.tanh() + t * t * 2 + 0.5),
     "logsumexp": (lambda v: cgrad.logsumexp([v, v * v, -v]),
                   lambda t: torch.logsumexp(torch.stack([t, t * t, -t]), 0)),
-    "reciprocal": (lambda v: v.reciprocal() * v.exp(), lambda t: 1 / t * t.exp()),
+    "max-min": (lambda v: v.max(v * v) + v.min(2.0 - v), lambda t: torch.maximum(t, t * t)
+                + torch.minimum(t, 2.0 - t)),
 }
+UNARY = {**{key: (row.apply, row.torch) for key, row in ROWS.items() if arity(key) == 1},
+         **COMPOSITES}
 POINTS = [0.3, 0.8, 1.7]
 
 

@@ -6,7 +6,6 @@ import copy
 import gc
 import io
 import json
-import lzma
 import math
 import pickle
 import random

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import cgrad
 from cgrad import reference
+from op_rows import NARY, ROWS, arity
 
 micrograd_engine = pytest.importorskip("micrograd.engine")
 
@@ -26,19 +27,19 @@ UNARY = {
     'neg': lambda a: -a, 'relu': lambda a: a.relu(), 'sq': lambda a: a ** 2,
     'cube': lambda a: a ** 3, 'inv': lambda a: a ** -1,
 }
-EXTENDED_UNARY = {
-    'tanh': lambda a: a.tanh(), 'exp': lambda a: a.exp(), 'log': lambda a: a.log(),
-    'sigmoid': lambda a: a.sigmoid(), 'sqrt': lambda a: a ** 0.5,
-    'rpow': lambda a: 2 ** a,
-}
-EXTENDED_BINARY = {'powv': lambda a, b: a ** b}
+# against the reference: every one- and two-input op of the table (tests/op_rows.py; the
+# n-ary ops the reference spells with Python's, other bits), and spellings of ** and **-1
+EXTENDED_UNARY = {**{key: row.apply for key, row in ROWS.items() if arity(key) == 1},
+                  'sqrt': lambda a: a ** 0.5, 'rpow': lambda a: 2 ** a}
+EXTENDED_BINARY = {key: row.apply for key, row in ROWS.items()
+                   if arity(key) == 2 and key not in NARY}
 
 number = st.floats(-3, 3, allow_nan=False).map(lambda x: round(x, 3))
 
 
 def programs(extended):
-    binary = dict(BINARY, **(EXTENDED_BINARY if extended else {}))
-    unary = dict(UNARY, **(EXTENDED_UNARY if extended else {}))
+    binary = {**BINARY, **(EXTENDED_BINARY if extended else {})}
+    unary = {**UNARY, **(EXTENDED_UNARY if extended else {})}
     step = st.one_of(
         st.tuples(st.sampled_from(sorted(binary)), st.integers(0, 99), st.integers(0, 99)),
         st.tuples(st.sampled_from(sorted(WITH_CONSTANT)), st.integers(0, 99), number),
@@ -60,7 +61,7 @@ def run(Value, program):
     leaves_data, steps = program
     leaves = [Value(x) for x in leaves_data]
     nodes = list(leaves)
-    table = dict(BINARY, **WITH_CONSTANT, **UNARY, **EXTENDED_UNARY, **EXTENDED_BINARY)
+    table = {**BINARY, **WITH_CONSTANT, **UNARY, **EXTENDED_UNARY, **EXTENDED_BINARY}
     try:
         for op, i, arg in steps:
             a = nodes[i % len(nodes)]

@@ -31,6 +31,20 @@ def test_readme_replay_example_is_examples_digits_and_reaches_95_percent():
     assert float(out.getvalue().split()[-1].rstrip("%")) >= 95.0
 
 
+@contextlib.contextmanager
+def classes_restored():
+    """A block may add methods to Value (as the README shows): take them away after."""
+    from cgrad import engine, nn
+    classes = [engine.Value] + [c for c in vars(nn).values() if isinstance(c, type)]
+    before = [dict(vars(c)) for c in classes]
+    try:
+        yield
+    finally:
+        for c, attributes in zip(classes, before):
+            for name in set(vars(c)) - set(attributes):
+                delattr(c, name)
+
+
 def python_blocks():
     return re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
 
@@ -41,7 +55,7 @@ def test_every_readme_python_block_runs_as_pasted(index):
     if "load_digits" in block:
         pytest.importorskip("sklearn")
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    with contextlib.redirect_stdout(out), classes_restored():
         exec(compile(block, f"README.md block {index}", "exec"), {})
     prints = re.findall(r"^print\(.*\)(?:\s+# (.*))?$", block, re.M)
     if prints and all(prints):       # every print says what it prints: hold it to that

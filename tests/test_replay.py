@@ -11,6 +11,7 @@ import cgrad
 from cgrad import Graph, Value, losses, nn
 from cgrad.cli import steps as demo
 from cgrad.optim import SGD, Adam
+from op_rows import NARY, ROWS, arity
 
 
 def twin_models(*args, **kwargs):
@@ -304,13 +305,14 @@ def test_graphs_recorded_in_threads_over_one_model_agree():
 
 from hypothesis import assume, given, settings, strategies as st  # noqa: E402
 
+# every one- and two-input op of the table (tests/op_rows.py), and the n-ary ops in the
+# layouts replay packs differently (runs of slots, fresh constants, a shared bias)
 OPS = {
-    'add': lambda n, i, j: n[i] + n[j], 'mul': lambda n, i, j: n[i] * n[j],
-    'sub': lambda n, i, j: n[i] - n[j], 'div': lambda n, i, j: n[i] / n[j],
-    'relu': lambda n, i, j: n[i].relu(), 'tanh': lambda n, i, j: n[i].tanh(),
-    'exp': lambda n, i, j: (n[i] * 0.1).exp(), 'log': lambda n, i, j: n[i].log(),
-    'pow': lambda n, i, j: n[i] ** 2, 'powv': lambda n, i, j: n[i] ** n[j],
-    'sigmoid': lambda n, i, j: n[i].sigmoid(),
+    **{key: (lambda row: lambda n, i, j: row.apply(n[i]))(row)
+       for key, row in ROWS.items() if arity(key) == 1},
+    **{key: (lambda row: lambda n, i, j: row.apply(n[i], n[j]))(row)
+       for key, row in ROWS.items() if arity(key) == 2 and key not in NARY},
+    'exp_small': lambda n, i, j: (n[i] * 0.1).exp(),
     'dot': lambda n, i, j: cgrad.dot(n[i:i + 3], n[j:j + 3], n[j]),
     'dot_fresh': lambda n, i, j: cgrad.dot([Value(0.5), Value(-1.5)], n[i:i + 2]),
     'sum': lambda n, i, j: cgrad.sum(n[i:i + 4]),

@@ -135,3 +135,20 @@ def test_seed_training_loop_gives_the_reference_loss_curve():
     expected = seed_training_loop(reference.Value, 20)
     assert ours == pytest.approx(expected, rel=1e-12)
     assert ours[-1] < ours[0] / 5  # it really trains
+
+
+def test_seed_neuron_matches_the_seeds_torch_numbers():
+    """The seeds' PyTorch run built b with torch.Tensor([...]): float32, then .double()."""
+    torch = pytest.importorskip("torch")
+    b32 = torch.Tensor([6.8813735870195432]).double().item()
+    x1, x2 = cgrad.Value(2.0), cgrad.Value(0.0)
+    w1, w2 = cgrad.Value(-3.0), cgrad.Value(1.0)
+    b = cgrad.Value(b32)
+    o = (x1 * w1 + x2 * w2 + b).tanh()
+    o.backward()
+    # printed by the seed notebooks
+    assert math.isclose(o.data, 0.7071066904050358, rel_tol=1e-15)
+    assert math.isclose(x2.grad, 0.5000001283844369, rel_tol=1e-15)
+    assert w2.grad == 0.0
+    assert math.isclose(x1.grad, -1.5000003851533106, rel_tol=1e-15)
+    assert math.isclose(w1.grad, 1.0000002567688737, rel_tol=1e-15)
