@@ -29,7 +29,10 @@ enum {
     CG_FLAG_KID_ARRAY = 16,
     /* a leaf made from a number by an op (the 2.0 of `x * 2.0`): its gradient is never
      * read, so a contribution to it that overflows is not an error */
-    CG_FLAG_CONSTANT = 32
+    CG_FLAG_CONSTANT = 32,
+    /* saved as one node of a flattened graph (Value.__reduce__): its next __reduce__ is
+     * the plain one */
+    CG_FLAG_FLATTENED = 64
 };
 
 typedef struct cg_node cg_node;

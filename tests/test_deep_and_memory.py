@@ -1,7 +1,9 @@
 """Deep graphs build, differentiate and free; dropped graphs give their memory back."""
+import copy
 import gc
 import math
 import os
+import pickle
 import sys
 
 import pytest
@@ -46,6 +48,55 @@ def test_deep_chain_through_every_unary_op():
     t = math.tanh(0.3)
     s = 1 / (1 + math.exp(-t))
     assert math.isclose(x.grad, s * (1 - s) * (1 - t * t), rel_tol=1e-9)
+
+
+def chain(x, depth):
+    y = x
+    for i in range(depth):
+        y = (y * 0.999 + x).tanh() if i % 2 else y + 0.5
+    return y
+
+
+@pytest.mark.parametrize("clone", [lambda v: pickle.loads(pickle.dumps(v)), copy.deepcopy],
+                         ids=["pickle", "deepcopy"])
+def test_a_deep_graph_pickles_and_deep_copies(clone):
+    """The oracle: the same graph rebuilt node by node, differentiated eagerly."""
+    x = Value(0.25)
+    y = chain(x, 100_000)                      # far past Python's recursion limit
+    copied = clone([y, x])
+    assert copied[0].data == y.data and copied[1].data == 0.25
+    copied[0].backward()
+    fresh = Value(0.25)
+    chain(fresh, 100_000).backward()
+    assert copied[1].grad == fresh.grad and x.grad == 0.0
+    again = clone(y)                           # the marks of the first pickle are gone
+    assert again.data == y.data
+
+
+def test_pickling_a_graph_keeps_shared_nodes_shared():
+    a = Value(2.0)
+    h = a * a
+    loss = h + h.tanh() * h
+    loss2, h2, a2 = pickle.loads(pickle.dumps([loss, h, a]))
+    assert h2 in loss2._prev and a2 in h2._prev
+    loss2.backward()
+    loss.backward()
+    assert a2.grad == a.grad and h2.grad == h.grad
+
+
+def test_a_pickle_that_fails_half_way_leaves_the_graph_picklable():
+    x = Value(1.5)
+    y = chain(x, 2_000)
+    middle = y
+    for _ in range(500):
+        middle = next(v for v in middle._prev if v._prev)
+    middle.lock = __import__("threading").Lock()      # not picklable
+    with pytest.raises(TypeError):
+        pickle.dumps(y)
+    del middle.lock
+    assert pickle.loads(pickle.dumps(y)).data == y.data
+    shallow = copy.copy(y)                           # a new node over the same kids
+    assert shallow is not y and shallow._prev == y._prev
 
 
 def test_dropping_part_of_a_graph_keeps_the_rest_alive():

@@ -36,6 +36,7 @@ cdef extern from "cgrad.h" nogil:
         CG_FLAG_TRACKED
         CG_FLAG_KID_ARRAY
         CG_FLAG_CONSTANT
+        CG_FLAG_FLATTENED
         CG_OP_PYTHON_BACKWARD
 
     cdef struct cg_node

@@ -1046,22 +1046,29 @@ cdef class Value:
     # -- copying --
 
     def __reduce__(self):
+        """A node whose kids are all leaves pickles as itself, its kids inline.  A deeper
+        graph pickles as the list of its nodes, kids first, each then saved in that
+        plain form over kids pickle has already saved: pickle (and deepcopy) never
+        recurse deeper than one node, so a million-deep chain pickles."""
         sync_nodes()
-        cdef cg_node **k = cg_kids(&self.node)
-        cdef uint32_t i
-        cdef list kid_list = []
-        cdef uint8_t op = cg_base_op(&self.node)
-        for i in range(self.node.n_kids):
-            kid_list.append(owner_of(k[i]))
-        if CG_OP_INFO[op].flags & CG_OPF_HAS_ARG:
-            arg = self.node.kids.ext.arg
-        elif op == CG_LOCAL:
-            arg = tuple([cg_local_grads(&self.node)[i] for i in range(self.node.n_kids)])
-        else:
-            arg = 0.0
-        return (_rebuild, (type(self), self.node.data, self.node.grad, OP_KEYS[op], arg,
-                           self.node.flags & ~(CG_FLAG_TRACKED | CG_FLAG_KID_ARRAY),
-                           tuple(kid_list)), self.__getstate__())
+        if self.node.flags & CG_FLAG_FLATTENED:
+            self.node.flags &= ~CG_FLAG_FLATTENED
+            return plain_reduce(self)
+        if self.node.n_kids == 0:
+            return plain_reduce(self)
+        order = interior_values(self)
+        if len(order) == 1:
+            return plain_reduce(self)
+        for v in order:
+            (<Value>v).node.flags |= CG_FLAG_FLATTENED
+        return (_last_node, (tuple(order) + (FlatDone(order),),))
+
+    def __copy__(self):
+        func, args, state = plain_reduce(self)
+        clone = func(*args)
+        if state is not None:
+            clone.__setstate__(state)
+        return clone
 
     def __getstate__(self):
         """The attributes (None if there are none), and for a subclass with __slots__
@@ -1097,6 +1104,75 @@ cdef class Value:
         if slots:
             for name, value in slots.items():
                 PyObject_GenericSetAttr(self, name, <PyObject *>value)
+
+
+cdef tuple plain_reduce(Value v):
+    """Value.__reduce__'s one-node form: the node over its kids (a method would give
+    every Value a vtable pointer)."""
+    cdef cg_node **k = cg_kids(&v.node)
+    cdef uint32_t i
+    cdef list kid_list = []
+    cdef uint8_t op = cg_base_op(&v.node)
+    for i in range(v.node.n_kids):
+        kid_list.append(owner_of(k[i]))
+    if CG_OP_INFO[op].flags & CG_OPF_HAS_ARG:
+        arg = v.node.kids.ext.arg
+    elif op == CG_LOCAL:
+        arg = tuple([cg_local_grads(&v.node)[i] for i in range(v.node.n_kids)])
+    else:
+        arg = 0.0
+    return (_rebuild, (type(v), v.node.data, v.node.grad, OP_KEYS[op], arg,
+                       v.node.flags & ~NOT_PICKLED_FLAGS,
+                       tuple(kid_list)), v.__getstate__())
+
+
+# node state, not the Value's: never written into a pickle or read from one
+NOT_PICKLED_FLAGS = CG_FLAG_TRACKED | CG_FLAG_KID_ARRAY | CG_FLAG_FLATTENED
+
+
+class FlatDone:
+    """The last item of a flattened graph: pickle (or deepcopy) reaches it once every
+    node before it has been saved, and it clears their marks.  A pickle that fails half
+    way drops it unreached: then it clears them as it goes."""
+
+    def __init__(self, order):
+        self.order = order
+
+    def clear(self):
+        cdef Value v
+        for v in self.order:
+            v.node.flags &= ~CG_FLAG_FLATTENED
+        self.order = []
+
+    def __reduce__(self):
+        self.clear()
+        return (int, ())
+
+    def __deepcopy__(self, memo):
+        self.clear()
+        return 0
+
+    def __del__(self):
+        self.clear()
+
+
+def _last_node(items):
+    """A flattened graph's root: its last node (before the FlatDone mark)."""
+    return items[len(items) - 2]
+
+
+cdef list interior_values(Value root):
+    """The Values of root's interior nodes, kids first, root last."""
+    cdef cg_vec order
+    cdef size_t n_first, i
+    cdef cg_node *root_node = &root.node
+    memset(&order, 0, sizeof(order))
+    if cg_interior_order(&root_node, 1, &order, &n_first) < 0:
+        raise MemoryError()
+    try:
+        return [owner_of(<cg_node *>order.items[i]) for i in range(order.len)]
+    finally:
+        cg_vec_free(&order)
 
 
 cdef int drop_grad_value(Value v) except -1:
@@ -1278,7 +1354,7 @@ def _rebuild(cls, data, grad, op_key, arg, flags, kids):
         if set_kids(&v.node, kids) or type(v) is not Value:
             track(v)
         v.node.op = op
-        v.node.flags |= flags & ~(CG_FLAG_TRACKED | CG_FLAG_KID_ARRAY)
+        v.node.flags |= flags & ~NOT_PICKLED_FLAGS
         if CG_OP_INFO[op].flags & CG_OPF_HAS_ARG:
             v.node.kids.ext.arg = to_double(arg, "a pickled op constant")
     v.node.data = to_double(data, "pickled data")
