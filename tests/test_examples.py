@@ -21,6 +21,25 @@ def test_moons_example_reaches_full_accuracy_as_micrograds_demo():
     assert lines[-1].startswith("step 99 loss 0.0109") and lines[-1].endswith("accuracy 100.0%")
 
 
+def test_sweep_example_prints_the_same_table_wherever_it_runs():
+    pytest.importorskip("sklearn")
+    pytest.importorskip("joblib")
+    places = [["--jobs", "1"], ["--jobs", "2"]]
+    try:
+        import dask.distributed  # noqa: F401
+        places.append(["--dask"])           # a local cluster of worker processes
+    except ImportError:
+        pass
+    tables = []
+    for where in places:
+        lines = run("sweep.py", "--epochs", "1", *where).splitlines()
+        assert len(lines) == 2 + 12 + 1 and lines[-1].startswith("36 models in")
+        tables.append(lines[:-1])
+    cells = [cell for row in tables[0][2:] for cell in row.split("|")[3].split(",")]
+    assert len(cells) == 36 and all(float(c.strip().rstrip("%")) > 10 for c in cells)
+    assert all(table == tables[0] for table in tables)
+
+
 def test_train_command_reaches_95_percent_with_replay():
     pytest.importorskip("sklearn")
     out = subprocess.run([sys.executable, "-m", "cgrad", "train"], capture_output=True,

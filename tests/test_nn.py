@@ -23,6 +23,20 @@ def test_same_seed_gives_micrograds_model_and_reprs():
     assert repr(nn.Neuron(3, nonlin=False)) == "LinearNeuron(3)"
 
 
+def test_a_generator_of_its_own_gives_the_seeded_modules_draws():
+    random.seed(5)
+    before = random.random()
+    random.seed(1337)
+    theirs = micrograd_nn.MLP(2, [16, 16, 1])
+    random.seed(5)
+    ours = nn.MLP(2, [16, 16, 1], rng=random.Random(1337))
+    assert [p.data for p in ours.parameters()] == [float(p.data) for p in theirs.parameters()]
+    assert random.random() == before                 # the module's stream is not touched
+    layer = nn.Layer(3, 2, rng=random.Random(9))
+    assert [p.data for p in layer.parameters()] == \
+        [p.data for p in nn.Layer(3, 2, rng=random.Random(9)).parameters()]
+
+
 @pytest.mark.parametrize("fused", [True, False])
 def test_loss_curve_equals_micrograds_for_3_steps(fused):
     X, y = moons()

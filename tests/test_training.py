@@ -229,6 +229,12 @@ def test_digits_loader():
     X_train, y_train, X_test, y_test = load_digits()
     assert X_train.shape[1] == 64 and len(X_train) + len(X_test) == 1797
     assert X_train.max() <= 1.0 and set(y_test) <= set(range(10))
+    digits = pytest.importorskip("sklearn.datasets").load_digits()   # read through sklearn
+    X, y = np.vstack([X_train, X_test]), np.concatenate([y_train, y_test])
+    order = np.random.RandomState(0).permutation(1797)
+    n_test = len(X_test)
+    want = np.concatenate([order[n_test:], order[:n_test]])
+    assert np.array_equal(X, digits.data[want] / 16.0) and np.array_equal(y, digits.target[want])
 
 
 def test_demo_cli_runs_end_to_end():

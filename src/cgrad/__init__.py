@@ -5,7 +5,7 @@ from cgrad._version import __version__
 from cgrad.gradcheck import GradcheckError, gradcheck
 
 __all__ = ["Value", "dot", "sum", "logsumexp", "Graph", "inputs", "compile", "gradcheck",
-           "GradcheckError", "grad", "hessian", "hvp", "__version__"]
+           "GradcheckError", "grad", "hessian", "hvp", "sweep", "__version__"]
 
 
 def __getattr__(name):
@@ -16,4 +16,7 @@ def __getattr__(name):
     if name == "compile":
         from cgrad.compiled import compile
         return compile
+    if name == "sweep":
+        from cgrad.sweeps import sweep
+        return sweep
     raise AttributeError(f"module 'cgrad' has no attribute {name!r}")

@@ -1,6 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """A fixed list of parameters, updated in C: the optimizers' inner loop."""
 from libc.stdlib cimport calloc, free
+from libc.string cimport memcpy
 
 from cgrad._core import _drop_grad_values
 from cgrad._capi cimport *
@@ -39,6 +40,14 @@ cdef class ParameterArray:
         free(self.nodes)
         free(self.state)
 
+    def __reduce__(self):
+        """The parameters and the update's state (velocity, moments): a pickled
+        optimizer goes on where it stopped."""
+        sync_nodes()    # a Graph's run may be writing the state
+        cdef Py_ssize_t n = self.size * self.n_state * sizeof(double)
+        return (_rebuild_parameter_array,
+                (self.values, self.n_state, (<char *>self.state)[:n] if n else b""))
+
     def zero_grad(self):
         sync_nodes()
         cg_zero_grads(self.nodes, self.size)
@@ -72,3 +81,13 @@ cdef class ParameterArray:
 
     def __len__(self):
         return self.size
+
+
+def _rebuild_parameter_array(values, int n_state, bytes state):
+    cdef ParameterArray array = ParameterArray(values, n_state)
+    if len(state) != array.size * n_state * <Py_ssize_t>sizeof(double):
+        raise ValueError(f"corrupt pickled optimizer: {len(state)} bytes of state for "
+                         f"{array.size} parameters")
+    if state:
+        memcpy(array.state, <const char *>state, len(state))
+    return array

@@ -154,6 +154,10 @@ if hasattr(os, "register_at_fork"):
 _set_flush(flush)
 
 
+def _rebuild_graph(cls, loss, inputs, outputs, input_grads, threads):
+    return cls(loss, inputs=inputs, outputs=outputs, input_grads=input_grads, threads=threads)
+
+
 def inputs(*shape):
     """Fresh leaves standing for one batch of data: nested lists of Value(0.0).
 
@@ -163,12 +167,18 @@ def inputs(*shape):
             raise ValueError(f"inputs() takes non-negative int sizes, got {shape!r}")
     if not shape:
         return Value(0.0)
-    cdef Py_ssize_t count = 1, groups, n, g, k
-    for size in shape:
-        count *= <Py_ssize_t>size
+    cdef Py_ssize_t g
     cdef list items = []
-    for g in range(count):
+    for g in range(math.prod(shape)):
         items.append(Value.__new__(Value))   # a zeroed node: the leaf 0.0, no __init__ call
+    return nest(items, shape)
+
+
+cdef object nest(list items, tuple shape):
+    """items (row-major) as nested lists of that shape; shape () is the one item."""
+    if not shape:
+        return items[0]
+    cdef Py_ssize_t groups, n, g, k
     for k in range(len(shape) - 1, 0, -1):  # group the innermost level first
         n = shape[k]
         groups = 1
@@ -370,12 +380,15 @@ cdef class Graph:
     cdef ParameterArray optimizer_params   # the optimizer whose parameters are in
     cdef uint32_t *optimizer_slots         # the plan, and their slots
     cdef object partners          # the Graphs whose plans touch some of the same nodes
+    cdef tuple made_with          # (inputs given as a tuple of groups, input_grads,
+                                  # threads as given): what pickling rebuilds it from
     cdef object __weakref__
 
     def __init__(self, loss=None, *, inputs=(), outputs=None, input_grads=True,
                  threads=None):
         if self.plan != NULL or self.loss is not None:
             raise RuntimeError("a Graph is built once: make a new Graph instead")
+        self.made_with = (type(inputs) is tuple, bool(input_grads), threads)
         if threads is None:
             threads = default_threads()
         if type(threads) is not int:
@@ -465,6 +478,22 @@ cdef class Graph:
                 other.partners.add(self)
         LIVE_GRAPHS.add(self)
         return 0
+
+    def __reduce__(self):
+        """Its graph (the loss, inputs and outputs, as Values) and how it was made: it is
+        recorded again where it is unpickled (threads=None: that machine's cores)."""
+        if self.plan == NULL:
+            raise TypeError("an unbuilt Graph cannot be pickled")
+        grouped, input_grads, threads = self.made_with
+        groups, start = [], 0
+        for shape in self.input_shapes:
+            size = math.prod(shape)
+            groups.append(nest(self.input_nodes.values[start:start + size], shape))
+            start += size
+        outputs = (None if self.output_nodes.size == 0 and self.output_shape == (0,)
+                   else nest(self.output_nodes.values, self.output_shape))
+        return (_rebuild_graph, (type(self), self.loss, tuple(groups) if grouped else groups[0],
+                                 outputs, input_grads, threads))
 
     def __dealloc__(self):
         cg_plan_free(self.plan)

@@ -1,7 +1,8 @@
 """micrograd's neural-net library: Module, Neuron, Layer, MLP.
 
 Same constructor arguments, defaults, random draws and reprs as micrograd, so
-``random.seed(1337)`` gives the same model.  Beyond micrograd: a choice of activation,
+``random.seed(1337)`` gives the same model (and ``rng=random.Random(1337)`` too, from a
+stream of its own).  Beyond micrograd: a choice of activation,
 fused neurons (one C node for ``w.x + b``), numpy and file round trips, ``to_torch()``.
 """
 from __future__ import annotations
@@ -201,16 +202,21 @@ class Neuron(Module):
     (exact), 'gelu_tanh' (GPT-2's), 'silu', 'softplus', 'leaky_relu' (slope 0.01) or
     'linear'.  ``fused`` (the default) computes w . x + b as one dot node, with the very
     numbers of micrograd's ``sum(wi*xi ...) + b``; ``fused=False`` builds micrograd's
-    per-scalar graph (what its trace_graph notebook draws)."""
+    per-scalar graph (what its trace_graph notebook draws).  ``rng``: a random.Random
+    to draw the weights from instead of the `random` module's (the same draws as
+    ``random.seed(s)`` for ``random.Random(s)``; its own stream, which no other code or
+    thread advances: a Dask worker's threads also draw from `random`)."""
 
     def __init__(self, nin: int, nonlin: bool = True, activation: str | None = None,
-                 fused: bool = True, value_type: Any = Value) -> None:
+                 fused: bool = True, value_type: Any = Value,
+                 rng: random.Random | None = None) -> None:
         nin = size("nin", nin)
+        uniform = (rng or random).uniform
         if activation is None:
             activation = 'relu' if nonlin else 'linear'
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: choose one of {ACTIVATIONS}")
-        self.w = ParameterList([value_type(random.uniform(-1, 1)) for _ in range(nin)])
+        self.w = ParameterList([value_type(uniform(-1, 1)) for _ in range(nin)])
         self.b = value_type(0)
         self.nonlin = activation != 'linear'
         self.activation = activation
@@ -296,7 +302,8 @@ class MLP(Module):
     """Hidden layers use `activation` (micrograd: ReLU); the last layer is linear."""
 
     def __init__(self, nin: int, nouts: Sequence[int], activation: str = 'relu',
-                 fused: bool = True, value_type: Any = Value) -> None:
+                 fused: bool = True, value_type: Any = Value,
+                 rng: random.Random | None = None) -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: choose one of {ACTIVATIONS}")
         nouts = list(nouts)
@@ -306,7 +313,7 @@ class MLP(Module):
         self.activation = activation
         self.layers = [Layer(sz[i], sz[i+1],
                              activation=activation if i != len(nouts)-1 else 'linear',
-                             fused=fused, value_type=value_type)
+                             fused=fused, value_type=value_type, rng=rng)
                        for i in range(len(nouts))]
 
     def __call__(self, x: Sequence[Any]) -> Any:
