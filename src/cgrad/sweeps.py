@@ -70,6 +70,8 @@ def sweep(train: Callable[..., Any], configs: Iterable[Any], *, n_jobs: int | No
     configs = list(configs)
     if address is not None and backend != "dask":
         raise ValueError("address names a Dask scheduler: pass backend='dask' with it")
+    if backend is None and n_jobs == 1:
+        return [_call(train, config) for config in configs]    # no joblib needed
     joblib = _require("joblib", "sweep")
     tasks = (joblib.delayed(_call)(train, config) for config in configs)
     if backend is None:
