@@ -22,7 +22,10 @@ class Unsupported(Exception):
 # ---- engines ------------------------------------------------------------------------------
 
 ENGINES = ["cgrad", "cgrad (replay)", "reference", "micrograd", "micrograd (gc off)",
-           "torch (scalar)", "torch (batched)", "jax (jit)", "numpy (by hand)"]
+           "torch (scalar)", "torch (batched)", "torch (batched, default threads)",
+           "jax (jit)", "numpy (by hand)"]
+TORCH_BATCHED = ("torch (batched)", "torch (batched, default threads)")
+TORCH_DEFAULT_THREADS = []   # torch's own thread count, read before any engine sets it
 
 
 def gc_enabled(engine):
@@ -53,12 +56,15 @@ def value_class(engine):
     raise Unsupported(f"{engine} has no Value class")
 
 
-def torch_module():
+def torch_module(engine):
+    """torch, set to the engine's threads: its default for "default threads", else 1."""
     try:
         import torch
     except ImportError:
         raise Unsupported("torch is not installed (pip install torch==2.13.0)")
-    torch.set_num_threads(1)
+    if not TORCH_DEFAULT_THREADS:
+        TORCH_DEFAULT_THREADS.append(torch.get_num_threads())
+    torch.set_num_threads(TORCH_DEFAULT_THREADS[0] if "default threads" in engine else 1)
     return torch
 
 
@@ -74,9 +80,9 @@ def leaf_pairs(engine, size):
     else a list of scalar pairs of the engine's kind."""
     data = pairs(size)
     if engine.startswith("torch"):
-        torch = torch_module()
+        torch = torch_module(engine)
         leaf = lambda x: torch.tensor(x, dtype=torch.float64, requires_grad=True)
-        if engine == "torch (batched)":
+        if engine in TORCH_BATCHED:
             return leaf([p[0] for p in data]), leaf([p[1] for p in data])
     else:
         leaf = value_class(engine)
@@ -86,7 +92,7 @@ def leaf_pairs(engine, size):
 def build_ops(engine, size):
     """c = a*b + a over `size` pairs of leaves, every result kept: time per op."""
     leaves = leaf_pairs(engine, size)
-    if engine == "torch (batched)":
+    if engine in TORCH_BATCHED:
         a, b = leaves
         return (lambda: a * b + a), 2 * size
     return (lambda: [a * b + a for a, b in leaves]), 2 * size
@@ -95,7 +101,7 @@ def build_ops(engine, size):
 def wide_graph(engine, size):
     """A graph of `size` terms a*b + a summed into one root, and its node count."""
     leaves = leaf_pairs(engine, size)
-    if engine == "torch (batched)":
+    if engine in TORCH_BATCHED:
         a, b = leaves
         return (a * b + a).sum(), 5 * size
     terms = [a * b + a for a, b in leaves]
@@ -115,8 +121,8 @@ def backward_wide(engine, size):
 
 def chain(engine, depth):
     if engine.startswith("torch"):
-        torch = torch_module()
-        if engine == "torch (batched)":
+        torch = torch_module(engine)
+        if engine in TORCH_BATCHED:
             raise Unsupported("a scalar chain has nothing to batch")
         y = x = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
         for _ in range(depth):
@@ -197,8 +203,8 @@ def step_data(nin, n_points):
     return np.array(X), [rng.randrange(10) for _ in range(n_points)]
 
 
-def torch_step(nin, nouts, X, y, classify):
-    torch = torch_module()
+def torch_step(engine, nin, nouts, X, y, classify):
+    torch = torch_module(engine)
     sizes = [nin] + list(nouts)
     layers = []
     for i in range(len(nouts)):
@@ -324,8 +330,8 @@ def training_step(nin, nouts, classify):
     micrograd's hinge + L2 on moons for 2 inputs, softmax cross-entropy otherwise."""
     def prepare(engine, n_points):
         X, y = step_data(nin, n_points)
-        if engine == "torch (batched)":
-            return torch_step(nin, nouts, X, y, classify), 1
+        if engine in TORCH_BATCHED:
+            return torch_step(engine, nin, nouts, X, y, classify), 1
         if engine == "numpy (by hand)":
             return numpy_step(nin, nouts, X, y, classify), 1
         if engine == "jax (jit)":
@@ -381,8 +387,8 @@ def hessian_vector_product(engine, n_points):
     import numpy as np
     X, y = step_data(2, n_points)
     rng = np.random.default_rng(0)
-    if engine == "torch (batched)":
-        torch = torch_module()
+    if engine in TORCH_BATCHED:
+        torch = torch_module(engine)
         model = torch.nn.Sequential(torch.nn.Linear(2, 16, dtype=torch.float64), torch.nn.Tanh(),
                                     torch.nn.Linear(16, 16, dtype=torch.float64), torch.nn.Tanh(),
                                     torch.nn.Linear(16, 1, dtype=torch.float64))
@@ -489,12 +495,14 @@ def measure(workload, engine, mode="full", repeats=7, budget=10.0):
             value_class(engine)
         return {"median": workload.prepare(engine, size), "spread": 0.0, "repeats": 1}
     if workload.kind == "depth":
-        if engine == "torch (batched)":
+        if engine in TORCH_BATCHED:
             raise Unsupported("a scalar chain has nothing to batch")
         if engine in ("cgrad (replay)", "numpy (by hand)", "jax (jit)"):
             value_class(engine)       # raises: why this engine has no such workload
         return {"median": workload.prepare(engine, size), "spread": 0.0, "repeats": 1}
     fn, units = workload.prepare(engine, size)
+    if engine.startswith("torch"):
+        torch_module(engine)        # its threads, whatever an earlier engine set
     try:
         times = [time_once(fn, engine)]  # warm-up, also sizes the run
     except RecursionError:

@@ -14,7 +14,8 @@ import os
 import platform
 import sys
 
-from cgrad.cli.benchmarking import ENGINES, WORKLOADS, Unsupported, measure
+from cgrad.cli.benchmarking import (ENGINES, TORCH_DEFAULT_THREADS, WORKLOADS, Unsupported,
+                                     measure)
 
 SCHEMA = 2
 BASELINES = (("micrograd", "micrograd"), ("PyTorch", "torch (scalar)"))
@@ -68,8 +69,9 @@ def header(m, mode):
     return (f"{mode} run on {m['cpu']} ({m['cores']} cores; {m['cpu_flags'] or 'no AVX2'}), "
             f"{m['platform']}, Python {m['python']}\n"
             f"replay's kernels: {m['kernel_path']}\n"
-            f"peers: {peers}; PyTorch limited to 1 thread; Python's GC on unless an engine "
-            f"says 'gc off'")
+            f"peers: {peers}; PyTorch on 1 thread unless an engine says 'default threads' "
+            f"(torch's default, {m.get('torch_default_threads') or 'not run'}); Python's GC "
+            f"on unless an engine says 'gc off'")
 
 
 def format_amount(value, kind):
@@ -247,6 +249,7 @@ def main(args):
     print(f"Running the {mode} benchmark suite...", file=sys.stderr)
     m = machine()
     results = {} if args.microgpt else run(mode, args.engine, args.only)
+    m["torch_default_threads"] = (TORCH_DEFAULT_THREADS or [None])[0]
     microgpt = None
     if args.microgpt or not (args.only or args.engine):
         microgpt = microgpt_bench.main(quick=args.quick, progress=sys.stderr)
