@@ -1,14 +1,17 @@
 /* The layer kernels alone, at the shapes of the replay-at-scale workloads: GFLOP/s of
  * the forward dots (cg_dot_tiles) and of a rank update (cg_rank_update: weight
  * gradients; input gradients are the same kernel with the roles swapped), best of 10,
- * thread CPU time.
+ * thread CPU time, for every copy this CPU runs (exact: portable, AVX2, AVX-512; and
+ * exact=False's FMA copies).
  *
  *   gcc -O3 -ffp-contract=off -Icsrc benchmarks/kernel_gflops.c csrc/layer_kernels.c csrc/optim.c \
  *       -lm -o /tmp/kernel_gflops && /tmp/kernel_gflops
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include "cpu.h"
 #include "layer_kernels.h"
 
 static double cpu_seconds(void)
@@ -20,7 +23,7 @@ static double cpu_seconds(void)
 
 static double uniform(void) { return (double)rand() / RAND_MAX - 0.5; }
 
-static void measure(size_t K, size_t B, size_t m)
+static void measure(int exact, size_t K, size_t B, size_t m)
 {
     double *W = malloc(K * (m + 1) * sizeof *W), *G = calloc(K * (m + 1), sizeof *G);
     double *X = malloc(B * m * sizeof *X), *out = malloc(K * B * sizeof *out);
@@ -44,30 +47,37 @@ static void measure(size_t K, size_t B, size_t m)
     double best_dot = 1e30, best_rank = 1e30;
     for (int r = 0; r < 10; r++) {
         double t = cpu_seconds();
-        cg_dot_tiles(w, K, W, x, B, m, out, panel);
+        cg_dot_tiles(exact, w, K, W, x, B, m, out, panel);
         t = cpu_seconds() - t;
         best_dot = t < best_dot ? t : best_dot;
         t = cpu_seconds();
-        cg_rank_update(grads, K, x, B, coef, B, 1, m, saves, panel);
+        cg_rank_update(exact, grads, K, x, B, coef, B, 1, m, saves, panel);
         t = cpu_seconds() - t;
         best_rank = t < best_rank ? t : best_rank;
     }
     double flops = 2.0 * (double)K * (double)B * (double)m;
-    printf("| %zu | %zu | %zu | %.1f | %.1f |\n", K, B, m, flops / best_dot / 1e9,
-           flops / best_rank / 1e9);
+    printf("| %s | %zu | %zu | %zu | %.1f | %.1f |\n", cg_kernel_path(exact), K, B, m,
+           flops / best_dot / 1e9, flops / best_rank / 1e9);
     free(W), free(G), free(X), free(out), free(coef), free(saved), free(panel);
     free(w), free(x), free(grads), free(saves);
 }
 
 int main(void)
 {
-    printf("| neurons K | batch B | inputs m | forward dots GFLOP/s | rank update GFLOP/s |\n");
-    printf("|---|---|---|---|---|\n");
-    measure(128, 32, 784);
-    measure(128, 128, 784);
-    measure(256, 128, 784);
-    measure(256, 512, 784);
-    measure(128, 512, 256);
-    measure(10, 512, 128);
+    printf("| copy | neurons K | batch B | inputs m | forward dots GFLOP/s "
+           "| rank update GFLOP/s |\n");
+    printf("|---|---|---|---|---|---|\n");
+    const size_t shapes[][3] = {{128, 32, 784}, {128, 128, 784}, {256, 128, 784},
+                                {256, 512, 784}, {128, 512, 256}, {10, 512, 128}};
+    const char *last = "";
+    for (int limit = CG_VECTORS_PORTABLE; limit <= CG_VECTORS_AVX512; limit++)
+        for (int exact = 1; exact >= 0; exact--) {
+            cg_vector_limit = limit;
+            if (strcmp(cg_kernel_path(exact), last) == 0)   /* this CPU stops short */
+                continue;
+            last = cg_kernel_path(exact);
+            for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+                measure(exact, shapes[i][0], shapes[i][1], shapes[i][2]);
+        }
     return 0;
 }

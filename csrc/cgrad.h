@@ -167,6 +167,9 @@ size_t cg_plan_layer_count(const cg_plan *p);
  * the same bits whatever the number.  0, or -1 (out of range, out of memory). */
 enum { CG_MAX_THREADS = 64 };
 int cg_plan_set_threads(cg_plan *p, size_t threads);
+/* exact (the default): the layer kernels keep eager's bits; 0: they fuse each
+ * multiply-add (FMA) where the CPU has it, which changes the last bits. */
+void cg_plan_set_exact(cg_plan *p, int exact);
 /* Whether two plans touch a node in common (then a run of one must see the other's
  * numbers in the nodes first). */
 int cg_plans_share_nodes(const cg_plan *a, const cg_plan *b);

@@ -445,6 +445,11 @@ int cg_plan_set_threads(cg_plan *p, size_t threads)
     return 0;
 }
 
+void cg_plan_set_exact(cg_plan *p, int exact)
+{
+    p->exact = exact != 0;
+}
+
 int cg_plan_layers(cg_plan *p)
 {
     finder f = {p, p->n_steps, p->n_backward, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
@@ -580,6 +585,7 @@ typedef struct {
     const double *const *x;
     size_t K, B, m;
     double *out, *panels;
+    int exact;
     int finite[CG_MAX_THREADS];
 } dot_job;
 
@@ -587,7 +593,7 @@ static void dot_part(void *arg, size_t part, size_t n)
 {
     dot_job *j = arg;
     size_t b0 = part_start(j->B, 8, part, n), b1 = part_start(j->B, 8, part + 1, n);
-    j->finite[part] = cg_dot_tiles(j->w, j->K, j->bias, j->x + b0, b1 - b0, j->m,
+    j->finite[part] = cg_dot_tiles(j->exact, j->w, j->K, j->bias, j->x + b0, b1 - b0, j->m,
                                    j->out + b0 * j->K, j->panels + part * CG_KERNEL_PANEL);
 }
 
@@ -598,6 +604,7 @@ typedef struct {
     double *const *saved;
     size_t n_r, n_k, rs, ks, m;
     double *panels;
+    int exact;
     int finite[CG_MAX_THREADS];
 } rank_job;
 
@@ -605,8 +612,9 @@ static void rank_part(void *arg, size_t part, size_t n)
 {
     rank_job *j = arg;
     size_t r0 = part_start(j->n_r, 6, part, n), r1 = part_start(j->n_r, 6, part + 1, n);
-    j->finite[part] = cg_rank_update(j->c + r0, r1 - r0, j->a, j->n_k, j->coef + r0 * j->rs,
-                                     j->rs, j->ks, j->m, j->saved ? j->saved + r0 : NULL,
+    j->finite[part] = cg_rank_update(j->exact, j->c + r0, r1 - r0, j->a, j->n_k,
+                                     j->coef + r0 * j->rs, j->rs, j->ks, j->m,
+                                     j->saved ? j->saved + r0 : NULL,
                                      j->panels + part * CG_KERNEL_PANEL);
 }
 
@@ -642,7 +650,7 @@ static size_t parts_for(const cg_plan *p, size_t work)
 static int dot_tiles(const cg_plan *p, const double *const *w, size_t K, const double *bias,
                      const double *const *x, size_t B, size_t m, double *out)
 {
-    dot_job job = {w, bias, x, K, B, m, out, p->panels, {0}};
+    dot_job job = {w, bias, x, K, B, m, out, p->panels, p->exact, {0}};
     size_t parts = parts_for(p, K * B * m);
     cg_run_parts(parts, dot_part, &job);
     return all_parts_finite(job.finite, parts);
@@ -652,7 +660,7 @@ static int rank_update(const cg_plan *p, double *const *c, size_t n_r,
                        const double *const *a, size_t n_k, const double *coef, size_t rs,
                        size_t ks, size_t m, double *const *saved)
 {
-    rank_job job = {c, a, coef, saved, n_r, n_k, rs, ks, m, p->panels, {0}};
+    rank_job job = {c, a, coef, saved, n_r, n_k, rs, ks, m, p->panels, p->exact, {0}};
     size_t parts = parts_for(p, n_r * n_k * m);
     cg_run_parts(parts, rank_part, &job);
     return all_parts_finite(job.finite, parts);

@@ -9,8 +9,8 @@
 #include "cgrad.h"
 #include "cpu.h"
 
-#ifdef CG_AVX2_COPIES
-int cg_allow_avx2 = 1;
+#ifdef CG_X86_COPIES
+int cg_vector_limit = CG_VECTORS_AVX512;
 #endif
 
 /* A finite parameter with a finite gradient that would not stay finite. */
@@ -72,7 +72,7 @@ static int adam_block_baseline(const double *restrict d, const double *restrict 
     ADAM_BLOCK_BODY
 }
 
-#ifdef CG_AVX2_COPIES
+#ifdef CG_X86_COPIES
 CG_TARGET_AVX2 static int adam_block_avx2(const double *restrict d, const double *restrict g,
                                           const double *restrict m, const double *restrict v,
                                           size_t len, adam_rates r, double *restrict out)
@@ -84,7 +84,7 @@ CG_TARGET_AVX2 static int adam_block_avx2(const double *restrict d, const double
 static int adam_block(const double *d, const double *g, const double *m, const double *v,
                       size_t len, adam_rates r, double *out)
 {
-#ifdef CG_AVX2_COPIES
+#ifdef CG_X86_COPIES
     if (cg_has_avx2())
         return adam_block_avx2(d, g, m, v, len, r, out);
 #endif

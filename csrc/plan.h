@@ -61,6 +61,7 @@ struct cg_plan {
     cg_entry *forward_schedule, *backward_schedule;
     double *layer_scratch;  /* room for the largest layer's gathered operands */
     size_t threads;         /* parts a layer's kernels are split into (Graph threads=) */
+    int exact;              /* the kernels keep eager's bits (else FMA: Graph exact=False) */
     double *panels;         /* the kernels' work buffers, CG_KERNEL_PANEL per part */
 
     /* Leaves whose gradients are not computed (Graph(..., input_grads=False)): left at 0.

@@ -281,6 +281,7 @@ cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward, cg_node **que
     cg_plan *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
+    p->exact = 1;
     for (size_t i = 0; i < n_queries; i++)
         queries[i]->mark = 0;  /* a node outside the plan may hold an old epoch */
     for (size_t i = 0; i < n; i++) {

@@ -54,6 +54,8 @@ def test_every_readme_python_block_runs_as_pasted(index):
     block = python_blocks()[index]
     if "load_digits" in block:
         pytest.importorskip("sklearn")
+    if "cgrad.sweep(" in block:
+        pytest.importorskip("joblib")
     out = io.StringIO()
     with contextlib.redirect_stdout(out), classes_restored():
         exec(compile(block, f"README.md block {index}", "exec"), {})

@@ -418,26 +418,45 @@ def test_a_graph_is_built_once():
 
 # ---- every vector path the machine runs, the same bits -------------------------------------
 
-def test_the_portable_and_avx2_paths_give_the_same_bits():
-    from cgrad._replay import _allow_avx2
+def train_three_steps(exact=True, replay=True):
+    """The parameters after three Adam steps of a two-layer MLP over 13 examples,
+    replayed (threads=2 and kernels split: conftest) or rebuilt eagerly."""
     random.seed(11)
-    results = []
-    for allow in (True, False):
-        path = _allow_avx2(allow)
-        try:
-            random.seed(11)
-            model = nn.MLP(20, [24, 5])
-            xs, ys = cgrad.inputs(13, 20), cgrad.inputs(13, 5)
-            loss = losses.softmax_cross_entropy([model(x) for x in xs], ys)
-            graph = Graph(loss, inputs=(xs, ys), threads=2)
-            assert graph.n_layers == 2
-            opt = Adam(model.parameters(), lr=0.01)
-            rng = np.random.RandomState(11)
-            for _ in range(3):
-                X = rng.uniform(-1, 1, (13, 20))
-                Y = np.eye(5)[rng.randint(0, 5, 13)]
-                graph.step(X, Y, optimizer=opt)
-            results.append((path, model.get_parameters().tolist()))
-        finally:
-            _allow_avx2(True)
-    assert results[0][1] == results[1][1], (results[0][0], results[1][0])
+    model = nn.MLP(40, [24, 5])
+    opt = Adam(model.parameters(), lr=0.01)
+    if replay:
+        xs, ys = cgrad.inputs(13, 40), cgrad.inputs(13, 5)
+        loss = losses.softmax_cross_entropy([model(x) for x in xs], ys)
+        graph = Graph(loss, inputs=(xs, ys), threads=2, exact=exact)
+        assert graph.n_layers == 2
+    for step in range(3):
+        X, one_hot = data(step, 13, 40, 5)
+        if replay:
+            graph.step(X, one_hot, optimizer=opt)
+        else:
+            rebuilt_step(model, opt, X, one_hot, 0.0)
+    return model.get_parameters()
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_every_vector_path_this_cpu_runs(exact):
+    """Exact: every path (portable, AVX2, AVX-512 where the CPU has them) gives eager's
+    bits.  exact=False: each path agrees with eager to 1e-12 relative (FMA rounds each
+    multiply-add once instead of twice)."""
+    from cgrad._replay import _limit_vectors, kernel_path
+    eager = train_three_steps(replay=False)
+    runs = {}
+    try:
+        for widest in ("portable", "avx2", "avx512"):
+            _limit_vectors(widest)
+            runs[kernel_path(exact)] = train_three_steps(exact=exact)
+    finally:
+        _limit_vectors("avx512")
+    for path, params in runs.items():
+        if exact:
+            assert params.tolist() == eager.tolist(), path
+        else:
+            assert np.allclose(params, eager, rtol=1e-12, atol=1e-14), path
+    if not exact and any("FMA" in path for path in runs):
+        fused = next(params for path, params in runs.items() if "FMA" in path)
+        assert fused.tolist() != eager.tolist()    # the FMA copy did run

@@ -91,6 +91,7 @@ cdef extern from "cgrad.h" nogil:
     size_t cg_plan_layer_count(const cg_plan *p)
     int cg_plans_share_nodes(const cg_plan *a, const cg_plan *b)
     int cg_plan_set_threads(cg_plan *p, size_t threads)
+    void cg_plan_set_exact(cg_plan *p, int exact)
     enum: CG_MAX_THREADS
     cg_status cg_plan_forward(cg_plan *p, cg_node **failed)
     cg_status cg_plan_backward(cg_plan *p, cg_node **failed)

@@ -31,19 +31,37 @@ from cgrad._optim cimport ParameterArray
 cdef extern from "layer_kernels.h":
     size_t cg_set_kernel_chunk(size_t terms)
     size_t cg_set_work_per_part(size_t work)
-    const char *cg_kernel_path(int allow_avx2)
+    const char *cg_kernel_path(int exact)
+
+cdef extern from "cpu.h":
+    """
+    #ifndef CG_X86_COPIES
+    static int cg_vector_limit = 0;   /* one copy: nothing to limit */
+    #endif
+    """
+    int cg_vector_limit
+    enum:
+        CG_VECTORS_PORTABLE, CG_VECTORS_AVX2, CG_VECTORS_AVX512
+
+VECTOR_LIMITS = {"portable": CG_VECTORS_PORTABLE, "avx2": CG_VECTORS_AVX2,
+                 "avx512": CG_VECTORS_AVX512}
 
 
-def kernel_path():
-    """The vector path replay's layer kernels and Adam run on here, e.g. 'AVX2 (4
-    doubles a vector)'.  Every path gives the same bits."""
-    return cg_kernel_path(-1).decode()
+def kernel_path(exact=True):
+    """The copy replay's layer kernels run on here, e.g. 'AVX-512 (8 doubles a
+    vector)', exact (the default) or with exact=False.  Every exact copy gives the
+    same bits."""
+    return cg_kernel_path(bool(exact)).decode()
 
 
-def _allow_avx2(bint allow):
-    """For tests: run the portable copies on an AVX2 CPU (False), or not; returns the
-    path now in use."""
-    return cg_kernel_path(allow).decode()
+def _limit_vectors(widest):
+    """For tests: the widest copies the kernels and Adam may use ('portable', 'avx2' or
+    'avx512', the default), to compare the paths this CPU runs; returns the previous."""
+    global cg_vector_limit
+    names = {code: name for name, code in VECTOR_LIMITS.items()}
+    previous = names.get(cg_vector_limit, "portable")
+    cg_vector_limit = VECTOR_LIMITS[widest]
+    return previous
 
 
 def _set_work_per_part(size_t work):
@@ -154,8 +172,9 @@ if hasattr(os, "register_at_fork"):
 _set_flush(flush)
 
 
-def _rebuild_graph(cls, loss, inputs, outputs, input_grads, threads):
-    return cls(loss, inputs=inputs, outputs=outputs, input_grads=input_grads, threads=threads)
+def _rebuild_graph(cls, loss, inputs, outputs, input_grads, threads, exact):
+    return cls(loss, inputs=inputs, outputs=outputs, input_grads=input_grads,
+               threads=threads, exact=exact)
 
 
 def inputs(*shape):
@@ -352,7 +371,11 @@ cdef class Graph:
     layer's matrix-matrix kernels over N threads (each output computed by one of them,
     in the same order: the same bits as one thread) when a kernel is big enough to pay
     for it (4M multiply-adds a part); the rest of a step runs on one.  The default
-    (None) is the cores the process may use, at most 8.
+    (None) is the cores the process may use, at most 8.  ``exact=False`` lets the layer
+    kernels fuse each multiply-add (FMA, where the CPU has it): faster on CPUs whose FMA
+    units outrun separate multiplies and adds (Intel's), and no longer bit for bit
+    eager's (each term rounds once instead of twice; results agree to ~1e-14 relative
+    per step, and training runs drift apart as any two float orders do).
     ``inputs`` is one nested list of leaves, or a tuple of them, each filled from a
     numpy array of the same shape on every call.  ``outputs`` (a Value or
     nested lists of them) are read back as an array by :meth:`outputs`.
@@ -381,14 +404,16 @@ cdef class Graph:
     cdef uint32_t *optimizer_slots         # the plan, and their slots
     cdef object partners          # the Graphs whose plans touch some of the same nodes
     cdef tuple made_with          # (inputs given as a tuple of groups, input_grads,
-                                  # threads as given): what pickling rebuilds it from
+                                  # threads as given, exact): what pickling rebuilds it from
     cdef object __weakref__
 
     def __init__(self, loss=None, *, inputs=(), outputs=None, input_grads=True,
-                 threads=None):
+                 threads=None, exact=True):
         if self.plan != NULL or self.loss is not None:
             raise RuntimeError("a Graph is built once: make a new Graph instead")
-        self.made_with = (type(inputs) is tuple, bool(input_grads), threads)
+        if type(exact) is not bool:
+            raise TypeError(f"exact must be True or False, not {exact!r}")
+        self.made_with = (type(inputs) is tuple, bool(input_grads), threads, exact)
         if threads is None:
             threads = default_threads()
         if type(threads) is not int:
@@ -399,6 +424,7 @@ cdef class Graph:
             self.build(loss, inputs, outputs, input_grads)
             if cg_plan_set_threads(self.plan, threads) < 0:
                 raise MemoryError()
+            cg_plan_set_exact(self.plan, exact)
         except BaseException:
             cg_plan_free(self.plan)   # a half-built Graph is an unbuilt one
             self.plan = NULL
@@ -484,7 +510,7 @@ cdef class Graph:
         recorded again where it is unpickled (threads=None: that machine's cores)."""
         if self.plan == NULL:
             raise TypeError("an unbuilt Graph cannot be pickled")
-        grouped, input_grads, threads = self.made_with
+        grouped, input_grads, threads, exact = self.made_with
         groups, start = [], 0
         for shape in self.input_shapes:
             size = math.prod(shape)
@@ -493,7 +519,7 @@ cdef class Graph:
         outputs = (None if self.output_nodes.size == 0 and self.output_shape == (0,)
                    else nest(self.output_nodes.values, self.output_shape))
         return (_rebuild_graph, (type(self), self.loss, tuple(groups) if grouped else groups[0],
-                                 outputs, input_grads, threads))
+                                 outputs, input_grads, threads, exact))
 
     def __dealloc__(self):
         cg_plan_free(self.plan)

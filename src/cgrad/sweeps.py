@@ -70,14 +70,14 @@ def sweep(train: Callable[..., Any], configs: Iterable[Any], *, n_jobs: int | No
     configs = list(configs)
     if address is not None and backend != "dask":
         raise ValueError("address names a Dask scheduler: pass backend='dask' with it")
+    if backend not in (None, "dask"):
+        raise ValueError(f"backend must be None (joblib's processes) or 'dask', "
+                         f"got {backend!r}")
     if backend is None and n_jobs == 1:
         return [_call(train, config) for config in configs]    # no joblib needed
     joblib = _require("joblib", "sweep")
     tasks = (joblib.delayed(_call)(train, config) for config in configs)
     if backend is None:
         return joblib.Parallel(n_jobs=n_jobs, verbose=verbose)(tasks)
-    if backend != "dask":
-        raise ValueError(f"backend must be None (joblib's processes) or 'dask', "
-                         f"got {backend!r}")
     with _dask_client(address, n_jobs), joblib.parallel_config(backend="dask"):
         return joblib.Parallel(verbose=verbose)(tasks)
