@@ -32,9 +32,11 @@ WORKLOADS = [
 QUICK = WORKLOADS[:4]
 # "cgrad replay" does the work the others do (no gradients for the input data: PyTorch and
 # JAX compute none); "+ input grads" also fills the input leaves' grads, replay's default;
-# ", 2 threads" splits the layer kernels over two threads (Graph(threads=2)).
+# ", 2 threads" splits the layer kernels over two threads (Graph(threads=2)); "exact=False"
+# lets the kernels fuse multiply-adds (not eager's bits).
 ENGINES = ["cgrad replay", "cgrad replay + input grads", "cgrad replay, 2 threads",
-           "torch f64, 1 thread", "torch f64, default threads", "jax jit f64"]
+           "cgrad replay, exact=False", "torch f64, 1 thread", "torch f64, default threads",
+           "jax jit f64"]
 LR = {"sgd": 0.05, "adam": 1e-3}
 
 
@@ -70,7 +72,8 @@ def flops(nin, nouts, batch):
 
 # ---- the steps ------------------------------------------------------------------------------
 
-def cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model, input_grads, threads=1):
+def cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model, input_grads, threads=1,
+               exact=True):
     import cgrad
     from cgrad import losses
     from cgrad.optim import SGD, Adam
@@ -84,7 +87,8 @@ def cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model, input_grads,
         ys = cgrad.inputs(batch, nouts[-1])
         loss = losses.softmax_cross_entropy(scores, ys)
         targets = np.eye(nouts[-1])[y]
-    graph = cgrad.Graph(loss, inputs=(xs, ys), input_grads=input_grads, threads=threads)
+    graph = cgrad.Graph(loss, inputs=(xs, ys), input_grads=input_grads, threads=threads,
+                        exact=exact)
     params = model.parameters()
     opt = SGD(params, lr=LR["sgd"]) if opt_kind == "sgd" else Adam(params, lr=LR["adam"])
     return lambda: graph.step(X, targets, optimizer=opt)
@@ -168,7 +172,8 @@ def make_step(engine, workload):
     if engine.startswith("cgrad"):
         step = cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model,
                           input_grads="input grads" in engine,
-                          threads=2 if "2 threads" in engine else 1)
+                          threads=2 if "2 threads" in engine else 1,
+                          exact="exact=False" not in engine)
     elif engine.startswith("torch"):
         step = torch_step(nouts, loss_kind, opt_kind, X, y, model)
     else:
@@ -303,6 +308,10 @@ def main(quick=False, json_path=None, engines=None):
         raise SystemExit(f"unknown engine(s) {unknown}: choose from {ENGINES}")
     engines = [e for e in wanted if available(e)]
     missing = [e for e in wanted if e not in engines]
+    from cgrad._replay import kernel_path
+    from cgrad.cli.report import cpu_flags, cpu_name
+    print(f"{cpu_name()} ({os.cpu_count()} cores; {cpu_flags()}); replay's kernels: "
+          f"{kernel_path()}, exact=False: {kernel_path(False)}\n", flush=True)
     print(header(engines, quick), flush=True)
     results = run(quick, engines=engines)
     if missing:
