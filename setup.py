@@ -19,7 +19,7 @@ if os.environ.get("CGRAD_SANITIZE") == "1":
     MACROS = [("CYTHON_USE_FREELISTS", "0"), ("CGRAD_NO_SLABS", "1")]
 HEADERS = ["csrc/cgrad.h", "csrc/op_table.h", "csrc/op_math.h", "csrc/node_ops.h",
            "csrc/containers.h", "csrc/ops.def", "src/cgrad/_op_codes.pxi", "csrc/slab.h", "csrc/plan.h", "csrc/layer_kernels.h",
-           "csrc/cpu.h", "csrc/threads.h",
+           "csrc/cpu.h", "csrc/threads.h", "csrc/kernel_body.h",
            "src/cgrad/_core.pxd", "src/cgrad/_capi.pxd"]
 
 

@@ -21,7 +21,7 @@ class Compiled:
     without a loss); ``compiled.step(*arrays, optimizer=opt)`` one training step.  Each
     distinct tuple of array shapes records ``fn`` once, over fresh leaves of those
     shapes (``cgrad.inputs``); ``graphs`` holds them, by shapes.  Options (``threads``,
-    ``input_grads``) go to every Graph.  As with jax.jit, ``fn`` runs only when a shape
+    ``exact``, ``input_grads``) go to every Graph.  As with jax.jit, ``fn`` runs only when a shape
     is new: what it reads besides its arguments (the model's parameters) is recorded
     as nodes, and numbers it computes in Python from them are fixed at that time."""
 
