@@ -79,7 +79,13 @@ KERNEL_COPY(portable, w2, )
 #ifdef CG_X86_COPIES
 KERNEL_COPY(avx2, w4, CG_TARGET_AVX2)
 KERNEL_COPY(avx512, w8, CG_TARGET_AVX512)
-/* exact=False: a * b + c contracted into FMAs */
+#endif
+
+/* exact=False: the same code with a * b + c contracted into FMAs.  GCC only: Clang
+ * decides contraction where an expression is written (its builds run the exact copies
+ * for exact=False too). */
+#if defined(CG_X86_COPIES) && !defined(__clang__)
+#define CG_FMA_COPIES 1
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=fast")
 KERNEL_COPY(avx2_fma, w4, CG_TARGET_AVX2_FMA)
@@ -104,6 +110,8 @@ static const struct {
     [CG_VECTORS_AVX2] = {dot_tiles_avx2, rank_update_avx2, "AVX2 (4 doubles a vector)"},
     [CG_VECTORS_AVX512] = {dot_tiles_avx512, rank_update_avx512,
                            "AVX-512 (8 doubles a vector)"},
+#endif
+#ifdef CG_FMA_COPIES
     [CG_VECTORS_AVX2_FMA] = {dot_tiles_avx2_fma, rank_update_avx2_fma,
                              "AVX2 with FMA (exact=False)"},
     [CG_VECTORS_AVX512_FMA] = {dot_tiles_avx512_fma, rank_update_avx512_fma,
@@ -116,12 +124,16 @@ static cg_vectors copy_for(int exact)
 {
 #ifdef CG_X86_COPIES
     cg_vectors widest = cg_widest_vectors();
+#ifdef CG_FMA_COPIES
     if (!exact && cg_cpu_has_fma()) {
         if (widest == CG_VECTORS_AVX512)
             return CG_VECTORS_AVX512_FMA;
         if (widest == CG_VECTORS_AVX2)
             return CG_VECTORS_AVX2_FMA;
     }
+#else
+    (void)exact;
+#endif
     return widest;
 #else
     (void)exact;
