@@ -4,6 +4,7 @@ whenever Python looks; memory follows the weights, not the batch times the weigh
 import os
 import random
 import re
+import sys
 import time
 import tracemalloc
 
@@ -457,6 +458,6 @@ def test_every_vector_path_this_cpu_runs(exact):
             assert params.tolist() == eager.tolist(), path
         else:
             assert np.allclose(params, eager, rtol=1e-12, atol=1e-14), path
-    if not exact and any("FMA" in path for path in runs):
-        fused = next(params for path, params in runs.items() if "FMA" in path)
-        assert fused.tolist() != eager.tolist()    # the FMA copy did run
+    from cgrad.cli.report import cpu_flags
+    if not exact and "fma" in cpu_flags().split() and sys.platform == "linux":
+        assert any("FMA" in path for path in runs), runs.keys()   # the FMA copy ran
