@@ -8,10 +8,11 @@
 
 typedef void (*cg_task)(void *arg, size_t part, size_t n_parts);
 
-/* Run task(arg, part, n_parts) for every part in [0, n_parts): part 0 on the calling
- * thread, the others on workers (started on first use).  Returns when all are done.  If
- * workers cannot be started, or the pool is busy with another caller, every part runs
- * on the calling thread, one after another. */
+/* Run task(arg, part, n_parts) for every part in [0, n_parts), each part on whichever
+ * thread claims it first: the calling thread or a worker (started on first use); the
+ * caller runs whatever no worker has claimed.  Returns when all are done.  If no worker
+ * can be started, or the pool is busy with another caller, every part runs on the
+ * calling thread, one after another. */
 void cg_run_parts(size_t n_parts, cg_task task, void *arg);
 
 #endif
