@@ -687,11 +687,15 @@ cg_status cg_layer_forward(cg_plan *p, const cg_layer *l)
 static void transpose(const double *src, size_t rows, size_t cols, double *dst)
 {
     enum { T = 16 };
-    for (size_t r0 = 0; r0 < rows; r0 += T)
-        for (size_t c0 = 0; c0 < cols; c0 += T)
-            for (size_t r = r0; r < r0 + T && r < rows; r++)
-                for (size_t c = c0; c < c0 + T && c < cols; c++)
+    for (size_t r0 = 0; r0 < rows; r0 += T) {
+        size_t r1 = r0 + T < rows ? r0 + T : rows;
+        for (size_t c0 = 0; c0 < cols; c0 += T) {
+            size_t c1 = c0 + T < cols ? c0 + T : cols;   /* bounds out of the loops */
+            for (size_t r = r0; r < r1; r++)
+                for (size_t c = c0; c < c1; c++)
                     dst[c * rows + r] = src[r * cols + c];
+        }
+    }
 }
 
 /* Each weight's gradient adds the examples' x * g in example order, each input's the
