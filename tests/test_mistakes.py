@@ -324,3 +324,14 @@ def test_load_takes_a_model_saved_compressed(tmp_path):
     config = json.dumps({"class": "MLP", "config": model.config()})
     np.savez_compressed(path, config=np.array(config), parameters=model.get_parameters())
     assert nn.load(path).get_parameters().tolist() == model.get_parameters().tolist()
+
+
+def test_exact_takes_booleans_only():
+    model = nn.MLP(3, [2])
+    xs = cgrad.inputs(2, 3)
+    for wrong in ("no", None, 2, 0.5):
+        with pytest.raises(TypeError, match="exact must be True or False"):
+            Graph(inputs=xs, outputs=[model(x) for x in xs], exact=wrong)
+    for fine in (False, 0, np.True_):
+        graph = Graph(inputs=xs, outputs=[model(x) for x in xs], exact=fine)
+        assert graph.forward(np.ones((2, 3))).shape == (2, 2)

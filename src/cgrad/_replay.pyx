@@ -411,8 +411,9 @@ cdef class Graph:
                  threads=None, exact=True):
         if self.plan != NULL or self.loss is not None:
             raise RuntimeError("a Graph is built once: make a new Graph instead")
-        if type(exact) is not bool:
+        if not isinstance(exact, (bool, int, np.bool_)) or exact not in (True, False):
             raise TypeError(f"exact must be True or False, not {exact!r}")
+        exact = bool(exact)
         self.made_with = (type(inputs) is tuple, bool(input_grads), threads, exact)
         if threads is None:
             threads = default_threads()
