@@ -68,7 +68,7 @@ int main(void)
            "| rank update GFLOP/s |\n");
     printf("|---|---|---|---|---|---|\n");
     const size_t shapes[][3] = {{128, 32, 784}, {128, 128, 784}, {256, 128, 784},
-                                {256, 512, 784}, {128, 512, 256}, {10, 512, 128}};
+                                {256, 512, 784}, {128, 512, 256}, {10, 512, 128}, {64, 30, 37}, {256, 100, 250}};
     const char *last = "";
     for (int limit = CG_VECTORS_PORTABLE; limit <= CG_VECTORS_AVX512; limit++)
         for (int exact = 1; exact >= 0; exact--) {

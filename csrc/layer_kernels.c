@@ -27,13 +27,15 @@ size_t cg_set_kernel_chunk(size_t terms)
     return old;
 }
 
-ALWAYS_INLINE void pack_columns(double *panel, const double *const *rows, size_t offset,
-                                size_t n)
+/* Terms offset..offset+n of `cols` rows (at most PANEL) into a panel's columns; the
+ * columns past them hold zeros (a last, partial panel: their sums are not stored). */
+ALWAYS_INLINE void pack_columns(double *panel, const double *const *rows, size_t cols,
+                                size_t offset, size_t n)
 {
     for (size_t e = 0; e < PANEL; e++) {
-        const double *r = rows[e] + offset;
+        const double *r = e < cols ? rows[e] + offset : NULL;
         for (size_t i = 0; i < n; i++)
-            panel[i * PANEL + e] = r[i];
+            panel[i * PANEL + e] = r ? r[i] : 0.0;
     }
 }
 
