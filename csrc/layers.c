@@ -530,40 +530,41 @@ done:
     default: { const uint8_t OP = op; __VA_ARGS__; break; }                         \
     }
 
-/* The dots' values from the kernel's table into their slots, and the activations'.
- * Both the table and the slots (an example's dots and activations sit in runs) are
- * walked example by example. */
-static void store_outputs(const cg_layer *l, const double *out, double *val)
+/* The dots' values from the kernel's table into their slots, and the activations', for
+ * cells [c0, c1).  Both the table and the slots (an example's dots and activations sit
+ * in runs) are walked example by example. */
+static void store_outputs(const cg_layer *l, const double *out, double *val, size_t c0,
+                          size_t c1)
 {
-    size_t count = (size_t)l->K * l->B;
     double arg = l->act_arg;
     if (!l->act_step) {
-        for (size_t c = 0; c < count; c++)
+        for (size_t c = c0; c < c1; c++)
             val[l->out[c]] = out[c];
         return;
     }
     FOR_EACH_ACTIVATION(l->act_op, {
-        for (size_t c = 0; c < count; c++) {
+        for (size_t c = c0; c < c1; c++) {
             val[l->out[c]] = out[c];
             (void)cg_forward_scalar(OP, arg, out[c], 0.0, &val[l->act_out[c]]);
         }
     });
 }
 
-/* The dots' gradients into the table g; with an activation, its contributions, which
- * are the dots' only ones: the sweep would add them to a zeroed gradient, so the layer
- * writes 0.0 + da (-0.0 becomes +0.0 there too) and backward does not zero these. */
-static void gather_gradients(const cg_layer *l, const double *val, double *grad, double *g)
+/* The dots' gradients into the table g, for cells [c0, c1); with an activation, its
+ * contributions, which are the dots' only ones: the sweep would add them to a zeroed
+ * gradient, so the layer writes 0.0 + da (-0.0 becomes +0.0 there too) and backward
+ * does not zero these. */
+static void gather_gradients(const cg_layer *l, const double *val, double *grad, double *g,
+                             size_t c0, size_t c1)
 {
-    size_t count = (size_t)l->K * l->B;
     double arg = l->act_arg, da, db;
     if (!l->act_step) {
-        for (size_t c = 0; c < count; c++)
+        for (size_t c = c0; c < c1; c++)
             g[c] = grad[l->out[c]];
         return;
     }
     FOR_EACH_ACTIVATION(l->act_op, {
-        for (size_t c = 0; c < count; c++) {
+        for (size_t c = c0; c < c1; c++) {
             uint32_t act = l->act_out[c], dot = l->out[c];
             (void)cg_backward_scalar(OP, arg, val[dot], 0.0, val[act], grad[act], &da, &db);
             g[c] = grad[dot] = 0.0 + da;
@@ -647,6 +648,73 @@ static size_t parts_for(const cg_plan *p, size_t work)
     return parts < 1 ? 1 : (parts < p->threads ? parts : p->threads);
 }
 
+/* ---- the passes around the kernels, in parts: each part its own cells, rows or
+ * neurons, every number computed as one thread computes it (the same bits) */
+
+/* A cell of these passes costs about as much as this many of a kernel's multiply-adds
+ * (~10 ns against ~0.04), for deciding when a pass is big enough to split. */
+enum { CELL_WORK = 256 };
+
+typedef struct {
+    const cg_layer *l;
+    const double *out;            /* store: the kernel's table */
+    double *val, *grad, *g;       /* gather: the gradients' table */
+    int gather;
+} cells_job;
+
+static void cells_part(void *arg, size_t part, size_t n)
+{
+    cells_job *j = arg;
+    size_t count = (size_t)j->l->K * j->l->B;
+    size_t c0 = part_start(count, 64, part, n), c1 = part_start(count, 64, part + 1, n);
+    if (j->gather)
+        gather_gradients(j->l, j->val, j->grad, j->g, c0, c1);
+    else
+        store_outputs(j->l, j->out, j->val, c0, c1);
+}
+
+static void run_cells(cg_plan *p, cells_job *job)
+{
+    size_t count = (size_t)job->l->K * job->l->B;
+    cg_run_parts(parts_for(p, count * CELL_WORK), cells_part, job);
+}
+
+/* dst[c * rows + r] = src[r * cols + c] for rows [r_start, r_end), in blocks that stay
+ * in cache. */
+static void transpose_rows(const double *src, size_t rows, size_t cols, double *dst,
+                           size_t r_start, size_t r_end)
+{
+    enum { T = 16 };
+    for (size_t r0 = r_start; r0 < r_end; r0 += T) {
+        size_t r1 = r0 + T < r_end ? r0 + T : r_end;
+        for (size_t c0 = 0; c0 < cols; c0 += T) {
+            size_t c1 = c0 + T < cols ? c0 + T : cols;   /* bounds out of the loops */
+            for (size_t r = r0; r < r1; r++)
+                for (size_t c = c0; c < c1; c++)
+                    dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+}
+
+typedef struct {
+    const double *src;
+    size_t rows, cols;
+    double *dst;
+} transpose_job;
+
+static void transpose_part(void *arg, size_t part, size_t n)
+{
+    transpose_job *j = arg;
+    transpose_rows(j->src, j->rows, j->cols, j->dst, part_start(j->rows, 16, part, n),
+                   part_start(j->rows, 16, part + 1, n));
+}
+
+static void transpose(cg_plan *p, const double *src, size_t rows, size_t cols, double *dst)
+{
+    transpose_job job = {src, rows, cols, dst};
+    cg_run_parts(parts_for(p, rows * cols * CELL_WORK / 4), transpose_part, &job);
+}
+
 static int dot_tiles(const cg_plan *p, const double *const *w, size_t K, const double *bias,
                      const double *const *x, size_t B, size_t m, double *out)
 {
@@ -679,29 +747,11 @@ cg_status cg_layer_forward(cg_plan *p, const cg_layer *l)
     }
     if (!dot_tiles(p, w, K, l->has_bias ? bias : NULL, x, B, m, out))
         return CG_ERR_OVERFLOW;
-    store_outputs(l, out, val);
+    cells_job store = {l, out, val, NULL, NULL, 0};
+    run_cells(p, &store);
     return CG_OK;
 }
 
-/* dst[c * rows + r] = src[r * cols + c], in blocks that stay in cache. */
-static void transpose(const double *src, size_t rows, size_t cols, double *dst)
-{
-    enum { T = 16 };
-    for (size_t r0 = 0; r0 < rows; r0 += T) {
-        size_t r1 = r0 + T < rows ? r0 + T : rows;
-        for (size_t c0 = 0; c0 < cols; c0 += T) {
-            size_t c1 = c0 + T < cols ? c0 + T : cols;   /* bounds out of the loops */
-            for (size_t r = r0; r < r1; r++)
-                for (size_t c = c0; c < c1; c++)
-                    dst[c * rows + r] = src[r * cols + c];
-        }
-    }
-}
-
-/* Each weight's gradient adds the examples' x * g in example order, each input's the
- * neurons' w * g in neuron order: both read the table g (g of neuron j, example b at
- * b * K + j), one along its columns, the other along its rows.  The kernels save what
- * they update as they first load it, so that a non-finite result can be undone. */
 cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
 {
     size_t K = l->K, B = l->B, m = l->m, wlen = m + (size_t)l->has_bias;
@@ -711,7 +761,8 @@ cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
     double *saved_x = saved_w + K * wlen;
     double **rows = (double **)(void *)(saved_x + B * m), **saved = rows + K + B;
     const double **sources = (const double **)(void *)(saved + K + B);
-    gather_gradients(l, val, grad, g);
+    cells_job gather = {l, NULL, val, grad, g, 1};
+    run_cells(p, &gather);
     int inputs = !l->inputs_without_grads;
 
     for (size_t j = 0; j < K; j++) {
@@ -720,7 +771,7 @@ cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
     }
     for (size_t b = 0; b < B; b++)
         sources[b] = val + l->x_run[b];
-    transpose(g, B, K, g_by_neuron);  /* read along its columns, g strides a row per term */
+    transpose(p, g, B, K, g_by_neuron);  /* read along its columns: g strides a row a term */
     int finite = rank_update(p, rows, K, sources, B, g_by_neuron, B, 1, m, saved);
     if (l->has_bias) {
         for (size_t j = 0; j < K; j++)
