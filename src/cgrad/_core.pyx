@@ -1194,25 +1194,15 @@ def _drop_grad_values(values):
 def _track_graph(Value root):
     """Hand root and every node it depends on to the cyclic GC: a gradient graph
     stored on a leaf it leads back to (grad_value) is a cycle the GC must see."""
-    cdef cg_vec order
-    cdef size_t n_first, i
-    cdef uint32_t j
-    cdef cg_node *root_node = &root.node
-    cdef cg_node *n
+    cdef Value v
     cdef cg_node **kids
-    memset(&order, 0, sizeof(order))
-    if cg_interior_order(&root_node, 1, &order, &n_first) < 0:
-        raise MemoryError()
-    try:
-        track(root)
-        for i in range(order.len):
-            n = <cg_node *>order.items[i]
-            track(<Value>owner_of(n))
-            kids = cg_kids(n)
-            for j in range(n.n_kids):
-                track(<Value>owner_of(kids[j]))
-    finally:
-        cg_vec_free(&order)
+    cdef uint32_t j
+    track(root)
+    for v in interior_values(root):
+        track(v)
+        kids = cg_kids(&v.node)
+        for j in range(v.node.n_kids):
+            track(<Value>owner_of(kids[j]))
 
 
 cdef int attrs_changed(Value v) except -1:
