@@ -49,6 +49,12 @@ static inline int cg_is_nary(uint8_t op)
     return op == CG_SUM || op == CG_DOT || op == CG_LOGSUMEXP;
 }
 
+#if defined(__GNUC__)
+#define CG_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define CG_ALWAYS_INLINE static inline
+#endif
+
 /* ---- helpers the table's formulas use ------------------------------------------------ */
 
 /* micrograd's `0 if a < 0 else a` (+0.0 below zero; -0.0 and NaN pass), without a branch:
@@ -60,6 +66,17 @@ static inline double cg_relu(double a)
     bits &= -(uint64_t)!(a < 0.0);
     memcpy(&a, &bits, sizeof a);
     return a;
+}
+
+/* 1.0 if c else 0.0, without a branch: `(double)(out > 0.0) * g` compiled to a jump
+ * around the multiply, which a layer's ReLUs (on or off at random) mispredicted half the
+ * time (a third of the pass gathering gradients through them). */
+static inline double cg_indicator(int c)
+{
+    uint64_t bits = UINT64_C(0x3FF0000000000000) & -(uint64_t)(c != 0);
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
 }
 
 /* 1, -1, or a itself (0.0, -0.0, NaN) */
@@ -85,8 +102,10 @@ static inline double cg_gelu_tanh_derivative(double a)
 
 /* ---- scalar ops: a (and b for binary ops) in, *out written ---------------------------- */
 
-static inline cg_status cg_forward_scalar(uint8_t op, double arg, double a, double b,
-                                          double *out)
+/* Always inlined: a caller with a constant op (a layer's activation loop) gets that op's
+ * code alone. */
+CG_ALWAYS_INLINE cg_status cg_forward_scalar(uint8_t op, double arg, double a, double b,
+                                            double *out)
 {
     cg_status st;
     switch (op) {
@@ -135,8 +154,8 @@ static inline void cg_add_mul_partials(int mul, double a, double b, double g,
 }
 
 /* The contributions g * d(out)/da and g * d(out)/db. */
-static inline cg_status cg_backward_scalar(uint8_t op, double arg, double a, double b,
-                                           double out, double g, double *da, double *db)
+CG_ALWAYS_INLINE cg_status cg_backward_scalar(uint8_t op, double arg, double a, double b,
+                                             double out, double g, double *da, double *db)
 {
     *da = *db = 0.0;
     switch (op) {
@@ -257,11 +276,6 @@ static inline double cg_logsumexp_partial(double v, double out)
 
 /* ---- the n-ary chain rule, written once for nodes and for slots ------------------------ */
 
-#if defined(__GNUC__)
-#define CG_ALWAYS_INLINE static inline __attribute__((always_inline))
-#else
-#define CG_ALWAYS_INLINE static inline
-#endif
 
 /* Where an n-ary op's kids live, as its chain rule sees them: kid i of a list, its value
  * and adding d to its gradient (nonzero when d is a non-finite contribution that
