@@ -91,26 +91,72 @@ static int adam_block(const double *d, const double *g, const double *m, const d
     return adam_block_baseline(d, g, m, v, len, r, out);
 }
 
-/* The two storages: parameter i's data and grad live in a node, or in slot[i] of a
- * plan's arrays. */
-#define DATA(i) (params ? params[i]->data : val[slot[i]])
-#define GRAD(i) (params ? params[i]->grad : grad[slot[i]])
-#define SET(i, x) (*(params ? &params[i]->data : &val[slot[i]]) = (x))
+/* g + weight_decay * d, the gradient Adam's moments see */
+static void decay_block(const double *d, const double *g, size_t len, double weight_decay,
+                        double *out)
+{
+    for (size_t k = 0; k < len; k++)
+        out[k] = g[k] + weight_decay * d[k];
+}
 
-/* Pass one computes every new value into scratch, BLOCK parameters at a time: their
- * data and grads gathered first, so that the math runs as vector code (one sqrt and one
- * division per four parameters), and a block with a non-finite result checked exactly.
- * Pass two writes them: nothing is written if any update is refused. */
+/* Where the parameters live: in nodes (params), or at val[slot[i]] and grad[slot[i]]
+ * in a plan's arrays. */
+typedef struct {
+    cg_node **params;
+    double *val;
+    const double *grad;
+    const uint32_t *slot;
+} storage;
+
+/* Pass one computes every new value into scratch, BLOCK parameters at a time, as vector
+ * code (one sqrt and one division per vector of parameters), a block with a non-finite
+ * result checked exactly.  Pass two writes them: nothing is written if any update is
+ * refused. */
 enum { BLOCK = 64 };
 
-#define FOR_EACH_BLOCK(n, i0, len, d, g, ...)                                          \
-    for (size_t i0 = 0; i0 < (n); i0 += BLOCK) {                                      \
-        size_t len = (n) - i0 < BLOCK ? (n) - i0 : BLOCK;                             \
-        double d[BLOCK], g[BLOCK];                                                    \
-        for (size_t k = 0; k < len; k++) {                                            \
-            d[k] = DATA(i0 + k);                                                      \
-            g[k] = GRAD(i0 + k);                                                      \
-        }                                                                             \
+/* The block of parameters starting at i0: up to BLOCK of them, as two arrays.  In a
+ * plan, the parameters whose slots run on from slot[i0] (a neuron's weights and bias
+ * do), read in place: *d and *g point into its arrays.  In nodes, BLOCK of them
+ * gathered into d_buf and g_buf.  Its length. */
+static size_t block_view(const storage *s, size_t i0, size_t n, double *d_buf, double *g_buf,
+                         double **d, const double **g)
+{
+    size_t len = n - i0 < BLOCK ? n - i0 : BLOCK;
+    if (!s->params) {
+        const uint32_t *slot = s->slot + i0;
+        size_t run = 1;
+        while (run < len && slot[run] == slot[0] + run)
+            run++;
+        *d = s->val + slot[0];
+        *g = s->grad + slot[0];
+        return run;
+    }
+    for (size_t k = 0; k < len; k++) {
+        d_buf[k] = s->params[i0 + k]->data;
+        g_buf[k] = s->params[i0 + k]->grad;
+    }
+    *d = d_buf;
+    *g = g_buf;
+    return len;
+}
+
+/* Writes the new data of the block at i0 (d: its view). */
+static void write_block(const storage *s, size_t i0, size_t len, double *restrict d,
+                        const double *restrict new_data)
+{
+    if (s->params)
+        for (size_t k = 0; k < len; k++)
+            s->params[i0 + k]->data = new_data[k];
+    else
+        for (size_t k = 0; k < len; k++)
+            d[k] = new_data[k];
+}
+
+#define FOR_EACH_BLOCK(s, n, i0, len, d, g, ...)                                       \
+    for (size_t i0 = 0, len; i0 < (n); i0 += len) {                                   \
+        double d_buf_[BLOCK], g_buf_[BLOCK], *d;                                      \
+        const double *g;                                                              \
+        len = block_view(s, i0, n, d_buf_, g_buf_, &d, &g);                           \
         __VA_ARGS__                                                                   \
     }
 
@@ -125,12 +171,11 @@ static long first_broken(size_t i0, size_t len, const double *d, const double *g
     return -1;
 }
 
-static long sgd(cg_node **params, double *val, const double *grad, const uint32_t *slot,
-                size_t n, double lr, double momentum, double weight_decay, double *velocity,
-                double *scratch)
+static long sgd(const storage *s, size_t n, double lr, double momentum, double weight_decay,
+                double *velocity, double *scratch)
 {
     double *new_data = scratch, *new_velocity = scratch + n;
-    FOR_EACH_BLOCK(n, i0, len, d, g, {
+    FOR_EACH_BLOCK(s, n, i0, len, d, g, {
         int not_finite = 0;
         double *restrict nd = new_data + i0, *restrict nv = new_velocity + i0;
         const double *restrict v0 = velocity + i0;
@@ -145,56 +190,62 @@ static long sgd(cg_node **params, double *val, const double *grad, const uint32_
         if (broken >= 0)
             return broken;
     })
-    for (size_t i = 0; i < n; i++) {
-        SET(i, new_data[i]);
-        velocity[i] = new_velocity[i];
-    }
+    FOR_EACH_BLOCK(s, n, i0, len, d, g, {
+        write_block(s, i0, len, d, new_data + i0);
+        for (size_t k = 0; k < len; k++)
+            velocity[i0 + k] = new_velocity[i0 + k];
+    })
     return -1;
 }
 
-/* Pass one keeps each parameter's new value and its decayed gradient in scratch; pass
- * two writes the values and recomputes the moments from the gradients kept (the same
- * arithmetic, so the same bits: cheaper than keeping the moments too). */
-static long adam(cg_node **params, double *val, const double *grad, const uint32_t *slot,
-                 size_t n, const adam_rates *r, double *m, double *v, double *scratch)
+/* Pass two recomputes the moments from the gradients (the same arithmetic as pass
+ * one's, so the same bits: cheaper than keeping them), then writes the values. */
+static long adam(const storage *s, size_t n, const adam_rates *r, double *m, double *v,
+                 double *scratch)
 {
-    double *new_data = scratch, *decayed = scratch + n;
+    double *new_data = scratch;
     adam_rates rates = *r;
-    FOR_EACH_BLOCK(n, i0, len, d, g, {
-        for (size_t k = 0; k < len; k++)
-            decayed[i0 + k] = rates.weight_decay != 0.0 ? g[k] + rates.weight_decay * d[k]
-                                                        : g[k];
-        int not_finite = adam_block(d, decayed + i0, m + i0, v + i0, len, rates,
+    double decayed[BLOCK];
+#define DECAY(d, g, len)                                                             \
+    (rates.weight_decay == 0.0 ? (g) : (decay_block(d, g, len, rates.weight_decay, decayed), decayed))
+    FOR_EACH_BLOCK(s, n, i0, len, d, g, {
+        int not_finite = adam_block(d, DECAY(d, g, len), m + i0, v + i0, len, rates,
                                     new_data + i0);
         long broken = first_broken(i0, len, d, g, new_data + i0, not_finite);
         if (broken >= 0)
             return broken;
     })
-    for (size_t i = 0; i < n; i++) {
-        SET(i, new_data[i]);
-        ADAM_MOMENTS(rates, decayed[i], m[i], v[i]);
-    }
+    FOR_EACH_BLOCK(s, n, i0, len, d, g, {
+        const double *restrict dg = DECAY(d, g, len);
+        double *restrict mb = m + i0, *restrict vb = v + i0;
+        for (size_t k = 0; k < len; k++)
+            ADAM_MOMENTS(rates, dg[k], mb[k], vb[k]);
+        write_block(s, i0, len, d, new_data + i0);
+    })
+#undef DECAY
     return -1;
 }
 
 long cg_sgd_step(cg_node **params, size_t n, double lr, double momentum,
                  double weight_decay, double *velocity)
 {
-    return sgd(params, NULL, NULL, NULL, n, lr, momentum, weight_decay, velocity,
-               velocity + n);
+    storage s = {params, NULL, NULL, NULL};
+    return sgd(&s, n, lr, momentum, weight_decay, velocity, velocity + n);
 }
 
 long cg_sgd_step_slots(double *val, const double *grad, const uint32_t *slots, size_t n,
                        double lr, double momentum, double weight_decay, double *velocity)
 {
-    return sgd(NULL, val, grad, slots, n, lr, momentum, weight_decay, velocity, velocity + n);
+    storage s = {NULL, val, grad, slots};
+    return sgd(&s, n, lr, momentum, weight_decay, velocity, velocity + n);
 }
 
 long cg_adam_step(cg_node **params, size_t n, double lr, double beta1, double beta2,
                   double eps, double weight_decay, long step, double *m, double *v)
 {
     adam_rates r = rates(lr, beta1, beta2, eps, weight_decay, step);
-    return adam(params, NULL, NULL, NULL, n, &r, m, v, v + n);
+    storage s = {params, NULL, NULL, NULL};
+    return adam(&s, n, &r, m, v, v + n);
 }
 
 long cg_adam_step_slots(double *val, const double *grad, const uint32_t *slots, size_t n,
@@ -202,7 +253,8 @@ long cg_adam_step_slots(double *val, const double *grad, const uint32_t *slots, 
                         double weight_decay, long step, double *m, double *v)
 {
     adam_rates r = rates(lr, beta1, beta2, eps, weight_decay, step);
-    return adam(NULL, val, grad, slots, n, &r, m, v, v + n);
+    storage s = {NULL, val, grad, slots};
+    return adam(&s, n, &r, m, v, v + n);
 }
 
 void cg_zero_grads(cg_node **params, size_t n)
