@@ -163,6 +163,8 @@ void cg_plan_free(cg_plan *p);
 size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes);
 /* How many layers the plan runs over whole batches (matrix-matrix). */
 size_t cg_plan_layer_count(const cg_plan *p);
+/* How many of them compute their input gradients on demand (cg_plan_defer_input_grads). */
+size_t cg_plan_deferring_layers(const cg_plan *p);
 /* Split each layer's kernels into `threads` parts run side by side (1..CG_MAX_THREADS):
  * the same bits whatever the number.  0, or -1 (out of range, out of memory). */
 enum { CG_MAX_THREADS = 64 };
@@ -187,6 +189,14 @@ double cg_plan_root_value(const cg_plan *p);  /* the loss, after forward */
 /* Leave these slots' grads at 0 instead of computing them (layers reading only such
  * slots skip their input-gradient pass).  0, or -1 out of memory. */
 int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n);
+/* Input gradients on demand: a layer over input rows that only it reads skips their
+ * gradients in backward, and they are computed (the same bits) when the plan's numbers
+ * next reach its nodes (cg_plan_sync) or before another backward adds to them; a new
+ * batch (cg_plan_load) drops them unread.  Call cg_plan_keep_weights before changing
+ * parameters in the plan (an optimizer step).  0, or -1 out of memory. */
+int cg_plan_defer_input_grads(cg_plan *p, const uint32_t *slots, size_t n);
+void cg_plan_keep_weights(cg_plan *p);
+void cg_plan_input_grads(cg_plan *p);
 /* Recompute every node from its leaves; on error *failed is the node. */
 cg_status cg_plan_forward(cg_plan *p, cg_node **failed);
 /* root.backward() over the plan: interior grads restart at zero, leaf grads accumulate. */

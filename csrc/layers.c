@@ -171,6 +171,7 @@ static void free_layer(cg_layer *l)
     free(l->step);
     free(l->act_out);
     free(l->act_step);
+    free(l->kept_w);
 }
 
 /* Whether every neuron meets the examples in their numbered order, and every example
@@ -803,6 +804,25 @@ cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
     for (size_t j = 0; j < K; j++)
         memcpy(grad + l->w_run[j], saved_w + j * wlen, wlen * sizeof *grad);
     return CG_ERR_OVERFLOW;
+}
+
+void cg_layer_input_grads(cg_plan *p, cg_layer *l)
+{
+    size_t K = l->K, B = l->B, m = l->m, wlen = m + (size_t)l->has_bias;
+    double *grad = p->grad, *g = p->layer_scratch;
+    /* the scratch laid out as cg_layer_backward lays it out */
+    double *saved_x = g + 2 * K * B + K + K * wlen;
+    double **rows = (double **)(void *)(saved_x + B * m);
+    const double **sources = (const double **)(void *)(rows + 2 * (K + B));
+    for (size_t c = 0; c < K * B; c++)
+        g[c] = grad[l->out[c]];     /* the dots' gradients, as backward gathered them */
+    for (size_t b = 0; b < B; b++)
+        rows[b] = grad + l->x_run[b];
+    for (size_t j = 0; j < K; j++)
+        sources[j] = l->weights_kept ? l->kept_w + j * m : p->val + l->w_run[j];
+    /* an overflow leaves inf or nan in these gradients: no step is left to raise it */
+    (void)rank_update(p, rows, B, sources, K, g, K, 1, m, NULL);
+    l->inputs_pending = l->weights_kept = 0;
 }
 
 int cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless)

@@ -25,7 +25,16 @@ typedef struct {
 typedef struct {
     uint32_t K, B, m;
     int has_bias;
-    int inputs_without_grads;  /* its input rows are all leaves whose grads are not wanted */
+    int inputs_without_grads;  /* its input rows are all leaves whose grads are not wanted,
+                                * or (defers_inputs) not wanted yet */
+    /* Input gradients on demand (Graph's input_grads=True): backward skips them, and
+     * cg_plan_input_grads computes them, the same kernel in the same order, only when
+     * some node is looked at.  defers_inputs: this layer is the only writer of its
+     * input rows' grads; inputs_pending: the last backward skipped them; kept_w
+     * (K x m): its weights as that backward saw them, once an optimizer step in the
+     * plan changed them (weights_kept). */
+    int defers_inputs, inputs_pending, weights_kept;
+    double *kept_w;
     uint32_t *w_run;        /* [K] first slot of neuron j's weights (its bias follows) */
     uint32_t *x_run;        /* [B] first slot of example b's inputs */
     uint32_t *out;          /* [K * B] the slot of dot (j, b) */
@@ -85,6 +94,8 @@ void cg_plan_free_layers(cg_plan *p);
  * result is not finite. */
 cg_status cg_layer_forward(cg_plan *p, const cg_layer *l);
 cg_status cg_layer_backward(cg_plan *p, const cg_layer *l);
+/* Computes the input gradients deferring layers skipped (see cg_layer). */
+void cg_layer_input_grads(cg_plan *p, cg_layer *l);
 /* Marks the layers whose inputs are all gradless (they skip those gradients) and lists
  * the gradless slots other steps may write (p->written).  0, or -1 out of memory. */
 int cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless);

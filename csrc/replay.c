@@ -410,6 +410,14 @@ size_t cg_plan_layer_count(const cg_plan *p)
     return p->n_layers;
 }
 
+size_t cg_plan_deferring_layers(const cg_plan *p)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < p->n_layers; i++)
+        count += p->layers[i].defers_inputs != 0;
+    return count;
+}
+
 /* Whether two lists of slots, sorted by node address, name a node in common. */
 static int meet(const cg_plan *a, const uint32_t *sa, size_t na, const cg_plan *b,
                 const uint32_t *sb, size_t nb)
@@ -537,10 +545,12 @@ static cg_status run_schedule(cg_plan *p, const cg_entry *schedule, size_t n, in
             if (st != CG_OK)
                 *failed = p->slot_node[s->out];
         } else {
-            const cg_layer *l = &p->layers[-1 - entry];
+            cg_layer *l = &p->layers[-1 - entry];
             if ((backward ? cg_layer_backward(p, l) : cg_layer_forward(p, l)) != CG_OK) {
                 p->fell_back |= backward;
-                st = layer_steps(p, l, backward, failed);
+                st = layer_steps(p, l, backward, failed);  /* input gradients included */
+            } else if (backward && l->defers_inputs) {
+                l->inputs_pending = 1;
             }
         }
     }
@@ -663,6 +673,7 @@ cg_status cg_plan_backward(cg_plan *p, cg_node **failed)
     size_t nb = p->n_backward;
     if (nb == 0)
         return CG_OK;
+    cg_plan_input_grads(p);   /* the last backward's, which this one's add to */
     for (size_t r = 0; r < p->n_interior_runs; r++)
         memset(p->grad + p->interior_runs[2 * r], 0,
                p->interior_runs[2 * r + 1] * sizeof *p->grad);
@@ -684,6 +695,67 @@ cg_status cg_plan_backward(cg_plan *p, cg_node **failed)
     for (size_t i = 0; i < n_zeroed; i++)  /* not computed, whatever path ran */
         p->grad[zeroed[i]] = 0.0;
     return st;
+}
+
+int cg_plan_defer_input_grads(cg_plan *p, const uint32_t *slots, size_t n)
+{
+    uint8_t *mask = calloc(p->n_slots + 1, 1);
+    uint8_t *readers = calloc(p->n_slots + 1, 1);
+    int result = -1;
+    if (!mask || !readers)
+        goto done;
+    for (size_t i = 0; i < n; i++)
+        if (slots[i] != UINT32_MAX)
+            mask[slots[i]] = 1;
+    if (cg_layers_mark_gradless(p, mask) < 0)
+        goto done;
+    /* A layer defers only input rows no step and no other layer writes to: then its
+     * contributions, added late, are their only ones and keep their order. */
+    for (size_t i = 0; i < p->n_written; i++)
+        readers[p->written[i]] = 2;
+    for (size_t i = 0; i < p->n_layers; i++) {
+        cg_layer *l = &p->layers[i];
+        for (size_t b = 0; l->inputs_without_grads && b < l->B; b++)
+            for (size_t k = 0; k < l->m; k++) {
+                uint8_t *r = &readers[l->x_run[b] + k];
+                *r = *r < 2 ? *r + 1 : 2;
+            }
+    }
+    for (size_t i = 0; i < p->n_layers; i++) {
+        cg_layer *l = &p->layers[i];
+        int alone = l->inputs_without_grads;
+        for (size_t b = 0; alone && b < l->B; b++)
+            for (size_t k = 0; alone && k < l->m; k++)
+                alone = readers[l->x_run[b] + k] == 1;
+        l->inputs_without_grads = l->defers_inputs = alone;
+        if (alone && !(l->kept_w = malloc((size_t)l->K * l->m * sizeof *l->kept_w)))
+            goto done;
+    }
+    p->n_written = 0;   /* no input's gradient is left at 0 */
+    result = 0;
+done:
+    free(mask);
+    free(readers);
+    return result;
+}
+
+void cg_plan_keep_weights(cg_plan *p)
+{
+    for (size_t i = 0; i < p->n_layers; i++) {
+        cg_layer *l = &p->layers[i];
+        if (!l->inputs_pending || l->weights_kept)
+            continue;
+        for (size_t j = 0; j < l->K; j++)
+            memcpy(l->kept_w + j * l->m, p->val + l->w_run[j], l->m * sizeof *l->kept_w);
+        l->weights_kept = 1;
+    }
+}
+
+void cg_plan_input_grads(cg_plan *p)
+{
+    for (size_t i = 0; i < p->n_layers; i++)
+        if (p->layers[i].inputs_pending)
+            cg_layer_input_grads(p, &p->layers[i]);
 }
 
 int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n)
@@ -728,6 +800,7 @@ void cg_plan_reload(cg_plan *p)
 
 void cg_plan_sync(cg_plan *p)
 {
+    cg_plan_input_grads(p);
     for (size_t j = 0; j < p->n_leaves; j++) {
         cg_node *n = p->slot_node[p->leaf_slots[j]];
         n->data = p->val[p->leaf_slots[j]];
@@ -759,6 +832,8 @@ void cg_plan_arrays(cg_plan *p, double **val, double **grad)
 
 void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t n)
 {
+    for (size_t i = 0; i < p->n_layers; i++)   /* fresh leaves: the last ones are dropped */
+        p->layers[i].inputs_pending = p->layers[i].weights_kept = 0;
     for (size_t i = 0, j; i < n; i = j) {  /* run by run: an input row sits in a run */
         for (j = i + 1; j < n && slots[i] != UINT32_MAX && slots[j] == slots[i] + (j - i); j++)
             ;

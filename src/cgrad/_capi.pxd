@@ -89,6 +89,7 @@ cdef extern from "cgrad.h" nogil:
     void cg_plan_free(cg_plan *p)
     size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes)
     size_t cg_plan_layer_count(const cg_plan *p)
+    size_t cg_plan_deferring_layers(const cg_plan *p)
     int cg_plans_share_nodes(const cg_plan *a, const cg_plan *b)
     int cg_plan_set_threads(cg_plan *p, size_t threads)
     void cg_plan_set_exact(cg_plan *p, int exact)
@@ -102,6 +103,8 @@ cdef extern from "cgrad.h" nogil:
     void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t n)
     double cg_plan_root_value(const cg_plan *p)
     int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n)
+    int cg_plan_defer_input_grads(cg_plan *p, const uint32_t *slots, size_t n)
+    void cg_plan_keep_weights(cg_plan *p)
 
 
 cdef extern from "cgrad.h":

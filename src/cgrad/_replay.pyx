@@ -365,9 +365,12 @@ cdef class Graph:
             loss = graph.step(xb, yb, optimizer=optimizer)
 
     ``loss`` is the scalar Value to differentiate (None for a graph that only computes
-    ``outputs``).  ``input_grads=False`` leaves the input leaves' grads at 0 instead of
-    computing them (as PyTorch does for inputs that do not require grad): a first layer
-    then skips its input-gradient pass, a third of its work.  ``threads=N`` splits each
+    ``outputs``).  Input leaves' grads (``input_grads=True``, the default) hold each
+    batch's input gradients, bit for bit as backward() over the rebuilt graph gives
+    them; a first layer computes them only when Python next looks at a node of the
+    graph (a third of its work, which a training loop that never reads them does not
+    pay).  ``input_grads=False`` leaves them at 0 (as PyTorch does for inputs that do
+    not require grad).  ``threads=N`` splits each
     layer's matrix-matrix kernels over N threads (each output computed by one of them,
     in the same order: the same bits as one thread) when a kernel is big enough to pay
     for it (4M multiply-adds a part); the rest of a step runs on one.  The default
@@ -494,8 +497,12 @@ cdef class Graph:
                         f"model was called on")
             start += size
         self.stray_inputs = from_values(stray)
-        if not input_grads and cg_plan_skip_grads(self.plan, self.input_slots,
-                                                  self.input_nodes.size) < 0:
+        cdef int made
+        if input_grads:   # computed when looked at (the bits backward would give)
+            made = cg_plan_defer_input_grads(self.plan, self.input_slots, self.input_nodes.size)
+        else:             # left at 0
+            made = cg_plan_skip_grads(self.plan, self.input_slots, self.input_nodes.size)
+        if made < 0:
             raise MemoryError()
         self.partners = weakref.WeakSet()
         cdef Graph other
@@ -546,6 +553,11 @@ cdef class Graph:
         dot products of nn.Layer calls over a batch of input rows."""
         self.ready()
         return cg_plan_layer_count(self.plan)
+
+    def _deferred_input_layers(self):
+        """How many layers compute their input gradients only when looked at (tests)."""
+        self.ready()
+        return cg_plan_deferring_layers(self.plan)
 
     def __repr__(self):
         if self.plan == NULL:
@@ -804,6 +816,7 @@ cdef class Graph:
                     in_backward = True
                     status = cg_plan_backward(self.plan, &failed)
                 if status == CG_OK and update != NULL:
+                    cg_plan_keep_weights(self.plan)   # what deferred input grads read
                     if update.kind == 1:
                         broken = cg_sgd_step_slots(val, grad, update.slots, update.n,
                                                    update.lr, update.h1, update.h2,

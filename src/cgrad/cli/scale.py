@@ -31,7 +31,8 @@ WORKLOADS = [
 ]
 QUICK = WORKLOADS[:4]
 # "cgrad replay" does the work the others do (no gradients for the input data: PyTorch and
-# JAX compute none); "+ input grads" also fills the input leaves' grads, replay's default;
+# JAX compute none); "+ input grads" also reads an input leaf's grad after each step, so
+# that the input gradients are computed (a Graph computes them when Python looks);
 # ", 2 threads" splits the layer kernels over two threads (Graph(threads=2)); "exact=False"
 # lets the kernels fuse multiply-adds (not eager's bits).
 ENGINES = ["cgrad replay", "cgrad replay + input grads", "cgrad replay, 2 threads",
@@ -91,7 +92,15 @@ def cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model, input_grads,
                         exact=exact)
     params = model.parameters()
     opt = SGD(params, lr=LR["sgd"]) if opt_kind == "sgd" else Adam(params, lr=LR["adam"])
-    return lambda: graph.step(X, targets, optimizer=opt)
+    if not input_grads:
+        return lambda: graph.step(X, targets, optimizer=opt)
+    first = xs[0][0]
+
+    def step_reading_input_grads():   # they are computed when Python looks
+        loss = graph.step(X, targets, optimizer=opt)
+        first.grad
+        return loss
+    return step_reading_input_grads
 
 
 def torch_step(nouts, loss_kind, opt_kind, X, y, model):
