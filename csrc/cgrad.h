@@ -218,12 +218,29 @@ long cg_sgd_step(cg_node **params, size_t n, double lr, double momentum,
 long cg_adam_step(cg_node **params, size_t n, double lr, double beta1, double beta2,
                   double eps, double weight_decay, long step, double *m, double *v);
 
-/* The same updates over parameters kept in a plan's arrays, at val[slots[i]]. */
-long cg_sgd_step_slots(double *val, const double *grad, const uint32_t *slots, size_t n,
-                       double lr, double momentum, double weight_decay, double *velocity);
-long cg_adam_step_slots(double *val, const double *grad, const uint32_t *slots, size_t n,
-                        double lr, double beta1, double beta2, double eps,
-                        double weight_decay, long step, double *m, double *v);
+/* The same updates over parameters kept in a plan's arrays, at val[slots[i]], with the
+ * hyperparameters in order (SGD: momentum, weight decay; Adam: the betas, eps, weight
+ * decay) and the state as above (SGD: velocity; Adam: m then v).  In two passes over a
+ * range [i0, i1) of the parameters: check keeps every new value in the scratch and
+ * returns -1 or the first parameter it would break; write writes them.  Ranges may run
+ * at once in threads; write only once every check of the update returned -1.  Each
+ * number is computed as one pass over all the parameters computes it. */
+enum { CG_UPDATE_SGD = 1, CG_UPDATE_ADAM = 2 };
+typedef struct {
+    int kind;
+    double lr, h1, h2, h3, h4;
+    long step;              /* Adam's, from 1 */
+    double *state;
+    size_t n;
+    const uint32_t *slots;
+} cg_update;
+long cg_update_check(const cg_update *u, double *val, const double *grad, size_t i0,
+                     size_t i1);
+void cg_update_write(const cg_update *u, double *val, const double *grad, size_t i0,
+                     size_t i1);
+/* Both passes over all of u's parameters, split over the plan's threads when it pays
+ * (replay.c): -1, or (nothing written) the first parameter the update would break. */
+long cg_plan_update(cg_plan *p, const cg_update *u);
 
 void cg_zero_grads(cg_node **params, size_t n);
 

@@ -680,6 +680,43 @@ static void run_cells(cg_plan *p, cells_job *job)
     cg_run_parts(parts_for(p, count * CELL_WORK), cells_part, job);
 }
 
+/* An optimizer's update of the plan's parameters (cgrad.h: cg_update), its two passes
+ * each split over the threads: a parameter costs about as much as this many of a
+ * kernel's multiply-adds (~3-4 ns: a square root and a division).  Parts at multiples
+ * of 64 parameters (optim.c's blocks). */
+enum { UPDATE_WORK = 96 };
+
+typedef struct {
+    const cg_update *u;
+    double *val;
+    const double *grad;
+    int write;
+    long broken[CG_MAX_THREADS];
+} update_job;
+
+static void update_part(void *arg, size_t part, size_t n)
+{
+    update_job *j = arg;
+    size_t i0 = part_start(j->u->n, 64, part, n), i1 = part_start(j->u->n, 64, part + 1, n);
+    if (j->write)
+        cg_update_write(j->u, j->val, j->grad, i0, i1);
+    else
+        j->broken[part] = cg_update_check(j->u, j->val, j->grad, i0, i1);
+}
+
+long cg_plan_update(cg_plan *p, const cg_update *u)
+{
+    update_job job = {u, p->val, p->grad, 0, {0}};
+    size_t parts = parts_for(p, u->n * UPDATE_WORK);
+    cg_run_parts(parts, update_part, &job);
+    for (size_t part = 0; part < parts; part++)   /* the first broken, as in one pass */
+        if (job.broken[part] >= 0)
+            return job.broken[part];
+    job.write = 1;
+    cg_run_parts(parts, update_part, &job);
+    return -1;
+}
+
 /* dst[c * rows + r] = src[r * cols + c] for rows [r_start, r_end), in blocks that stay
  * in cache. */
 static void transpose_rows(const double *src, size_t rows, size_t cols, double *dst,

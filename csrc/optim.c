@@ -152,11 +152,12 @@ static void write_block(const storage *s, size_t i0, size_t len, double *restric
             d[k] = new_data[k];
 }
 
-#define FOR_EACH_BLOCK(s, n, i0, len, d, g, ...)                                       \
-    for (size_t i0 = 0, len; i0 < (n); i0 += len) {                                   \
+/* The blocks of parameters [start, end). */
+#define FOR_EACH_BLOCK(s, start, end, i0, len, d, g, ...)                              \
+    for (size_t i0 = (start), len; i0 < (end); i0 += len) {                           \
         double d_buf_[BLOCK], g_buf_[BLOCK], *d;                                      \
         const double *g;                                                              \
-        len = block_view(s, i0, n, d_buf_, g_buf_, &d, &g);                           \
+        len = block_view(s, i0, end, d_buf_, g_buf_, &d, &g);                         \
         __VA_ARGS__                                                                   \
     }
 
@@ -171,11 +172,21 @@ static long first_broken(size_t i0, size_t len, const double *d, const double *g
     return -1;
 }
 
-static long sgd(const storage *s, size_t n, double lr, double momentum, double weight_decay,
-                double *velocity, double *scratch)
+/* Each update in two passes over a range of its parameters: pass one (check) keeps
+ * every new value in the scratch and returns -1 or the first parameter it would break;
+ * pass two (write) writes them.  Parts of the parameters may run each pass at once:
+ * every number is computed as one pass over all of them computes it. */
+typedef struct {
+    const storage *s;
+    size_t n;               /* all the parameters: the scratch is laid out for n */
+    size_t start, end;      /* this range */
+} span;
+
+static long sgd_check(span r, double lr, double momentum, double weight_decay,
+                      const double *velocity, double *scratch)
 {
-    double *new_data = scratch, *new_velocity = scratch + n;
-    FOR_EACH_BLOCK(s, n, i0, len, d, g, {
+    double *new_data = scratch, *new_velocity = scratch + r.n;
+    FOR_EACH_BLOCK(r.s, r.start, r.end, i0, len, d, g, {
         int not_finite = 0;
         double *restrict nd = new_data + i0, *restrict nv = new_velocity + i0;
         const double *restrict v0 = velocity + i0;
@@ -190,71 +201,99 @@ static long sgd(const storage *s, size_t n, double lr, double momentum, double w
         if (broken >= 0)
             return broken;
     })
-    FOR_EACH_BLOCK(s, n, i0, len, d, g, {
-        write_block(s, i0, len, d, new_data + i0);
-        for (size_t k = 0; k < len; k++)
-            velocity[i0 + k] = new_velocity[i0 + k];
-    })
     return -1;
 }
 
-/* Pass two recomputes the moments from the gradients (the same arithmetic as pass
- * one's, so the same bits: cheaper than keeping them), then writes the values. */
-static long adam(const storage *s, size_t n, const adam_rates *r, double *m, double *v,
-                 double *scratch)
+static void sgd_write(span r, double *velocity, const double *scratch)
 {
-    double *new_data = scratch;
-    adam_rates rates = *r;
-    double decayed[BLOCK];
-#define DECAY(d, g, len)                                                             \
-    (rates.weight_decay == 0.0 ? (g) : (decay_block(d, g, len, rates.weight_decay, decayed), decayed))
-    FOR_EACH_BLOCK(s, n, i0, len, d, g, {
-        int not_finite = adam_block(d, DECAY(d, g, len), m + i0, v + i0, len, rates,
-                                    new_data + i0);
+    const double *new_data = scratch, *new_velocity = scratch + r.n;
+    FOR_EACH_BLOCK(r.s, r.start, r.end, i0, len, d, g, {
+        (void)g;
+        write_block(r.s, i0, len, d, new_data + i0);
+        for (size_t k = 0; k < len; k++)
+            velocity[i0 + k] = new_velocity[i0 + k];
+    })
+}
+
+#define DECAYED(rates, d, g, len, buf)                                                \
+    ((rates).weight_decay == 0.0 ? (g)                                                \
+                                 : (decay_block(d, g, len, (rates).weight_decay, buf), buf))
+
+static long adam_check(span r, adam_rates rates, const double *m, const double *v,
+                       double *scratch)
+{
+    double *new_data = scratch, decayed[BLOCK];
+    FOR_EACH_BLOCK(r.s, r.start, r.end, i0, len, d, g, {
+        int not_finite = adam_block(d, DECAYED(rates, d, g, len, decayed), m + i0, v + i0,
+                                    len, rates, new_data + i0);
         long broken = first_broken(i0, len, d, g, new_data + i0, not_finite);
         if (broken >= 0)
             return broken;
     })
-    FOR_EACH_BLOCK(s, n, i0, len, d, g, {
-        const double *restrict dg = DECAY(d, g, len);
+    return -1;
+}
+
+/* Recomputes the moments from the gradients (pass one's arithmetic, so the same bits:
+ * cheaper than keeping them), then writes the values. */
+static void adam_write(span r, adam_rates rates, double *m, double *v, const double *scratch)
+{
+    double decayed[BLOCK];
+    FOR_EACH_BLOCK(r.s, r.start, r.end, i0, len, d, g, {
+        const double *restrict dg = DECAYED(rates, d, g, len, decayed);
         double *restrict mb = m + i0, *restrict vb = v + i0;
         for (size_t k = 0; k < len; k++)
             ADAM_MOMENTS(rates, dg[k], mb[k], vb[k]);
-        write_block(s, i0, len, d, new_data + i0);
+        write_block(r.s, i0, len, d, scratch + i0);
     })
-#undef DECAY
-    return -1;
 }
 
 long cg_sgd_step(cg_node **params, size_t n, double lr, double momentum,
                  double weight_decay, double *velocity)
 {
     storage s = {params, NULL, NULL, NULL};
-    return sgd(&s, n, lr, momentum, weight_decay, velocity, velocity + n);
-}
-
-long cg_sgd_step_slots(double *val, const double *grad, const uint32_t *slots, size_t n,
-                       double lr, double momentum, double weight_decay, double *velocity)
-{
-    storage s = {NULL, val, grad, slots};
-    return sgd(&s, n, lr, momentum, weight_decay, velocity, velocity + n);
+    span all = {&s, n, 0, n};
+    long broken = sgd_check(all, lr, momentum, weight_decay, velocity, velocity + n);
+    if (broken < 0)
+        sgd_write(all, velocity, velocity + n);
+    return broken;
 }
 
 long cg_adam_step(cg_node **params, size_t n, double lr, double beta1, double beta2,
                   double eps, double weight_decay, long step, double *m, double *v)
 {
-    adam_rates r = rates(lr, beta1, beta2, eps, weight_decay, step);
     storage s = {params, NULL, NULL, NULL};
-    return adam(&s, n, &r, m, v, v + n);
+    span all = {&s, n, 0, n};
+    adam_rates r = rates(lr, beta1, beta2, eps, weight_decay, step);
+    long broken = adam_check(all, r, m, v, v + n);
+    if (broken < 0)
+        adam_write(all, r, m, v, v + n);
+    return broken;
 }
 
-long cg_adam_step_slots(double *val, const double *grad, const uint32_t *slots, size_t n,
-                        double lr, double beta1, double beta2, double eps,
-                        double weight_decay, long step, double *m, double *v)
+long cg_update_check(const cg_update *u, double *val, const double *grad, size_t i0,
+                     size_t i1)
 {
-    adam_rates r = rates(lr, beta1, beta2, eps, weight_decay, step);
-    storage s = {NULL, val, grad, slots};
-    return adam(&s, n, &r, m, v, v + n);
+    storage s = {NULL, val, grad, u->slots};
+    span part = {&s, u->n, i0, i1};
+    double *state = u->state;
+    if (u->kind == CG_UPDATE_SGD)
+        return sgd_check(part, u->lr, u->h1, u->h2, state, state + u->n);
+    adam_rates r = rates(u->lr, u->h1, u->h2, u->h3, u->h4, u->step);
+    return adam_check(part, r, state, state + u->n, state + 2 * u->n);
+}
+
+void cg_update_write(const cg_update *u, double *val, const double *grad, size_t i0,
+                     size_t i1)
+{
+    storage s = {NULL, val, grad, u->slots};
+    span part = {&s, u->n, i0, i1};
+    double *state = u->state;
+    if (u->kind == CG_UPDATE_SGD) {
+        sgd_write(part, state, state + u->n);
+        return;
+    }
+    adam_rates r = rates(u->lr, u->h1, u->h2, u->h3, u->h4, u->step);
+    adam_write(part, r, state, state + u->n, state + 2 * u->n);
 }
 
 void cg_zero_grads(cg_node **params, size_t n)

@@ -462,3 +462,31 @@ def test_every_vector_path_this_cpu_runs(exact):
     from cgrad.cli.report import cpu_flags
     if not exact and "fma" in cpu_flags().split() and sys.platform == "linux":
         assert any("FMA" in path for path in runs), runs.keys()   # the FMA copy ran
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_refused_update_in_the_plan_names_the_first_parameter_as_eagerly(threads):
+    # SGD with lr=1e308 breaks exactly the parameters whose gradient is not 0 (they are
+    # all far above 2); the first four neurons (parameters 0-83) are dead, so the first
+    # of those is in the second of the three parts the update is split into (64
+    # parameters a unit), and the third breaks too
+    replayed, rebuilt = twins(20, [8, 1])
+    for model in (replayed, rebuilt):
+        for n in model.layers[0].neurons[:4]:
+            n.b.data = -1e3
+
+    def loss_of(model, rows):
+        return cgrad.sum([model(r) for r in rows]) * 1e3
+
+    xs = cgrad.inputs(5, 20)
+    graph = Graph(loss_of(replayed, xs), inputs=xs, threads=threads)
+    X = np.random.RandomState(3).uniform(0.5, 1.0, (5, 20))
+    eager_opt = SGD(rebuilt.parameters(), lr=1e308)
+    loss_of(rebuilt, X.tolist()).backward()
+    with pytest.raises(OverflowError) as eager_error:
+        eager_opt.step()
+    assert 84 <= int(re.search(r"parameter (\d+) ", str(eager_error.value))[1]) < 128
+    before = replayed.get_parameters().tolist()
+    with pytest.raises(OverflowError, match=re.escape(str(eager_error.value))):
+        graph.step(X, optimizer=SGD(replayed.parameters(), lr=1e308))
+    assert replayed.get_parameters().tolist() == before

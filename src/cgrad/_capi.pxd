@@ -124,9 +124,15 @@ cdef extern from "cgrad.h" nogil:
                      double weight_decay, double *velocity)
     long cg_adam_step(cg_node **params, size_t n, double lr, double beta1, double beta2,
                       double eps, double weight_decay, long step, double *m, double *v)
-    long cg_sgd_step_slots(double *val, const double *grad, const uint32_t *slots, size_t n,
-                           double lr, double momentum, double weight_decay, double *velocity)
-    long cg_adam_step_slots(double *val, const double *grad, const uint32_t *slots, size_t n,
-                            double lr, double beta1, double beta2, double eps,
-                            double weight_decay, long step, double *m, double *v)
+    enum:
+        CG_UPDATE_SGD
+        CG_UPDATE_ADAM
+    ctypedef struct cg_update:
+        int kind
+        double lr, h1, h2, h3, h4
+        long step
+        double *state
+        size_t n
+        const uint32_t *slots
+    long cg_plan_update(cg_plan *p, const cg_update *u)
     void cg_zero_grads(cg_node **params, size_t n)

@@ -346,15 +346,6 @@ def default_threads():
     return max(1, min(cores, 8, CG_MAX_THREADS))
 
 
-cdef struct Update:
-    int kind                # 1: SGD (h1 momentum, h2 weight decay); 2: Adam (betas, eps,
-    double lr, h1, h2, h3, h4   # weight decay)
-    long step
-    double *state
-    size_t n
-    uint32_t *slots
-
-
 cdef class Graph:
     """A training step (or any computation) recorded once and replayed in C.
 
@@ -619,10 +610,12 @@ cdef class Graph:
         self.begin()
         self.load(batch)
         cdef ParameterArray params = self.optimizer_params
-        cdef Update update
-        update.kind = 1 if type(optimizer) is SGD else 2
+        cdef cg_update update
+        update.kind = CG_UPDATE_SGD if type(optimizer) is SGD else CG_UPDATE_ADAM
         update.lr, update.h1, update.h2 = hyper[0], hyper[1], hyper[2]
-        if update.kind == 2:
+        update.h3 = update.h4 = 0.0
+        update.step = 0
+        if update.kind == CG_UPDATE_ADAM:
             update.h3, update.h4 = hyper[3], hyper[4]
             update.step = optimizer.steps + 1
         update.state = params.state
@@ -635,7 +628,7 @@ cdef class Graph:
                 f"{type(optimizer).__name__} step refused: parameter {broken} "
                 f"({params.values[broken]!r}) would become inf or nan (lr={hyper[0]!r}); "
                 f"nothing was updated.  Lower the learning rate or momentum.")
-        if update.kind == 2:
+        if update.kind == CG_UPDATE_ADAM:
             optimizer.steps += 1   # only once the update went through
         return loss
 
@@ -789,7 +782,7 @@ cdef class Graph:
             nodes_changed()
         return 0
 
-    cdef long run(self, bint forward, bint backward, Update *update=NULL) except -2:
+    cdef long run(self, bint forward, bint backward, cg_update *update=NULL) except -2:
         """The plan's C work, with RUN_LOCK given up and the GIL released: forward,
         backward, and with `update` the optimizer's step over the plan's parameters
         (their grads zeroed first).  Returns -1, or the parameter a refused update would
@@ -817,15 +810,7 @@ cdef class Graph:
                     status = cg_plan_backward(self.plan, &failed)
                 if status == CG_OK and update != NULL:
                     cg_plan_keep_weights(self.plan)   # what deferred input grads read
-                    if update.kind == 1:
-                        broken = cg_sgd_step_slots(val, grad, update.slots, update.n,
-                                                   update.lr, update.h1, update.h2,
-                                                   update.state)
-                    else:
-                        broken = cg_adam_step_slots(val, grad, update.slots, update.n,
-                                                    update.lr, update.h1, update.h2,
-                                                    update.h3, update.h4, update.step,
-                                                    update.state, update.state + update.n)
+                    broken = cg_plan_update(self.plan, update)
         finally:
             RUN_LOCK._acquire_restore(saved)
             self.running = False
