@@ -27,7 +27,7 @@ int cg_rank_update(int exact, double *const *c, size_t n_r, const double *const 
                    size_t n_k, const double *coef, size_t rs, size_t ks, size_t m,
                    double *const *saved, double *panel);
 
-/* For tests (layers.c): the fewest multiply-adds a kernel part gets with threads=N
+/* For tests (plan_parts.c): the fewest multiply-adds a kernel part gets with threads=N
  * (default 4M; smaller kernels are not split); returns the previous setting. */
 size_t cg_set_work_per_part(size_t work);
 

@@ -575,13 +575,6 @@ static void gather_gradients(const cg_layer *l, const double *val, double *grad,
 
 /* ---- the kernels in parts (threads.h): each part writes its own rows of the output */
 
-/* Part `part` of n of `count` rows: [start, end), cut at multiples of `unit`. */
-static size_t part_start(size_t count, size_t unit, size_t part, size_t n)
-{
-    size_t units = (count + unit - 1) / unit, start = units * part / n * unit;
-    return start < count ? start : count;
-}
-
 typedef struct {
     const double *const *w, *bias;
     const double *const *x;
@@ -594,7 +587,7 @@ typedef struct {
 static void dot_part(void *arg, size_t part, size_t n)
 {
     dot_job *j = arg;
-    size_t b0 = part_start(j->B, 8, part, n), b1 = part_start(j->B, 8, part + 1, n);
+    size_t b0 = cg_part_start(j->B, 8, part, n), b1 = cg_part_start(j->B, 8, part + 1, n);
     j->finite[part] = cg_dot_tiles(j->exact, j->w, j->K, j->bias, j->x + b0, b1 - b0, j->m,
                                    j->out + b0 * j->K, j->panels + part * CG_KERNEL_PANEL);
 }
@@ -613,7 +606,7 @@ typedef struct {
 static void rank_part(void *arg, size_t part, size_t n)
 {
     rank_job *j = arg;
-    size_t r0 = part_start(j->n_r, 6, part, n), r1 = part_start(j->n_r, 6, part + 1, n);
+    size_t r0 = cg_part_start(j->n_r, 6, part, n), r1 = cg_part_start(j->n_r, 6, part + 1, n);
     j->finite[part] = cg_rank_update(j->exact, j->c + r0, r1 - r0, j->a, j->n_k,
                                      j->coef + r0 * j->rs, j->rs, j->ks, j->m,
                                      j->saved ? j->saved + r0 : NULL,
@@ -626,27 +619,6 @@ static int all_parts_finite(const int *finite, size_t n)
     for (size_t part = 0; part < n; part++)
         all &= finite[part];
     return all;
-}
-
-/* How many parts a kernel of `work` multiply-adds is cut into: at most the plan's
- * threads, and none smaller than CG_WORK_PER_PART.  Handing a part to a sleeping worker
- * and waiting for it costs ~20-50 us on this kind of VM (measured: threads=2 made small
- * models 5-20x slower when every kernel was split); 4M multiply-adds (the default of
- * work_per_part) are ~100-250 us of kernel time.  The bits do not depend on the number
- * of parts. */
-static size_t work_per_part = (size_t)1 << 22;
-
-size_t cg_set_work_per_part(size_t work)
-{
-    size_t old = work_per_part;
-    work_per_part = work ? work : 1;
-    return old;
-}
-
-static size_t parts_for(const cg_plan *p, size_t work)
-{
-    size_t parts = work / work_per_part;
-    return parts < 1 ? 1 : (parts < p->threads ? parts : p->threads);
 }
 
 /* ---- the passes around the kernels, in parts: each part its own cells, rows or
@@ -667,7 +639,7 @@ static void cells_part(void *arg, size_t part, size_t n)
 {
     cells_job *j = arg;
     size_t count = (size_t)j->l->K * j->l->B;
-    size_t c0 = part_start(count, 64, part, n), c1 = part_start(count, 64, part + 1, n);
+    size_t c0 = cg_part_start(count, 64, part, n), c1 = cg_part_start(count, 64, part + 1, n);
     if (j->gather)
         gather_gradients(j->l, j->val, j->grad, j->g, c0, c1);
     else
@@ -677,44 +649,7 @@ static void cells_part(void *arg, size_t part, size_t n)
 static void run_cells(cg_plan *p, cells_job *job)
 {
     size_t count = (size_t)job->l->K * job->l->B;
-    cg_run_parts(parts_for(p, count * CELL_WORK), cells_part, job);
-}
-
-/* An optimizer's update of the plan's parameters (cgrad.h: cg_update), its two passes
- * each split over the threads: a parameter costs about as much as this many of a
- * kernel's multiply-adds (~3-4 ns: a square root and a division).  Parts at multiples
- * of 64 parameters (optim.c's blocks). */
-enum { UPDATE_WORK = 96 };
-
-typedef struct {
-    const cg_update *u;
-    double *val;
-    const double *grad;
-    int write;
-    long broken[CG_MAX_THREADS];
-} update_job;
-
-static void update_part(void *arg, size_t part, size_t n)
-{
-    update_job *j = arg;
-    size_t i0 = part_start(j->u->n, 64, part, n), i1 = part_start(j->u->n, 64, part + 1, n);
-    if (j->write)
-        cg_update_write(j->u, j->val, j->grad, i0, i1);
-    else
-        j->broken[part] = cg_update_check(j->u, j->val, j->grad, i0, i1);
-}
-
-long cg_plan_update(cg_plan *p, const cg_update *u)
-{
-    update_job job = {u, p->val, p->grad, 0, {0}};
-    size_t parts = parts_for(p, u->n * UPDATE_WORK);
-    cg_run_parts(parts, update_part, &job);
-    for (size_t part = 0; part < parts; part++)   /* the first broken, as in one pass */
-        if (job.broken[part] >= 0)
-            return job.broken[part];
-    job.write = 1;
-    cg_run_parts(parts, update_part, &job);
-    return -1;
+    cg_run_parts(cg_plan_parts(p, count * CELL_WORK), cells_part, job);
 }
 
 /* dst[c * rows + r] = src[r * cols + c] for rows [r_start, r_end), in blocks that stay
@@ -743,21 +678,21 @@ typedef struct {
 static void transpose_part(void *arg, size_t part, size_t n)
 {
     transpose_job *j = arg;
-    transpose_rows(j->src, j->rows, j->cols, j->dst, part_start(j->rows, 16, part, n),
-                   part_start(j->rows, 16, part + 1, n));
+    transpose_rows(j->src, j->rows, j->cols, j->dst, cg_part_start(j->rows, 16, part, n),
+                   cg_part_start(j->rows, 16, part + 1, n));
 }
 
 static void transpose(cg_plan *p, const double *src, size_t rows, size_t cols, double *dst)
 {
     transpose_job job = {src, rows, cols, dst};
-    cg_run_parts(parts_for(p, rows * cols * CELL_WORK / 4), transpose_part, &job);
+    cg_run_parts(cg_plan_parts(p, rows * cols * CELL_WORK / 4), transpose_part, &job);
 }
 
 static int dot_tiles(const cg_plan *p, const double *const *w, size_t K, const double *bias,
                      const double *const *x, size_t B, size_t m, double *out)
 {
     dot_job job = {w, bias, x, K, B, m, out, p->panels, p->exact, {0}};
-    size_t parts = parts_for(p, K * B * m);
+    size_t parts = cg_plan_parts(p, K * B * m);
     cg_run_parts(parts, dot_part, &job);
     return all_parts_finite(job.finite, parts);
 }
@@ -767,7 +702,7 @@ static int rank_update(const cg_plan *p, double *const *c, size_t n_r,
                        size_t ks, size_t m, double *const *saved)
 {
     rank_job job = {c, a, coef, saved, n_r, n_k, rs, ks, m, p->panels, p->exact, {0}};
-    size_t parts = parts_for(p, n_r * n_k * m);
+    size_t parts = cg_plan_parts(p, n_r * n_k * m);
     cg_run_parts(parts, rank_part, &job);
     return all_parts_finite(job.finite, parts);
 }

@@ -96,6 +96,14 @@ cg_status cg_layer_forward(cg_plan *p, const cg_layer *l);
 cg_status cg_layer_backward(cg_plan *p, const cg_layer *l);
 /* Computes the input gradients deferring layers skipped (see cg_layer). */
 void cg_layer_input_grads(cg_plan *p, cg_layer *l);
+/* Splitting a plan's work over its threads (plan_parts.c).  How many parts work of
+ * this many multiply-adds (or their equivalent) is cut into: at most the plan's
+ * threads, none smaller than the work per part (cg_set_work_per_part).  Part `part` of
+ * n of `count` items starts at cg_part_start(count, unit, part, n), at a multiple of
+ * `unit`; part n - 1 ends at count. */
+size_t cg_plan_parts(const cg_plan *p, size_t work);
+size_t cg_part_start(size_t count, size_t unit, size_t part, size_t n);
+
 /* Marks the layers whose inputs are all gradless (they skip those gradients) and lists
  * the gradless slots other steps may write (p->written).  0, or -1 out of memory. */
 int cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless);
