@@ -799,9 +799,20 @@ void cg_layer_input_grads(cg_plan *p, cg_layer *l)
 
 int cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless)
 {
-    uint8_t *skips = calloc(p->n_steps + 1, 1);  /* dots of layers that skip their inputs */
-    if (!skips)
+    uint8_t *in_layer = calloc(p->n_steps + 1, 1);  /* the dots of every layer */
+    uint8_t *hit = calloc(p->n_slots + 1, 1);
+    if (!in_layer || !hit) {
+        free(in_layer);
+        free(hit);
         return -1;
+    }
+    size_t count = 0;
+#define HIT(slot_expr)                                                               \
+    do {                                                                              \
+        uint32_t k_ = (slot_expr);                                                    \
+        count += gradless[k_] && !hit[k_];                                            \
+        hit[k_] |= gradless[k_];                                                      \
+    } while (0)
     for (size_t i = 0; i < p->n_layers; i++) {
         cg_layer *l = &p->layers[i];
         int all = 1;
@@ -809,28 +820,29 @@ int cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless)
             for (size_t k = 0; k < l->m && all; k++)
                 all = gradless[l->x_run[b] + k];
         l->inputs_without_grads = all;
-        for (size_t c = 0; all && c < (size_t)l->K * l->B; c++)
-            skips[l->step[c]] = 1;
+        for (size_t c = 0; c < (size_t)l->K * l->B; c++)
+            in_layer[l->step[c]] = 1;
+        if (p->n_backward == 0)
+            continue;
+        /* what its dots write, row by row rather than dot by dot (K B m kids) */
+        for (size_t j = 0; j < l->K; j++)
+            for (size_t k = 0; k < l->m + (size_t)l->has_bias; k++)
+                HIT(l->w_run[j] + k);
+        for (size_t b = 0; !all && b < l->B; b++)
+            for (size_t k = 0; k < l->m; k++)
+                HIT(l->x_run[b] + k);
     }
-    uint8_t *hit = calloc(p->n_slots + 1, 1);
-    if (!hit) {
-        free(skips);
-        return -1;
-    }
-    size_t count = 0;
     for (size_t i = 0; i < p->n_backward; i++) {
         const cg_step *s = &p->steps[i];
-        if (skips[i] || (CG_OP_INFO[s->op].flags & CG_OPF_NO_MATH))
+        if (in_layer[i] || (CG_OP_INFO[s->op].flags & CG_OPF_NO_MATH))
             continue;
-        FOR_EACH_DIRECT_KID(p, s, k, {
-            count += gradless[k] && !hit[k];
-            hit[k] |= gradless[k];
-        });
+        FOR_EACH_DIRECT_KID(p, s, k, HIT(k));
     }
+#undef HIT
+    free(in_layer);
     free(p->written);
     p->written = malloc((count + 1) * sizeof *p->written);
     if (!p->written) {
-        free(skips);
         free(hit);
         return -1;
     }
@@ -839,6 +851,5 @@ int cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless)
         if (hit[slot])
             p->written[p->n_written++] = (uint32_t)slot;
     free(hit);
-    free(skips);
     return 0;
 }
