@@ -534,8 +534,8 @@ done:
 /* The dots' values from the kernel's table into their slots, and the activations', for
  * cells [c0, c1).  Both the table and the slots (an example's dots and activations sit
  * in runs) are walked example by example. */
-static void store_outputs(const cg_layer *l, const double *out, double *val, size_t c0,
-                          size_t c1)
+CG_FLATTEN static void store_outputs(const cg_layer *l, const double *out, double *val,
+                                     size_t c0, size_t c1)
 {
     double arg = l->act_arg;
     if (!l->act_step) {
@@ -555,8 +555,8 @@ static void store_outputs(const cg_layer *l, const double *out, double *val, siz
  * contributions, which are the dots' only ones: the sweep would add them to a zeroed
  * gradient, so the layer writes 0.0 + da (-0.0 becomes +0.0 there too) and backward
  * does not zero these. */
-static void gather_gradients(const cg_layer *l, const double *val, double *grad, double *g,
-                             size_t c0, size_t c1)
+CG_FLATTEN static void gather_gradients(const cg_layer *l, const double *val, double *grad,
+                                        double *g, size_t c0, size_t c1)
 {
     double arg = l->act_arg, da, db;
     if (!l->act_step) {
