@@ -362,9 +362,10 @@ cdef class Graph:
     graph (a third of its work, which a training loop that never reads them does not
     pay).  ``input_grads=False`` leaves them at 0 (as PyTorch does for inputs that do
     not require grad).  ``threads=N`` splits each
-    layer's matrix-matrix kernels over N threads (each output computed by one of them,
-    in the same order: the same bits as one thread) when a kernel is big enough to pay
-    for it (4M multiply-adds a part); the rest of a step runs on one.  The default
+    layer's matrix-matrix kernels, the passes around them and the optimizer's step over N
+    threads (each number computed by one of them, in the same order: the same bits as
+    one thread) when the work is big enough to pay for it (4M multiply-adds a part);
+    the loss's scalar steps run on one.  The default
     (None) is the cores the process may use, at most 8.  ``exact=False`` lets the layer
     kernels fuse each multiply-add (FMA, where the CPU has it): faster on CPUs whose FMA
     units outrun separate multiplies and adds (Intel's), and no longer bit for bit
