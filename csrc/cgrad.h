@@ -239,7 +239,7 @@ long cg_update_check(const cg_update *u, double *val, const double *grad, size_t
 void cg_update_write(const cg_update *u, double *val, const double *grad, size_t i0,
                      size_t i1);
 /* Both passes over all of u's parameters, split over the plan's threads when it pays
- * (replay.c): -1, or (nothing written) the first parameter the update would break. */
+ * (plan_parts.c): -1, or (nothing written) the first parameter the update would break. */
 long cg_plan_update(cg_plan *p, const cg_update *u);
 
 void cg_zero_grads(cg_node **params, size_t n);

@@ -108,7 +108,7 @@ static inline double cg_gelu_tanh_derivative(double a)
 /* ---- scalar ops: a (and b for binary ops) in, *out written ---------------------------- */
 
 static inline cg_status cg_forward_scalar(uint8_t op, double arg, double a, double b,
-                                            double *out)
+                                          double *out)
 {
     cg_status st;
     switch (op) {
@@ -158,7 +158,7 @@ static inline void cg_add_mul_partials(int mul, double a, double b, double g,
 
 /* The contributions g * d(out)/da and g * d(out)/db. */
 static inline cg_status cg_backward_scalar(uint8_t op, double arg, double a, double b,
-                                             double out, double g, double *da, double *db)
+                                           double out, double g, double *da, double *db)
 {
     *da = *db = 0.0;
     switch (op) {
@@ -278,7 +278,6 @@ static inline double cg_logsumexp_partial(double v, double out)
 }
 
 /* ---- the n-ary chain rule, written once for nodes and for slots ------------------------ */
-
 
 /* Where an n-ary op's kids live, as its chain rule sees them: kid i of a list, its value
  * and adding d to its gradient (nonzero when d is a non-finite contribution that
