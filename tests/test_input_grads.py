@@ -93,13 +93,20 @@ def test_a_new_batch_without_backward_reads_fresh_leaves():
     assert all(g == 0.0 for g in grads(xs))
 
 
-def test_python_writing_a_parameter_first_changes_nothing_read():
+def one_step_and_its_eager_twin(seed, make_opt):
+    """A Graph's step on a batch (input grads not read yet), and the rebuilt graph's
+    backward() on it: (the replayed model, its input leaves, the rebuilt rows)."""
     replayed, rebuilt = twins()
     xs, ys, graph = recorded(replayed)
-    X, one_hot = batch(2)
-    graph.step(X, one_hot, optimizer=SGD(replayed.parameters(), lr=0.1))
+    X, one_hot = batch(seed)
+    graph.step(X, one_hot, optimizer=make_opt(replayed.parameters()))
     loss, rows, _ = eager(rebuilt, X, one_hot)
     loss.backward()
+    return replayed, xs, rows
+
+
+def test_python_writing_a_parameter_first_changes_nothing_read():
+    replayed, xs, rows = one_step_and_its_eager_twin(2, lambda ps: SGD(ps, lr=0.1))
     replayed.layers[0].neurons[0].w[0].data = 123.0   # after the step, before the read
     assert grads(xs) == grads(rows)
 
@@ -117,22 +124,12 @@ def test_an_optimizer_on_the_nodes_runs_after_they_are_computed():
             for p in self.params:
                 p.data -= 0.1 * p.grad
 
-    replayed, rebuilt = twins()
-    xs, ys, graph = recorded(replayed)
-    X, one_hot = batch(3)
-    graph.step(X, one_hot, optimizer=PlainSGD(replayed.parameters()))
-    loss, rows, _ = eager(rebuilt, X, one_hot)
-    loss.backward()
+    _, xs, rows = one_step_and_its_eager_twin(3, PlainSGD)
     assert grads(xs) == grads(rows)
 
 
 def test_another_graph_over_the_model_running_first_changes_nothing_read():
-    replayed, rebuilt = twins()
-    xs, ys, graph = recorded(replayed)
-    X, one_hot = batch(4)
-    graph.step(X, one_hot, optimizer=Adam(replayed.parameters(), lr=0.05))
-    loss, rows, _ = eager(rebuilt, X, one_hot)
-    loss.backward()
+    replayed, xs, rows = one_step_and_its_eager_twin(4, lambda ps: Adam(ps, lr=0.05))
     xt = cgrad.inputs(3, NIN)
     predict = Graph(inputs=xt, outputs=[replayed(x) for x in xt])
     predict.forward(batch(9)[0][:3])
