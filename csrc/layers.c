@@ -489,10 +489,9 @@ int cg_plan_layers(cg_plan *p)
     for (size_t i = 0; i < p->n_layers; i++) {
         const cg_layer *l = &p->layers[i];
         size_t K = l->K, B = l->B, m = l->m;
-        /* forward: out (K B), biases (K), row pointers (K + B); backward: g and its
-         * transpose (2 K B), bias sums (K), saved gradients
-         * (K (m + 1) + B m), row pointers (3 (K + B)) */
-        size_t need = 2 * K * B + K + K * (m + 1) + B * m + 3 * (K + B);
+        /* forward: out (K B), biases (K), row pointers (K + B); backward: g (K B),
+         * bias sums (K), saved gradients (K (m + 1) + B m), row pointers (3 (K + B)) */
+        size_t need = K * B + K + K * (m + 1) + B * m + 3 * (K + B);
         if (need > scratch)
             scratch = need;
     }
@@ -652,42 +651,6 @@ static void run_cells(cg_plan *p, cells_job *job)
     cg_run_parts(cg_plan_parts(p, count * CELL_WORK), cells_part, job);
 }
 
-/* dst[c * rows + r] = src[r * cols + c] for rows [r_start, r_end), in blocks that stay
- * in cache. */
-static void transpose_rows(const double *src, size_t rows, size_t cols, double *dst,
-                           size_t r_start, size_t r_end)
-{
-    enum { T = 16 };
-    for (size_t r0 = r_start; r0 < r_end; r0 += T) {
-        size_t r1 = r0 + T < r_end ? r0 + T : r_end;
-        for (size_t c0 = 0; c0 < cols; c0 += T) {
-            size_t c1 = c0 + T < cols ? c0 + T : cols;   /* bounds out of the loops */
-            for (size_t r = r0; r < r1; r++)
-                for (size_t c = c0; c < c1; c++)
-                    dst[c * rows + r] = src[r * cols + c];
-        }
-    }
-}
-
-typedef struct {
-    const double *src;
-    size_t rows, cols;
-    double *dst;
-} transpose_job;
-
-static void transpose_part(void *arg, size_t part, size_t n)
-{
-    transpose_job *j = arg;
-    transpose_rows(j->src, j->rows, j->cols, j->dst, cg_part_start(j->rows, 16, part, n),
-                   cg_part_start(j->rows, 16, part + 1, n));
-}
-
-static void transpose(cg_plan *p, const double *src, size_t rows, size_t cols, double *dst)
-{
-    transpose_job job = {src, rows, cols, dst};
-    cg_run_parts(cg_plan_parts(p, rows * cols * CELL_WORK / 4), transpose_part, &job);
-}
-
 static int dot_tiles(const cg_plan *p, const double *const *w, size_t K, const double *bias,
                      const double *const *x, size_t B, size_t m, double *out)
 {
@@ -729,8 +692,8 @@ cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
 {
     size_t K = l->K, B = l->B, m = l->m, wlen = m + (size_t)l->has_bias;
     double *val = p->val, *grad = p->grad;
-    double *g = p->layer_scratch, *g_by_neuron = g + K * B;
-    double *bias_sums = g_by_neuron + K * B, *saved_w = bias_sums + K;
+    double *g = p->layer_scratch;
+    double *bias_sums = g + K * B, *saved_w = bias_sums + K;
     double *saved_x = saved_w + K * wlen;
     double **rows = (double **)(void *)(saved_x + B * m), **saved = rows + K + B;
     const double **sources = (const double **)(void *)(saved + K + B);
@@ -744,8 +707,10 @@ cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
     }
     for (size_t b = 0; b < B; b++)
         sources[b] = val + l->x_run[b];
-    transpose(p, g, B, K, g_by_neuron);  /* read along its columns: g strides a row a term */
-    int finite = rank_update(p, rows, K, sources, B, g_by_neuron, B, 1, m, saved);
+    /* neuron j's coefficient for example b is g[b K + j]: the kernel broadcasts a tile's
+     * six side by side (a transposed copy had cost more than it saved: 3.0% of the b512
+     * step against 2.1% more in the kernel) */
+    int finite = rank_update(p, rows, K, sources, B, g, 1, K, m, saved);
     if (l->has_bias) {
         for (size_t j = 0; j < K; j++)
             bias_sums[j] = saved_w[j * wlen + m] = grad[l->w_run[j] + m];
@@ -783,7 +748,7 @@ void cg_layer_input_grads(cg_plan *p, cg_layer *l)
     size_t K = l->K, B = l->B, m = l->m, wlen = m + (size_t)l->has_bias;
     double *grad = p->grad, *g = p->layer_scratch;
     /* the scratch laid out as cg_layer_backward lays it out */
-    double *saved_x = g + 2 * K * B + K + K * wlen;
+    double *saved_x = g + K * B + K + K * wlen;
     double **rows = (double **)(void *)(saved_x + B * m);
     const double **sources = (const double **)(void *)(rows + 2 * (K + B));
     for (size_t c = 0; c < K * B; c++)
