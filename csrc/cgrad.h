@@ -192,11 +192,9 @@ int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n);
 /* Input gradients on demand: a layer over input rows that only it reads skips their
  * gradients in backward, and they are computed (the same bits) when the plan's numbers
  * next reach its nodes (cg_plan_sync) or before another backward adds to them; a new
- * batch (cg_plan_load) drops them unread.  Call cg_plan_keep_weights before changing
- * parameters in the plan (an optimizer step).  0, or -1 out of memory. */
+ * batch (cg_plan_load) drops them unread; an update in the plan (cg_plan_update) keeps
+ * the weights they need first.  0, or -1 out of memory. */
 int cg_plan_defer_input_grads(cg_plan *p, const uint32_t *slots, size_t n);
-void cg_plan_keep_weights(cg_plan *p);
-void cg_plan_input_grads(cg_plan *p);
 /* Recompute every node from its leaves; on error *failed is the node. */
 cg_status cg_plan_forward(cg_plan *p, cg_node **failed);
 /* root.backward() over the plan: interior grads restart at zero, leaf grads accumulate. */

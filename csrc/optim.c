@@ -108,10 +108,9 @@ typedef struct {
     const uint32_t *slot;
 } storage;
 
-/* Pass one computes every new value into scratch, BLOCK parameters at a time, as vector
- * code (one sqrt and one division per vector of parameters), a block with a non-finite
- * result checked exactly.  Pass two writes them: nothing is written if any update is
- * refused. */
+/* Parameters go BLOCK at a time, so that the math runs as vector code (one sqrt and one
+ * division per vector of parameters) and a block with a non-finite result is checked
+ * parameter by parameter. */
 enum { BLOCK = 64 };
 
 /* The block of parameters starting at i0: up to BLOCK of them, as two arrays.  In a
@@ -174,8 +173,9 @@ static long first_broken(size_t i0, size_t len, const double *d, const double *g
 
 /* Each update in two passes over a range of its parameters: pass one (check) keeps
  * every new value in the scratch and returns -1 or the first parameter it would break;
- * pass two (write) writes them.  Parts of the parameters may run each pass at once:
- * every number is computed as one pass over all of them computes it. */
+ * pass two (write) writes them, only if no check refused (nothing is written then).
+ * Parts of the parameters may run each pass at once: every number is computed as one
+ * pass over all of them computes it. */
 typedef struct {
     const storage *s;
     size_t n;               /* all the parameters: the scratch is laid out for n */

@@ -94,8 +94,12 @@ void cg_plan_free_layers(cg_plan *p);
  * result is not finite. */
 cg_status cg_layer_forward(cg_plan *p, const cg_layer *l);
 cg_status cg_layer_backward(cg_plan *p, const cg_layer *l);
-/* Computes the input gradients deferring layers skipped (see cg_layer). */
+/* Computes the input gradients deferring layers skipped (see cg_layer): one layer's, or
+ * every pending layer's (replay.c).  cg_plan_keep_weights copies the weights pending
+ * layers need before the plan's parameters change. */
 void cg_layer_input_grads(cg_plan *p, cg_layer *l);
+void cg_plan_input_grads(cg_plan *p);
+void cg_plan_keep_weights(cg_plan *p);
 /* Splitting a plan's work over its threads (plan_parts.c).  How many parts work of
  * this many multiply-adds (or their equivalent) is cut into: at most the plan's
  * threads, none smaller than the work per part (cg_set_work_per_part).  Part `part` of

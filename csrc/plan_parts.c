@@ -59,6 +59,7 @@ long cg_plan_update(cg_plan *p, const cg_update *u)
 {
     update_job job = {u, p->val, p->grad, 0, {0}};
     size_t parts = cg_plan_parts(p, u->n * UPDATE_WORK);
+    cg_plan_keep_weights(p);   /* what input gradients not yet computed read */
     cg_run_parts(parts, update_part, &job);
     for (size_t part = 0; part < parts; part++)   /* the first broken, as in one pass */
         if (job.broken[part] >= 0)

@@ -104,7 +104,6 @@ cdef extern from "cgrad.h" nogil:
     double cg_plan_root_value(const cg_plan *p)
     int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n)
     int cg_plan_defer_input_grads(cg_plan *p, const uint32_t *slots, size_t n)
-    void cg_plan_keep_weights(cg_plan *p)
 
 
 cdef extern from "cgrad.h":

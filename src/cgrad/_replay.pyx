@@ -361,12 +361,11 @@ cdef class Graph:
     them; a first layer computes them only when Python next looks at a node of the
     graph (a third of its work, which a training loop that never reads them does not
     pay).  ``input_grads=False`` leaves them at 0 (as PyTorch does for inputs that do
-    not require grad).  ``threads=N`` splits each
-    layer's matrix-matrix kernels, the passes around them and the optimizer's step over N
-    threads (each number computed by one of them, in the same order: the same bits as
-    one thread) when the work is big enough to pay for it (4M multiply-adds a part);
-    the loss's scalar steps run on one.  The default
-    (None) is the cores the process may use, at most 8.  ``exact=False`` lets the layer
+    not require grad).  ``threads=N`` splits each layer's matrix-matrix kernels, the
+    passes around them and the optimizer's step over N threads (each number computed by
+    one of them, in the same order: the same bits as one thread) when the work is big
+    enough to pay for it (4M multiply-adds a part); the loss's scalar steps run on one.
+    The default (None) is the cores the process may use, at most 8.  ``exact=False`` lets the layer
     kernels fuse each multiply-add (FMA, where the CPU has it): faster on CPUs whose FMA
     units outrun separate multiplies and adds (Intel's), and no longer bit for bit
     eager's (each term rounds once instead of twice; results agree to ~1e-14 relative
@@ -810,7 +809,6 @@ cdef class Graph:
                     in_backward = True
                     status = cg_plan_backward(self.plan, &failed)
                 if status == CG_OK and update != NULL:
-                    cg_plan_keep_weights(self.plan)   # what deferred input grads read
                     broken = cg_plan_update(self.plan, update)
         finally:
             RUN_LOCK._acquire_restore(saved)
