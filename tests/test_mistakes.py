@@ -326,12 +326,13 @@ def test_load_takes_a_model_saved_compressed(tmp_path):
     assert nn.load(path).get_parameters().tolist() == model.get_parameters().tolist()
 
 
-def test_exact_takes_booleans_only():
+@pytest.mark.parametrize("flag", ["exact", "input_grads"])
+def test_graph_flags_take_booleans_only(flag):
     model = nn.MLP(3, [2])
     xs = cgrad.inputs(2, 3)
-    for wrong in ("no", None, 2, 0.5):
-        with pytest.raises(TypeError, match="exact must be True or False"):
-            Graph(inputs=xs, outputs=[model(x) for x in xs], exact=wrong)
+    for wrong in ("no", "x", None, 2, 0.5):
+        with pytest.raises(TypeError, match=f"{flag} must be True or False"):
+            Graph(inputs=xs, outputs=[model(x) for x in xs], **{flag: wrong})
     for fine in (False, 0, np.True_):
-        graph = Graph(inputs=xs, outputs=[model(x) for x in xs], exact=fine)
+        graph = Graph(inputs=xs, outputs=[model(x) for x in xs], **{flag: fine})
         assert graph.forward(np.ones((2, 3))).shape == (2, 2)

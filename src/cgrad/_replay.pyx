@@ -335,6 +335,13 @@ cdef int refuse_python_nodes(cg_node **nodes, size_t n) except -1:
     return retake
 
 
+cdef bint a_bool(value, str name) except -1:
+    """A flag given as True/False (or 0/1, numpy's bools); anything else is a mistake."""
+    if not isinstance(value, (bool, int, np.bool_)) or value not in (True, False):
+        raise TypeError(f"{name} must be True or False, not {value!r}")
+    return bool(value)
+
+
 def default_threads():
     """The cores this process may run on (at most 8): Graph's default threads.  Only
     kernels big enough to pay for the hand-off are split (4M multiply-adds a part), so
@@ -405,9 +412,8 @@ cdef class Graph:
                  threads=None, exact=True):
         if self.plan != NULL or self.loss is not None:
             raise RuntimeError("a Graph is built once: make a new Graph instead")
-        if not isinstance(exact, (bool, int, np.bool_)) or exact not in (True, False):
-            raise TypeError(f"exact must be True or False, not {exact!r}")
-        exact = bool(exact)
+        exact = a_bool(exact, "exact")
+        input_grads = a_bool(input_grads, "input_grads")
         self.made_with = (type(inputs) is tuple, bool(input_grads), threads, exact)
         if threads is None:
             threads = default_threads()
