@@ -216,6 +216,16 @@ def test_an_input_the_output_does_not_depend_on_gets_zero():
     assert grad(a * 3, [a, b]) == [3.0, 0.0]
 
 
+def test_outputs_and_inputs_that_are_not_values_are_refused_by_name():
+    a = Value(1.0)
+    with pytest.raises(TypeError, match="outputs must be a Value or a list of Values, got float"):
+        grad(3.0, [a])
+    with pytest.raises(TypeError, match="inputs must be a Value or a list of Values, got int"):
+        grad(a * 2, 5)
+    with pytest.raises(TypeError, match="inputs must be Values, got float"):
+        grad(a * 2, [a, 1.0])
+
+
 def test_a_python_backward_cannot_be_recorded():
     x = Value(0.5)
     out = Value(x.data ** 2, (x,), 'sq')

@@ -22,7 +22,11 @@ Values = Union[Value, Iterable[Value]]
 def _as_list(values: Any, what: str) -> tuple[list[Value], bool]:
     if isinstance(values, Value):
         return [values], True
-    values = list(values)
+    try:
+        values = list(values)
+    except TypeError:
+        raise TypeError(f"{what} must be a Value or a list of Values, "
+                        f"got {type(values).__name__}") from None
     for v in values:
         if not isinstance(v, Value):
             raise TypeError(f"{what} must be Values, got {type(v).__name__}")
