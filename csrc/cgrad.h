@@ -180,6 +180,10 @@ int cg_plans_share_nodes(const cg_plan *a, const cg_plan *b);
  * may have changed (lazily: a training loop of replayed steps touches no node). */
 void cg_plan_reload(cg_plan *p);     /* nodes -> plan: all data, and the leaves' grads */
 void cg_plan_sync(cg_plan *p);       /* plan -> nodes: data, leaves' and loss graph's grads */
+/* cg_plan_sync for one node (its input gradient computed first if it is pending): 1,
+ * or 0 if the plan does not touch the node.  A binary search in the plan's slots
+ * sorted by node address: a read of one node costs microseconds, not a whole sync. */
+int cg_plan_sync_node(cg_plan *p, cg_node *n);
 /* The slots of nodes (UINT32_MAX for a node the plan does not touch). */
 void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots);
 void cg_plan_arrays(cg_plan *p, double **val, double **grad);

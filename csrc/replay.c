@@ -812,6 +812,57 @@ void cg_plan_sync(cg_plan *p)
         p->slot_node[p->backward_out[i]]->grad = p->grad[p->backward_out[i]];
 }
 
+/* The slot of node n among slots[0..count), sorted by node address; UINT32_MAX if absent. */
+static uint32_t find_slot(const cg_plan *p, const uint32_t *slots, size_t count,
+                        const cg_node *n)
+{
+    size_t lo = 0, hi = count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const cg_node *at = p->slot_node[slots[mid]];
+        if (at == n)
+            return slots[mid];
+        if ((uintptr_t)at < (uintptr_t)n)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return UINT32_MAX;
+}
+
+/* Whether a slot is an input of a layer whose input gradients are pending. */
+static int awaits_input_grad(const cg_plan *p, uint32_t slot)
+{
+    for (size_t i = 0; i < p->n_layers; i++) {
+        const cg_layer *l = &p->layers[i];
+        if (!l->inputs_pending)
+            continue;
+        for (uint32_t b = 0; b < l->B; b++)
+            if (slot >= l->x_run[b] && slot - l->x_run[b] < l->m)
+                return 1;
+    }
+    return 0;
+}
+
+int cg_plan_sync_node(cg_plan *p, cg_node *n)
+{
+    uint32_t slot = find_slot(p, p->leaf_slots, p->n_leaves, n);
+    if (slot != UINT32_MAX) {
+        if (awaits_input_grad(p, slot))
+            cg_plan_input_grads(p);
+        n->data = p->val[slot];
+        n->grad = p->grad[slot];
+        return 1;
+    }
+    slot = find_slot(p, p->forward_out, p->n_steps, n);
+    if (slot == UINT32_MAX)
+        return 0;
+    n->data = p->val[slot];
+    if (find_slot(p, p->backward_out, p->n_backward, n) != UINT32_MAX)
+        n->grad = p->grad[slot];
+    return 1;
+}
+
 void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
 {
     for (size_t s = 0; s < p->n_slots; s++)

@@ -139,10 +139,16 @@ class World:
         return numbers(self.model) + numbers(self.other) + [(self.shared.data,
                                                               self.shared.grad)]
 
+    def read_one(self, i):
+        """One parameter's numbers, as a training loop logs them (one node synced)."""
+        params = self.model.parameters() + self.other.parameters()
+        p = params[i % len(params)]
+        return p.data, p.grad, repr(p), p < 0.0, 0.0 >= p
+
 
 ACTIONS = ["step1", "forward_backward2", "step3", "shared_and_stray",
            "closure_runs_a_graph", "eager_backward", "write", "in_a_thread", "sgd_only",
-           "read"]
+           "read", "read_one", "read_one"]
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -164,6 +170,8 @@ def test_a_random_program_gives_the_numbers_it_gives_without_replay(seed):
                 outs.append(world.shared_and_stray(*rng.uniform(-1, 1, 2)))
             elif action == "write":
                 outs.append(world.write(rng.randint(0, 26), *rng.uniform(-0.1, 0.1, 2)))
+            elif action == "read_one":
+                outs.append(world.read_one(rng.randint(0, 1000)))
             elif action == "sgd_only":
                 world.sgd.step()
                 outs.append(None)
@@ -349,3 +357,63 @@ def test_graphs_sharing_parameters_in_two_threads_keep_every_update():
     for i in order:
         eager_step(twin, opt, *batches[i])
     assert numbers(model) == numbers(twin)
+
+
+def graph_nodes(root):
+    """Every node root depends on, kids first (read without syncing: _children does
+    not)."""
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        v, done = stack.pop()
+        if done:
+            order.append(v)
+        elif v not in seen:
+            seen.add(v)
+            stack.append((v, True))
+            stack.extend((k, False) for k in reversed(v._children))
+    return order
+
+
+def test_reading_one_node_gives_what_handing_back_every_number_gives():
+    """Python reading one node after a step gets that node's numbers alone from the
+    plan; an eager op hands every number back.  Both must show the same: parameters
+    (data and grad), input leaves (their grads computed on demand), interior nodes, the
+    loss, and an output the loss does not read (whose grad no step writes)."""
+    rng = np.random.RandomState(3)
+    X, Y = batch(rng, 6, 5, 3)
+    model, _ = model_pair((5, [7, 3]), 4)
+    xs, ys = cgrad.inputs(6, 5), cgrad.inputs(6, 3)
+    loss = loss_of(model, xs, ys)
+    aside = model.parameters()[0] * 2.0
+    aside.grad = 5.0
+    graph = cgrad.Graph(loss, inputs=(xs, ys), outputs=[aside], threads=1)
+    opt = Adam(model.parameters(), lr=0.01)
+    for _ in range(2):
+        graph.step(X, Y, optimizer=opt)
+    assert graph._deferred_input_layers() == 1
+    nodes = graph_nodes(loss) + [aside]
+    assert len(nodes) > 200
+    picks = [nodes.index(xs[0][0]), len(nodes) - 1, len(nodes) - 2] + \
+        list(rng.choice(len(nodes), 40, replace=False))
+    one_by_one = {i: (nodes[i].data, nodes[i].grad) for i in picks}   # within the budget
+    assert one_by_one[picks[0]][1] != 0          # an input's grad, computed on demand
+    loss * 1.0                          # an eager op: every number handed back
+    for i in picks:
+        assert one_by_one[i] == (nodes[i].data, nodes[i].grad), f"node {i}: {nodes[i]._op}"
+    assert aside.grad == 5.0
+
+
+def test_reading_every_node_one_by_one_after_a_step_reads_what_the_eager_step_gives():
+    """Past the budget of single reads, the rest come from handing every number back."""
+    rng = np.random.RandomState(5)
+    X, Y = batch(rng, 6, 5, 3)
+    replayed, rebuilt = model_pair((5, [7, 3]), 6)
+    xs, ys = cgrad.inputs(6, 5), cgrad.inputs(6, 3)
+    loss = loss_of(replayed, xs, ys)
+    graph = cgrad.Graph(loss, inputs=(xs, ys), threads=1)
+    opts = [SGD(m.parameters(), lr=0.1, momentum=0.9) for m in (replayed, rebuilt)]
+    for _ in range(3):
+        graph.step(X, Y, optimizer=opts[0])
+        eager_loss = eager_step(rebuilt, opts[1], X, Y)
+        assert graph_nodes(loss)[-1].data == eager_loss
+        assert numbers(replayed) == numbers(rebuilt)

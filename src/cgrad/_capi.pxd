@@ -98,6 +98,7 @@ cdef extern from "cgrad.h" nogil:
     cg_status cg_plan_backward(cg_plan *p, cg_node **failed)
     void cg_plan_reload(cg_plan *p)
     void cg_plan_sync(cg_plan *p)
+    int cg_plan_sync_node(cg_plan *p, cg_node *n)
     void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
     void cg_plan_arrays(cg_plan *p, double **val, double **grad)
     void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t n)

@@ -277,11 +277,20 @@ cdef bint has_repeats(cg_node **nodes, size_t n) except -1:
 
 cdef bint pending = False            # some Graph holds numbers its nodes do not show yet
 cdef object flush_replays = None     # set by _replay: writes those numbers into the nodes
+cdef object flush_one = None         # set by _replay: writes one node's
 
 
 cdef int sync_nodes() except -1:
     if pending:
         flush_replays()   # clears `pending` (replay_settled) once every plan handed back
+    return 0
+
+
+cdef inline int sync_node(Value v) except -1:
+    """Before Python reads v's own numbers (data, grad, repr, a comparison): only v's
+    come back from the graph holding them; building on v or writing it syncs all."""
+    if pending:
+        flush_one(v)
     return 0
 
 
@@ -304,10 +313,11 @@ cdef unsigned long node_epoch() noexcept:
     return cg_data_epoch
 
 
-def _set_flush(callback):
-    """Called once by cgrad._replay with its flush function."""
-    global flush_replays
+def _set_flush(callback, one_node):
+    """Called once by cgrad._replay with its flush functions: of every node, of one."""
+    global flush_replays, flush_one
     flush_replays = callback
+    flush_one = one_node
 
 
 # ---- numbers ----------------------------------------------------------------------------
@@ -535,7 +545,7 @@ cdef Value power(Value base, object exponent):
 cdef bint compared(object other, double *d) except -1:
     """other's number for a comparison: a Value's data, or a real number."""
     if isinstance(other, Value):
-        sync_nodes()
+        sync_node(<Value>other)
         d[0] = (<Value>other).node.data
         return True
     return as_double(other, d)
@@ -741,7 +751,7 @@ cdef class Value:
 
     @property
     def data(self):
-        sync_nodes()
+        sync_node(self)
         return self.node.data
 
     @data.setter
@@ -753,7 +763,7 @@ cdef class Value:
 
     @property
     def grad(self):
-        sync_nodes()
+        sync_node(self)
         return self.node.grad
 
     @grad.setter
@@ -789,7 +799,7 @@ cdef class Value:
         return local_grads_of(&self.node)
 
     def __repr__(self):
-        sync_nodes()
+        sync_node(self)
         return f"Value(data={self.node.data!r}, grad={self.node.grad!r})"
 
     # -- arithmetic, decomposed exactly as micrograd does --
@@ -977,28 +987,28 @@ cdef class Value:
         cdef double d
         if not compared(other, &d):
             return NotImplemented
-        sync_nodes()
+        sync_node(self)
         return self.node.data < d
 
     def __le__(self, other):
         cdef double d
         if not compared(other, &d):
             return NotImplemented
-        sync_nodes()
+        sync_node(self)
         return self.node.data <= d
 
     def __gt__(self, other):
         cdef double d
         if not compared(other, &d):
             return NotImplemented
-        sync_nodes()
+        sync_node(self)
         return self.node.data > d
 
     def __ge__(self, other):
         cdef double d
         if not compared(other, &d):
             return NotImplemented
-        sync_nodes()
+        sync_node(self)
         return self.node.data >= d
 
     def __hash__(self):

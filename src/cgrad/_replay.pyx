@@ -147,6 +147,34 @@ cdef int flush_graphs(Graph keep, bint only_partners) except -1:
     return 0
 
 
+# Reads of single nodes since a graph last ran: past a budget (a few thousand at a
+# million slots, where each read costs ~1-4 us against ~10 ms for handing every number
+# back), a read hands every number back, so a loop over all parameters costs one sync.
+cdef Py_ssize_t single_reads = 0
+
+
+def flush_node(Value node):
+    """Before Python reads one node's numbers (called by cgrad._core): those of the
+    graph that holds newer ones reach that node alone; the graph keeps the others.
+    Two graphs ahead never share a node (a run first takes back its partners'), so at
+    most one holds it."""
+    global single_reads
+    cdef Graph graph
+    cdef Py_ssize_t slots = 0
+    with RUN_LOCK:
+        while any(busy_elsewhere(graph) for graph in STALE_NODES):
+            RUN_LOCK.wait()   # a graph holding newer numbers is running: they are not done
+        for graph in STALE_NODES:
+            slots += len(graph.held)
+        single_reads += 1
+        if single_reads > max(64, slots >> 9):
+            flush_graphs(None, False)
+            return
+        for graph in STALE_NODES:
+            if cg_plan_sync_node(graph.plan, &node.node):
+                return
+
+
 def _after_fork_in_child():
     """A fork's child has only the thread that forked: a Graph another thread was
     running holds half-computed numbers, and the lock that thread held would never be
@@ -169,7 +197,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-_set_flush(flush)
+_set_flush(flush, flush_node)
 
 
 def _rebuild_graph(cls, loss, inputs, outputs, input_grads, threads, exact):
@@ -724,8 +752,10 @@ cdef class Graph:
             raise RuntimeError("this Graph was running in another thread when the "
                                "process forked: its numbers are incomplete here.  Build "
                                "it again in this process")
+        global single_reads
         wait_until_free([self] + list(self.partners))   # not running elsewhere, nor
         flush(self)                 # its partners, whose numbers reach the nodes
+        single_reads = 0            # this run's numbers are new: a fresh budget of reads
         if self.ahead:
             return 0                # nothing wrote to a node since this plan last ran
         if not self.loaded or self.loaded_epoch != node_epoch():
