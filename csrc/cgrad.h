@@ -187,6 +187,12 @@ int cg_plan_sync_node(cg_plan *p, cg_node *n);
 /* The slots of nodes (UINT32_MAX for a node the plan does not touch). */
 void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots);
 void cg_plan_arrays(cg_plan *p, double **val, double **grad);
+/* Make leaves the plan does not touch (slots[i] == UINT32_MAX, as cg_plan_find_slots
+ * gives them) leaves of it, which no step reads: an optimizer in the plan then updates
+ * them too (with gradient 0, as it would on the nodes).  Their slots are written to
+ * slots; their numbers are read from the nodes.  0, or -1 out of memory (the plan as
+ * it was). */
+int cg_plan_add_leaves(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots);
 /* Fill slots with data as fresh leaves (grad 0); UINT32_MAX slots are skipped. */
 void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t n);
 double cg_plan_root_value(const cg_plan *p);  /* the loss, after forward */

@@ -875,6 +875,58 @@ void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
         p->slot_node[s]->mark = 0;
 }
 
+int cg_plan_add_leaves(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
+{
+    size_t added = 0, total = p->n_slots;
+    for (size_t i = 0; i < n; i++)
+        added += slots[i] == UINT32_MAX;
+    if (!added)
+        return 0;
+    if (total + added >= UINT32_MAX)
+        return -1;
+    cg_node **slot_node = realloc(p->slot_node, (total + added + 1) * sizeof *slot_node);
+    if (slot_node)
+        p->slot_node = slot_node;
+    double *val = realloc(p->val, (total + added + 1) * sizeof *val);
+    if (val)
+        p->val = val;
+    double *grad = realloc(p->grad, (total + added + 1) * sizeof *grad);
+    if (grad)
+        p->grad = grad;
+    uint32_t *leaf_slots = realloc(p->leaf_slots,
+                                   (p->n_leaves + added + 1) * sizeof *leaf_slots);
+    if (leaf_slots)
+        p->leaf_slots = leaf_slots;
+    if (!slot_node || !val || !grad || !leaf_slots)
+        return -1;   /* the plan as it was (arrays only grew) */
+    uint32_t *leaves_by_node = malloc((p->n_leaves + added + 1) * sizeof *leaves_by_node);
+    if (!leaves_by_node)
+        return -1;
+    memcpy(leaves_by_node, p->leaf_slots, p->n_leaves * sizeof *leaves_by_node);
+    size_t n_leaves = p->n_leaves;
+    for (size_t i = 0; i < n; i++) {
+        if (slots[i] != UINT32_MAX)
+            continue;
+        slots[i] = (uint32_t)total;
+        p->slot_node[total] = nodes[i];
+        p->val[total] = nodes[i]->data;
+        p->grad[total] = nodes[i]->grad;
+        leaves_by_node[n_leaves++] = (uint32_t)total++;
+    }
+    if (sort_by_node(p, leaves_by_node, n_leaves) < 0) {
+        free(leaves_by_node);
+        for (size_t i = 0; i < n; i++)   /* back to "not in the plan" */
+            if (slots[i] >= p->n_slots)
+                slots[i] = UINT32_MAX;
+        return -1;
+    }
+    memcpy(p->leaf_slots, leaves_by_node, n_leaves * sizeof *leaves_by_node);
+    free(leaves_by_node);
+    p->n_leaves = n_leaves;
+    p->n_slots = total;
+    return 0;
+}
+
 void cg_plan_arrays(cg_plan *p, double **val, double **grad)
 {
     *val = p->val;

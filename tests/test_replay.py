@@ -72,6 +72,76 @@ def test_minibatch_adam_replay_equals_rebuilding_bit_for_bit():
     assert params(replayed) == params(rebuilt)
 
 
+LOSSES_READING = {   # which of four parameters each loss reads; none reads the last
+    "first": lambda p, d: (p[0] * d[0] + d[1]).tanh(),
+    "second and third": lambda p, d: (p[1] * d[0]).exp() * p[2] + d[1],
+}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_parameters_a_graph_does_not_read_are_updated_in_its_plan_as_on_the_nodes(optimizer):
+    """microgpt's position embeddings past a short document: an optimizer over more
+    parameters than a graph reads still runs in the plan, the unread ones updated with
+    gradient 0 (their momentum carries them on), bit for bit as zero_grad, backward and
+    step on the nodes.  Two graphs that share no node until then take back each
+    other's numbers from then on."""
+    def world():
+        ps = [Value(v) for v in (0.5, -1.5, 2.0, 0.25)]
+        return ps, (SGD(ps, lr=0.1, momentum=0.9) if optimizer == "sgd"
+                    else Adam(ps, lr=0.05))
+    (replayed, opt_replayed), (rebuilt, opt_rebuilt) = world(), world()
+    graphs = {}
+    for name, loss_of in LOSSES_READING.items():
+        xs = cgrad.inputs(2)
+        graphs[name] = Graph(loss_of(replayed, xs), inputs=xs)
+    sizes = {name: graph.n_nodes for name, graph in graphs.items()}
+    rng = np.random.RandomState(0)
+    steps = [(list(LOSSES_READING)[k % 3 == 2], rng.uniform(-1, 1, 2)) for k in range(12)]
+    # all replayed steps first: an eager op in between would hand every number back
+    got = [graphs[name].step(d, optimizer=opt_replayed) for name, d in steps]
+    expected = []
+    for name, d in steps:
+        opt_rebuilt.zero_grad()
+        loss = LOSSES_READING[name](rebuilt, d.tolist())
+        loss.backward()
+        opt_rebuilt.step()
+        expected.append(loss.data)
+    assert got == expected
+    assert [(p.data, p.grad) for p in replayed] == [(p.data, p.grad) for p in rebuilt]
+    # the parameters each graph did not read became leaves of its plan
+    assert graphs["first"].n_nodes == sizes["first"] + 3
+    assert graphs["second and third"].n_nodes == sizes["second and third"] + 2
+
+
+def test_a_parameter_another_graph_holds_newer_numbers_of_joins_a_plan_with_them():
+    """Graph `a` (ahead of its nodes) takes an optimizer over a parameter that only graph
+    `b` has updated: the parameter joins a's plan with b's numbers, not its node's old
+    ones."""
+    def world():
+        return [Value(v) for v in (0.5, -1.5, 2.0)]
+    replayed, rebuilt = world(), world()
+    xa, xb = cgrad.inputs(1), cgrad.inputs(1)
+    a = Graph((replayed[0] * xa[0]).tanh() * replayed[1], inputs=xa)
+    b = Graph((replayed[2] * xb[0]).exp(), inputs=xb)
+    plan = [("a", [0, 1]), ("b", [2]), ("a", [0, 2])]   # each step's optimizer
+
+    def optimizers(ps):
+        return [Adam([ps[i] for i in which], lr=0.1) for _, which in plan]
+    opts_replayed, opts_rebuilt = optimizers(replayed), optimizers(rebuilt)
+    eager = {"a": lambda ps, d: (ps[0] * d).tanh() * ps[1], "b": lambda ps, d: (ps[2] * d).exp()}
+    got = [{"a": a, "b": b}[name].step([0.3 + k], optimizer=opts_replayed[k])
+           for k, (name, _) in enumerate(plan)]   # no eager op in between (it would sync)
+    expected = []
+    for k, (name, _) in enumerate(plan):
+        opts_rebuilt[k].zero_grad()
+        loss = eager[name](rebuilt, 0.3 + k)
+        loss.backward()
+        opts_rebuilt[k].step()
+        expected.append(loss.data)
+    assert got == expected
+    assert [(p.data, p.grad) for p in replayed] == [(p.data, p.grad) for p in rebuilt]
+
+
 def test_relu_pattern_is_recomputed_for_new_data():
     model = nn.MLP(3, [6, 6, 2])
     xs = cgrad.inputs(4, 3)

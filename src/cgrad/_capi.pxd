@@ -101,6 +101,7 @@ cdef extern from "cgrad.h" nogil:
     int cg_plan_sync_node(cg_plan *p, cg_node *n)
     void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
     void cg_plan_arrays(cg_plan *p, double **val, double **grad)
+    int cg_plan_add_leaves(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
     void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t n)
     double cg_plan_root_value(const cg_plan *p)
     int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n)

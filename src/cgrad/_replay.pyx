@@ -431,6 +431,7 @@ cdef class Graph:
     cdef bint ahead               # the plan holds numbers its nodes do not show yet
     cdef ParameterArray optimizer_params   # the optimizer whose parameters are in
     cdef uint32_t *optimizer_slots         # the plan, and their slots
+    cdef ParameterArray eager_optimizer_params   # one whose update runs on the nodes
     cdef object partners          # the Graphs whose plans touch some of the same nodes
     cdef tuple made_with          # (inputs given as a tuple of groups, input_grads,
                                   # threads as given, exact): what pickling rebuilds it from
@@ -632,6 +633,7 @@ cdef class Graph:
             return self.step_locked(batch, optimizer)
 
     cdef object step_locked(self, list batch, optimizer):
+        wait_until_free([self] + list(self.partners))   # holds() may change the plan
         if not self.holds(optimizer):
             optimizer.zero_grad()
             self.begin()
@@ -706,10 +708,13 @@ cdef class Graph:
         return cg_plan_root_value(self.plan)
 
     cdef bint holds(self, optimizer) except -1:
-        """Whether optimizer is cgrad's SGD or Adam over leaves of this plan (then it
-        runs in the plan); finds their slots once per optimizer.  An optimizer none
-        of whose parameters this graph uses is refused: it would train nothing the
-        loss depends on."""
+        """Whether optimizer is cgrad's SGD or Adam over leaves (then it runs in the
+        plan); finds their slots once per optimizer.  Parameters the graph does not
+        read (microgpt's position embeddings past a short document) become leaves of
+        the plan that no step reads, updated with gradient 0 as on the nodes.  An
+        optimizer none of whose parameters this graph uses is refused: it would train
+        nothing the loss depends on.  The caller holds RUN_LOCK, and this graph runs
+        nowhere else."""
         if type(optimizer) is not SGD and type(optimizer) is not Adam:
             return False
         array = optimizer.params
@@ -721,18 +726,29 @@ cdef class Graph:
         cdef ParameterArray params = array
         if params is self.optimizer_params:
             return True
+        if params is self.eager_optimizer_params:
+            return False
         cdef uint32_t *slots = <uint32_t *>malloc(max(params.size, 1) * sizeof(uint32_t))
         if slots == NULL:
             raise MemoryError()
         cg_plan_find_slots(self.plan, params.nodes, params.size, slots)
         cdef Py_ssize_t i, missing = 0
+        cdef bint computed = False
         for i in range(params.size):
-            if slots[i] == <uint32_t>-1 or params.nodes[i].n_kids != 0:
-                missing += 1
-        if missing:
+            missing += slots[i] == <uint32_t>-1
+            computed |= params.nodes[i].n_kids != 0
+        if computed:        # a parameter computed from others: the update runs on nodes
             free(slots)
-            if missing < params.size:   # some are: the update runs on the nodes
-                return False
+            self.eager_optimizer_params = params
+            return False
+        if missing and missing < params.size:
+            try:
+                self.add_leaves(params, slots)
+            except BaseException:
+                free(slots)
+                raise
+        elif missing:
+            free(slots)
             raise ValueError(
                 f"none of the optimizer's {params.size} parameters is in this Graph (the "
                 f"first: {params.values[0]!r}): the loss it recorded does not depend on "
@@ -743,6 +759,23 @@ cdef class Graph:
         self.optimizer_slots = slots
         self.optimizer_params = params
         return True
+
+    cdef int add_leaves(self, ParameterArray params, uint32_t *slots) except -1:
+        """Make the parameters the plan does not touch (slots -1) leaves of it."""
+        flush_graphs(None, False)   # their nodes may be behind another graph's numbers
+        if cg_plan_add_leaves(self.plan, params.nodes, params.size, slots) < 0:
+            raise MemoryError()
+        cdef Py_ssize_t i
+        cdef uint32_t first_new = len(self.held)   # new slots follow, in parameter order
+        for i in range(params.size):
+            if slots[i] >= first_new:
+                self.held.append(params.values[i])
+        cdef Graph other
+        for other in list(LIVE_GRAPHS):   # it may share nodes with more graphs now
+            if other is not self and cg_plans_share_nodes(self.plan, other.plan):
+                self.partners.add(other)
+                other.partners.add(self)
+        return 0
 
     cdef int begin(self) except -1:
         """Before a run (the caller holds RUN_LOCK): other graphs' numbers reach their
