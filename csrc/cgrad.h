@@ -178,7 +178,9 @@ int cg_plans_share_nodes(const cg_plan *a, const cg_plan *b);
 /* The plan keeps its own copy of every number it touches (val, grad per slot); nodes
  * and plan meet only through reload and sync, which the Python layer calls when one side
  * may have changed (lazily: a training loop of replayed steps touches no node). */
-void cg_plan_reload(cg_plan *p);     /* nodes -> plan: all data, and the leaves' grads */
+/* nodes -> plan: the leaves' data and grads, and with `interior` the other nodes' data
+ * (a run that starts with forward recomputes them). */
+void cg_plan_reload(cg_plan *p, int interior);
 void cg_plan_sync(cg_plan *p);       /* plan -> nodes: data, leaves' and loss graph's grads */
 /* cg_plan_sync for one node (its input gradient computed first if it is pending): 1,
  * or 0 if the plan does not touch the node.  A binary search in the plan's slots

@@ -785,14 +785,14 @@ int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n)
     return 0;
 }
 
-void cg_plan_reload(cg_plan *p)
+void cg_plan_reload(cg_plan *p, int interior)
 {
     for (size_t j = 0; j < p->n_leaves; j++) {
         cg_node *n = p->slot_node[p->leaf_slots[j]];
         p->val[p->leaf_slots[j]] = n->data;
         p->grad[p->leaf_slots[j]] = n->grad;
     }
-    for (size_t j = 0; j < p->n_steps; j++)
+    for (size_t j = 0; interior && j < p->n_steps; j++)
         p->val[p->forward_out[j]] = p->slot_node[p->forward_out[j]]->data;
     for (size_t i = 0; i < p->n_gradless; i++)  /* 0 whatever a node was given */
         p->grad[p->gradless[i]] = 0.0;

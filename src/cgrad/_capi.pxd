@@ -96,7 +96,7 @@ cdef extern from "cgrad.h" nogil:
     enum: CG_MAX_THREADS
     cg_status cg_plan_forward(cg_plan *p, cg_node **failed)
     cg_status cg_plan_backward(cg_plan *p, cg_node **failed)
-    void cg_plan_reload(cg_plan *p)
+    void cg_plan_reload(cg_plan *p, int interior)
     void cg_plan_sync(cg_plan *p)
     int cg_plan_sync_node(cg_plan *p, cg_node *n)
     void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)

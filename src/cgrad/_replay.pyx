@@ -602,7 +602,7 @@ cdef class Graph:
         self.ready()
         cdef list batch = self.convert(arrays)   # before the nodes are read (see begin)
         with RUN_LOCK:
-            self.begin()
+            self.begin(True)
             self.load(batch)
             self.run(True, False)
             return self.outputs() if self.loss is None else self.loss_value()
@@ -613,7 +613,7 @@ cdef class Graph:
         self.ready()
         self.need_loss("backward()")
         with RUN_LOCK:
-            self.begin()
+            self.begin(False)
             self.run(False, True)
 
     def step(self, *arrays, optimizer):
@@ -636,14 +636,14 @@ cdef class Graph:
         wait_until_free([self] + list(self.partners))   # holds() may change the plan
         if not self.holds(optimizer):
             optimizer.zero_grad()
-            self.begin()
+            self.begin(True)
             self.load(batch)
             self.run(True, True)
             loss = self.loss_value()
             optimizer.step()
             return loss
         hyper = optimizer.hyperparameters()  # checked before anything changes
-        self.begin()
+        self.begin(True)
         self.load(batch)
         cdef ParameterArray params = self.optimizer_params
         cdef cg_update update
@@ -777,10 +777,11 @@ cdef class Graph:
                 other.partners.add(self)
         return 0
 
-    cdef int begin(self) except -1:
+    cdef int begin(self, bint forward) except -1:
         """Before a run (the caller holds RUN_LOCK): other graphs' numbers reach their
         nodes, and this plan reads its nodes again if anything wrote to them since it
-        last did."""
+        last did (the leaves only, for a run that starts with forward: it recomputes
+        the rest)."""
         if self.broken:
             raise RuntimeError("this Graph was running in another thread when the "
                                "process forked: its numbers are incomplete here.  Build "
@@ -792,7 +793,7 @@ cdef class Graph:
         if self.ahead:
             return 0                # nothing wrote to a node since this plan last ran
         if not self.loaded or self.loaded_epoch != node_epoch():
-            cg_plan_reload(self.plan)
+            cg_plan_reload(self.plan, not forward)
             self.loaded = True
             self.loaded_epoch = node_epoch()
         # From here the plan owns its numbers: anything that reads or writes one of its
