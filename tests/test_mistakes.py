@@ -100,6 +100,21 @@ def test_inputs_the_loss_never_reads_are_refused():
         Graph(loss, inputs=other)
 
 
+def test_class_labels_where_one_hot_rows_were_recorded_say_what_to_pass():
+    model = nn.MLP(3, [4, 2])
+    xs, ys = cgrad.inputs(2, 3), cgrad.inputs(2, 2)
+    graph = Graph(losses.softmax_cross_entropy([model(x) for x in xs], ys), inputs=(xs, ys))
+    with pytest.raises(ValueError, match=r"has shape \(2,\).*pass np.eye\(2\)\[labels\]"):
+        graph.step(np.ones((2, 3)), np.array([0, 1]), optimizer=SGD(model.parameters()))
+
+
+def test_label_leaves_as_class_indices_say_to_use_one_hot_rows():
+    model = nn.MLP(3, [4, 2])
+    xs, labels = cgrad.inputs(2, 3), cgrad.inputs(2)
+    with pytest.raises(TypeError, match="target is a Value.*one-hot rows"):
+        losses.softmax_cross_entropy([model(x) for x in xs], labels)
+
+
 def test_an_optimizer_over_another_models_parameters_is_refused():
     model, other = nn.MLP(3, [4, 2]), nn.MLP(3, [4, 2])
     graph = small_graph(model)

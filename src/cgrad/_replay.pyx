@@ -821,8 +821,12 @@ cdef class Graph:
                 raise TypeError(f"input {i} must be an array of real numbers, "
                                 f"got {type(array).__name__} of dtype {data.dtype}")
             if data.shape != shape:
+                hint = ""
+                if shape and data.shape == shape[:len(shape) - 1] and data.dtype.kind in "biu":
+                    hint = (f" (class labels for one-hot rows? pass "
+                            f"np.eye({shape[len(shape) - 1]})[labels])")
                 raise ValueError(f"input {i} has shape {data.shape}, but the graph was "
-                                 f"built over inputs of shape {shape}")
+                                 f"built over inputs of shape {shape}{hint}")
             checked.append(np.ascontiguousarray(data, dtype=np.float64).reshape(-1))
         stray = None
         if self.stray_inputs.size:

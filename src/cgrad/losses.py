@@ -75,6 +75,11 @@ def cross_entropy(logits: Iterable[Any], target: Any) -> Value:
                              f"for {len(logits)} logits")
         minus_picked = -dot(target, logits)
         return logsumexp([z + minus_picked for z in logits])
+    if isinstance(target, Value):
+        raise TypeError("target is a Value: a class index must be a number, since it picks "
+                        "which logit the loss reads.  For labels that change (a recorded "
+                        "Graph's inputs), use one-hot rows: cgrad.inputs(batch, classes) "
+                        "as targets, fed np.eye(classes)[labels]")
     if not isinstance(target, int) and not hasattr(target, '__index__'):
         raise TypeError(f"target must be a class index or a row of class probabilities, "
                         f"got {type(target).__name__}")
