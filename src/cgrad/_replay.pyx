@@ -732,22 +732,23 @@ cdef class Graph:
         if slots == NULL:
             raise MemoryError()
         cg_plan_find_slots(self.plan, params.nodes, params.size, slots)
-        cdef Py_ssize_t i, missing = 0
-        cdef bint computed = False
+        cdef Py_ssize_t i, missing = 0, computed = 0
         for i in range(params.size):
-            missing += slots[i] == <uint32_t>-1
-            computed |= params.nodes[i].n_kids != 0
-        if computed:        # a parameter computed from others: the update runs on nodes
-            free(slots)
+            if params.nodes[i].n_kids != 0:
+                computed += 1
+            elif slots[i] == <uint32_t>-1:
+                missing += 1
+        if computed and computed + missing < params.size:
+            free(slots)     # a parameter computed from others: the update runs on nodes
             self.eager_optimizer_params = params
             return False
-        if missing and missing < params.size:
+        if missing and computed + missing < params.size:
             try:
                 self.add_leaves(params, slots)
             except BaseException:
                 free(slots)
                 raise
-        elif missing:
+        elif computed + missing:
             free(slots)
             raise ValueError(
                 f"none of the optimizer's {params.size} parameters is in this Graph (the "
