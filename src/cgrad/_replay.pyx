@@ -622,7 +622,9 @@ cdef class Graph:
 
         With cgrad's SGD or Adam over parameters of this graph, the update runs in the
         plan too, on its own copy of the parameters: no node is touched until Python
-        looks at one."""
+        looks at one.  Parameters of the optimizer the graph does not read join the
+        plan as well, updated with gradient 0 (as zero_grad, backward and step update
+        them on the nodes)."""
         self.ready()
         self.need_loss("step()")
         if not (hasattr(optimizer, "zero_grad") and hasattr(optimizer, "step")):
