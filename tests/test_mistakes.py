@@ -108,6 +108,25 @@ def test_class_labels_where_one_hot_rows_were_recorded_say_what_to_pass():
         graph.step(np.ones((2, 3)), np.array([0, 1]), optimizer=SGD(model.parameters()))
 
 
+def test_a_graph_step_given_the_optimizer_class_says_to_make_one():
+    model = nn.MLP(3, [4, 2])
+    xs, ys = cgrad.inputs(2, 3), cgrad.inputs(2, 2)
+    graph = Graph(losses.softmax_cross_entropy([model(x) for x in xs], ys), inputs=(xs, ys))
+    with pytest.raises(TypeError, match=r"not the class Adam.*optimizer=Adam\(model"):
+        graph.step(np.ones((2, 3)), np.eye(2), optimizer=Adam)
+    with pytest.raises(TypeError, match="input 0 holds Values.*not the leaves"):
+        graph.step(xs, np.eye(2), optimizer=Adam(model.parameters()))
+
+
+def test_several_inputs_given_as_a_list_say_to_use_a_tuple():
+    model = nn.MLP(3, [4, 2])
+    xs, ys = cgrad.inputs(2, 3), cgrad.inputs(2, 2)
+    loss = losses.softmax_cross_entropy([model(x) for x in xs], ys)
+    with pytest.raises(ValueError, match=r"ragged.*inputs=\(xs, ys\)"):
+        Graph(loss, inputs=[xs, ys])
+    assert Graph(loss, inputs=(xs, ys)).input_shapes == ((2, 3), (2, 2))
+
+
 def test_label_leaves_as_class_indices_say_to_use_one_hot_rows():
     model = nn.MLP(3, [4, 2])
     xs, labels = cgrad.inputs(2, 3), cgrad.inputs(2)

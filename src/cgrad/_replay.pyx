@@ -467,7 +467,13 @@ cdef class Graph:
         groups = inputs if type(inputs) is tuple else (inputs,)
         flat, shapes = [], []
         for i, group in enumerate(groups):
-            values, shape = flatten(group, f"input {i}")
+            try:
+                values, shape = flatten(group, f"input {i}")
+            except ValueError as error:
+                if type(inputs) is list and "ragged" in str(error):
+                    raise ValueError(f"{error}.  Several inputs go in a tuple: "
+                                     f"inputs=(xs, ys)") from None
+                raise
             flat = flat + values  # not +=: CPython 3.11 leaks a reference when it fails
             shapes.append(shape)
         for v in flat:
@@ -627,6 +633,10 @@ cdef class Graph:
         them on the nodes)."""
         self.ready()
         self.need_loss("step()")
+        if isinstance(optimizer, type):
+            raise TypeError(f"step() needs an optimizer, not the class {optimizer.__name__}: "
+                            f"make one, e.g. optimizer={optimizer.__name__}"
+                            f"(model.parameters(), lr=0.01)")
         if not (hasattr(optimizer, "zero_grad") and hasattr(optimizer, "step")):
             raise TypeError(f"step() needs an optimizer with zero_grad() and step() "
                             f"(cgrad.optim.SGD or Adam), got {type(optimizer).__name__}")
@@ -821,6 +831,10 @@ cdef class Graph:
             except ValueError as error:  # e.g. ragged rows
                 raise ValueError(f"input {i}: {error}") from None
             if data.dtype.kind not in "biuf":
+                if data.dtype == object and any(isinstance(v, Value) for v in data.flat):
+                    raise TypeError(f"input {i} holds Values: step() and forward() take "
+                                    f"the numbers to load into the input leaves (a numpy "
+                                    f"array), not the leaves themselves")
                 raise TypeError(f"input {i} must be an array of real numbers, "
                                 f"got {type(array).__name__} of dtype {data.dtype}")
             if data.shape != shape:
