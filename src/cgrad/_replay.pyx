@@ -400,14 +400,14 @@ cdef class Graph:
     passes around them and the optimizer's step over N threads (each number computed by
     one of them, in the same order: the same bits as one thread) when the work is big
     enough to pay for it (4M multiply-adds a part); the loss's scalar steps run on one.
-    The default (None) is the cores the process may use, at most 8.  ``exact=False`` lets the layer
-    kernels fuse each multiply-add (FMA, where the CPU has it): faster on CPUs whose FMA
-    units outrun separate multiplies and adds (Intel's), and no longer bit for bit
-    eager's (each term rounds once instead of twice; results agree to ~1e-14 relative
-    per step, and training runs drift apart as any two float orders do).
-    ``inputs`` is one nested list of leaves, or a tuple of them, each filled from a
-    numpy array of the same shape on every call.  ``outputs`` (a Value or
-    nested lists of them) are read back as an array by :meth:`outputs`.
+    The default (None) is the cores the process may use, at most 8.  ``exact=False``
+    lets the layer kernels fuse each multiply-add (FMA, where the CPU has it): faster on
+    CPUs whose FMA units outrun separate multiplies and adds (Intel's), and no longer
+    bit for bit eager's (each term rounds once instead of twice; results agree to
+    ~1e-14 relative per step, and training runs drift apart as any two float orders
+    do).  ``inputs`` is one nested list of leaves, or a tuple of them, each filled from
+    a numpy array of the same shape on every call.  ``outputs`` (a Value or nested
+    lists of them) are read back as an array by :meth:`outputs`.
 
     Replay recomputes every node from the current data of its leaves (parameters
     included) with the op it was built with: which ReLUs are active is decided anew each
@@ -537,12 +537,17 @@ cdef class Graph:
         if made < 0:
             raise MemoryError()
         self.partners = weakref.WeakSet()
+        self.find_partners()
+        LIVE_GRAPHS.add(self)
+        return 0
+
+    cdef int find_partners(self) except -1:
+        """Pair this Graph with every live one whose plan touches a node of its plan."""
         cdef Graph other
         for other in list(LIVE_GRAPHS):
-            if cg_plans_share_nodes(self.plan, other.plan):
+            if other is not self and cg_plans_share_nodes(self.plan, other.plan):
                 self.partners.add(other)
                 other.partners.add(self)
-        LIVE_GRAPHS.add(self)
         return 0
 
     def __reduce__(self):
@@ -750,17 +755,7 @@ cdef class Graph:
                 computed += 1
             elif slots[i] == <uint32_t>-1:
                 missing += 1
-        if computed and computed + missing < params.size:
-            free(slots)     # a parameter computed from others: the update runs on nodes
-            self.eager_optimizer_params = params
-            return False
-        if missing and computed + missing < params.size:
-            try:
-                self.add_leaves(params, slots)
-            except BaseException:
-                free(slots)
-                raise
-        elif computed + missing:
+        if 0 < computed + missing == params.size:
             free(slots)
             raise ValueError(
                 f"none of the optimizer's {params.size} parameters is in this Graph (the "
@@ -768,6 +763,16 @@ cdef class Graph:
                 f"them, and the step would train nothing.  If the model changed since "
                 f"the Graph was built, build it again; else give the optimizer the "
                 f"parameters of the model the loss was built from")
+        if computed:        # a parameter computed from others: the update runs on nodes
+            free(slots)
+            self.eager_optimizer_params = params
+            return False
+        if missing:
+            try:
+                self.add_leaves(params, slots)
+            except BaseException:
+                free(slots)
+                raise
         free(self.optimizer_slots)
         self.optimizer_slots = slots
         self.optimizer_params = params
@@ -783,11 +788,7 @@ cdef class Graph:
         for i in range(params.size):
             if slots[i] >= first_new:
                 self.held.append(params.values[i])
-        cdef Graph other
-        for other in list(LIVE_GRAPHS):   # it may share nodes with more graphs now
-            if other is not self and cg_plans_share_nodes(self.plan, other.plan):
-                self.partners.add(other)
-                other.partners.add(self)
+        self.find_partners()   # it may share nodes with more graphs now
         return 0
 
     cdef int begin(self, bint forward) except -1:
