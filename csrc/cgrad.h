@@ -198,6 +198,22 @@ int cg_plan_add_leaves(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots);
 /* Fill slots with data as fresh leaves (grad 0); UINT32_MAX slots are skipped. */
 void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t n);
 double cg_plan_root_value(const cg_plan *p);  /* the loss, after forward */
+
+/* Tiling (tile.c): the plan over any batch size copied from one recorded over two
+ * examples.  cg_tiling_new reads p2 (it must outlive the tiling): inputs are its input
+ * leaves' slots, group by group (each group's first example's widths[g], then the
+ * second's); NULL with *why saying what is not a per-example graph summed by one sum
+ * (or "out of memory").  cg_tiling_plan makes the plan for batch >= 2 examples, its
+ * input slots (group by group, example by example) in input_slots; NULL out of memory.
+ * cg_plans_match: whether plan a runs the very steps plan b runs (inputs by position,
+ * the same nodes, constants of equal value). */
+typedef struct cg_tiling cg_tiling;
+cg_tiling *cg_tiling_new(const cg_plan *p2, const uint32_t *inputs, const size_t *widths,
+                         size_t n_groups, const char **why);
+void cg_tiling_free(cg_tiling *t);
+cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots);
+int cg_plans_match(const cg_plan *a, const uint32_t *a_inputs, const cg_plan *b,
+                   const uint32_t *b_inputs, size_t n_inputs);
 /* Leave these slots' grads at 0 instead of computing them (layers reading only such
  * slots skip their input-gradient pass).  0, or -1 out of memory. */
 int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n);

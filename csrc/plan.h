@@ -59,8 +59,12 @@ struct cg_plan {
     cg_step *steps;        /* interior nodes, kids first; the first n_backward feed root */
     uint32_t *kid_slots;
     double *scratch;       /* gathered kid values of a non-dense n-ary step */
-    uint32_t *forward_out;   /* every step's slot, sorted by node address */
-    uint32_t *backward_out;  /* those of the first n_backward steps, likewise */
+    /* The slots whose numbers reach their nodes (cg_plan_sync), sorted by node address:
+     * a recorded plan's every step (n_synced of them) and its first n_backward
+     * (n_synced_backward); a tiled plan's none (its nodes are a template's: tile.c). */
+    uint32_t *forward_out;
+    uint32_t *backward_out;
+    size_t n_synced, n_synced_backward;
     uint32_t *interior_runs; /* those same slots as runs of consecutive slots: (first, count) */
     size_t n_interior_runs;  /* pairs; backward zeroes their grads run by run */
 
@@ -111,5 +115,12 @@ size_t cg_part_start(size_t count, size_t unit, size_t part, size_t n);
 /* Marks the layers whose inputs are all gradless (they skip those gradients) and lists
  * the gradless slots other steps may write (p->written).  0, or -1 out of memory. */
 int cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless);
+
+/* Used by recording and tiling both (replay.c): sort slots by their nodes' addresses;
+ * mark the runs of dots summed side by side; list the slots backward zeroes (after
+ * cg_plan_layers).  The int ones: 0, or -1 out of memory. */
+int cg_plan_sort_by_node(cg_plan *p, uint32_t *slots, size_t count);
+void cg_plan_mark_batches(cg_plan *p);
+int cg_plan_find_interior_runs(cg_plan *p);
 
 #endif

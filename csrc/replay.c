@@ -132,7 +132,7 @@ static int reads_slot(const cg_step *dot, uint32_t slot)
  * become a batch whose dots forward() sums side by side (each sum in its own order, so
  * the values are the same; four independent chains of adds instead of one).  Valid only
  * if no dot of the batch reads a value the batch computes. */
-static void mark_layer_batches(cg_plan *p)
+void cg_plan_mark_batches(cg_plan *p)
 {
     for (size_t i = 0; i < p->n_steps; i++) {
         const cg_step *first = &p->steps[i];
@@ -192,7 +192,7 @@ typedef struct {
  * allocator put them).  A radix sort on the address's offset from the lowest one (a few
  * passes of 11 bits; qsort took a tenth of a large graph's recording).  0, or -1 out of
  * memory. */
-static int sort_by_node(cg_plan *p, uint32_t *slots, size_t count)
+int cg_plan_sort_by_node(cg_plan *p, uint32_t *slots, size_t count)
 {
     enum { DIGIT = 11, BUCKETS = 1 << DIGIT };
     slot_address *from = malloc((count + 1) * sizeof *from);
@@ -239,14 +239,14 @@ static int sort_by_node(cg_plan *p, uint32_t *slots, size_t count)
 /* The slots backward zeroes, as runs of consecutive slots (a layer's interior nodes
  * mostly sit side by side): memset instead of a store per slot.  Not the dots of a
  * layer with its activation: the layer sets their grads itself (cg_layer_backward). */
-static int find_interior_runs(cg_plan *p)
+int cg_plan_find_interior_runs(cg_plan *p)
 {
     size_t runs = 0;
     uint8_t *interior = calloc(p->n_slots + 1, 1);
     if (!interior)
         return -1;
     for (size_t i = 0; i < p->n_backward; i++)
-        interior[p->backward_out[i]] = 1;
+        interior[p->steps[i].out] = 1;
     for (size_t i = 0; i < p->n_layers; i++) {
         const cg_layer *l = &p->layers[i];
         for (size_t c = 0; l->act_step && c < (size_t)l->K * l->B; c++)
@@ -357,9 +357,9 @@ cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward, cg_node **que
         if (cg_is_nary(node->op) && s->n_kids > max_gather)
             max_gather = s->n_kids;
     }
-    p->n_steps = n;
-    p->n_backward = n_backward;
-    mark_layer_batches(p);
+    p->n_steps = p->n_synced = n;
+    p->n_backward = p->n_synced_backward = n_backward;
+    cg_plan_mark_batches(p);
 
     /* Slots of nodes not in the list are leaves (or nodes treated as such). */
     uint8_t *interior = calloc(p->n_slots + 1, 1);
@@ -389,11 +389,11 @@ cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward, cg_node **que
         p->forward_out[i] = p->steps[i].out;
     for (size_t i = 0; i < n_backward; i++)
         p->backward_out[i] = p->steps[i].out;
-    if (sort_by_node(p, p->leaf_slots, p->n_leaves) < 0
-        || sort_by_node(p, p->forward_out, n) < 0
-        || sort_by_node(p, p->backward_out, n_backward) < 0)
+    if (cg_plan_sort_by_node(p, p->leaf_slots, p->n_leaves) < 0
+        || cg_plan_sort_by_node(p, p->forward_out, n) < 0
+        || cg_plan_sort_by_node(p, p->backward_out, n_backward) < 0)
         goto nomem;
-    if (cg_plan_layers(p) < 0 || find_interior_runs(p) < 0) {
+    if (cg_plan_layers(p) < 0 || cg_plan_find_interior_runs(p) < 0) {
         cg_plan_free(p);
         return NULL;
     }
@@ -438,9 +438,9 @@ static int meet(const cg_plan *a, const uint32_t *sa, size_t na, const cg_plan *
 int cg_plans_share_nodes(const cg_plan *a, const cg_plan *b)
 {
     return meet(a, a->leaf_slots, a->n_leaves, b, b->leaf_slots, b->n_leaves)
-        || meet(a, a->leaf_slots, a->n_leaves, b, b->forward_out, b->n_steps)
-        || meet(a, a->forward_out, a->n_steps, b, b->leaf_slots, b->n_leaves)
-        || meet(a, a->forward_out, a->n_steps, b, b->forward_out, b->n_steps);
+        || meet(a, a->leaf_slots, a->n_leaves, b, b->forward_out, b->n_synced)
+        || meet(a, a->forward_out, a->n_synced, b, b->leaf_slots, b->n_leaves)
+        || meet(a, a->forward_out, a->n_synced, b, b->forward_out, b->n_synced);
 }
 
 size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes)
@@ -792,7 +792,7 @@ void cg_plan_reload(cg_plan *p, int interior)
         p->val[p->leaf_slots[j]] = n->data;
         p->grad[p->leaf_slots[j]] = n->grad;
     }
-    for (size_t j = 0; interior && j < p->n_steps; j++)
+    for (size_t j = 0; interior && j < p->n_synced; j++)
         p->val[p->forward_out[j]] = p->slot_node[p->forward_out[j]]->data;
     for (size_t i = 0; i < p->n_gradless; i++)  /* 0 whatever a node was given */
         p->grad[p->gradless[i]] = 0.0;
@@ -806,9 +806,9 @@ void cg_plan_sync(cg_plan *p)
         n->data = p->val[p->leaf_slots[j]];
         n->grad = p->grad[p->leaf_slots[j]];
     }
-    for (size_t j = 0; j < p->n_steps; j++)
+    for (size_t j = 0; j < p->n_synced; j++)
         p->slot_node[p->forward_out[j]]->data = p->val[p->forward_out[j]];
-    for (size_t i = 0; i < p->n_backward; i++)
+    for (size_t i = 0; i < p->n_synced_backward; i++)
         p->slot_node[p->backward_out[i]]->grad = p->grad[p->backward_out[i]];
 }
 
@@ -854,11 +854,11 @@ int cg_plan_sync_node(cg_plan *p, cg_node *n)
         n->grad = p->grad[slot];
         return 1;
     }
-    slot = find_slot(p, p->forward_out, p->n_steps, n);
+    slot = find_slot(p, p->forward_out, p->n_synced, n);
     if (slot == UINT32_MAX)
         return 0;
     n->data = p->val[slot];
-    if (find_slot(p, p->backward_out, p->n_backward, n) != UINT32_MAX)
+    if (find_slot(p, p->backward_out, p->n_synced_backward, n) != UINT32_MAX)
         n->grad = p->grad[slot];
     return 1;
 }
@@ -913,7 +913,7 @@ int cg_plan_add_leaves(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
         p->grad[total] = nodes[i]->grad;
         leaves_by_node[n_leaves++] = (uint32_t)total++;
     }
-    if (sort_by_node(p, leaves_by_node, n_leaves) < 0) {
+    if (cg_plan_sort_by_node(p, leaves_by_node, n_leaves) < 0) {
         free(leaves_by_node);
         for (size_t i = 0; i < n; i++)   /* back to "not in the plan" */
             if (slots[i] >= p->n_slots)

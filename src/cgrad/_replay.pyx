@@ -200,6 +200,10 @@ if hasattr(os, "register_at_fork"):
 _set_flush(flush, flush_node)
 
 
+def _rebuild_tiled(two, three, batch):
+    return BatchTemplate(two, three).graph(batch)
+
+
 def _rebuild_graph(cls, loss, inputs, outputs, input_grads, threads, exact):
     return cls(loss, inputs=inputs, outputs=outputs, input_grads=input_grads,
                threads=threads, exact=exact)
@@ -381,6 +385,9 @@ def default_threads():
     return max(1, min(cores, 8, CG_MAX_THREADS))
 
 
+cdef class BatchTemplate
+
+
 cdef class Graph:
     """A training step (or any computation) recorded once and replayed in C.
 
@@ -435,6 +442,7 @@ cdef class Graph:
     cdef object partners          # the Graphs whose plans touch some of the same nodes
     cdef tuple made_with          # (inputs given as a tuple of groups, input_grads,
                                   # threads as given, exact): what pickling rebuilds it from
+    cdef BatchTemplate tiled_from # a Graph copied for a batch size from a template
     cdef object __weakref__
 
     def __init__(self, loss=None, *, inputs=(), outputs=None, input_grads=True,
@@ -541,6 +549,40 @@ cdef class Graph:
         LIVE_GRAPHS.add(self)
         return 0
 
+    cdef int tile(self, BatchTemplate template, size_t batch) except -1:
+        """Made from a template for `batch` examples (BatchTemplate.graph)."""
+        cdef Graph two = template.two
+        cdef size_t n_inputs = 0, g, n_groups = len(template.rest)
+        for g in range(n_groups):
+            n_inputs += batch * template.widths[g]
+        self.input_slots = <uint32_t *>malloc((n_inputs + 1) * sizeof(uint32_t))
+        self.output_slots = <uint32_t *>malloc(sizeof(uint32_t))
+        if self.input_slots == NULL or self.output_slots == NULL:
+            raise MemoryError()
+        with nogil:
+            self.plan = cg_tiling_plan(template.tiling, batch, self.input_slots)
+        if self.plan == NULL:
+            raise MemoryError(f"out of memory while copying the step for {batch} examples")
+        grouped, input_grads, threads, exact = two.made_with
+        self.made_with = two.made_with
+        self.tiled_from = template
+        self.loss = two.loss
+        self.held = []
+        self.input_shapes = tuple((batch,) + rest for rest in template.rest)
+        self.input_nodes = from_values([])
+        self.output_nodes = from_values([])
+        self.output_shape = (0,)
+        self.stray_inputs = from_values([])
+        if cg_plan_skip_grads(self.plan, self.input_slots, n_inputs) < 0 \
+                or cg_plan_set_threads(self.plan, default_threads() if threads is None
+                                       else threads) < 0:
+            raise MemoryError()
+        cg_plan_set_exact(self.plan, exact)
+        self.partners = weakref.WeakSet()
+        self.find_partners()
+        LIVE_GRAPHS.add(self)
+        return 0
+
     cdef int find_partners(self) except -1:
         """Pair this Graph with every live one whose plan touches a node of its plan."""
         cdef Graph other
@@ -552,9 +594,13 @@ cdef class Graph:
 
     def __reduce__(self):
         """Its graph (the loss, inputs and outputs, as Values) and how it was made: it is
-        recorded again where it is unpickled (threads=None: that machine's cores)."""
+        recorded again where it is unpickled (threads=None: that machine's cores).  A
+        Graph copied from a BatchTemplate: the template and the batch size."""
         if self.plan == NULL:
             raise TypeError("an unbuilt Graph cannot be pickled")
+        if self.tiled_from is not None:
+            return (_rebuild_tiled, (self.tiled_from.two, self.tiled_from.three,
+                                     self.input_shapes[0][0]))
         grouped, input_grads, threads, exact = self.made_with
         groups, start = [], 0
         for shape in self.input_shapes:
@@ -582,7 +628,8 @@ cdef class Graph:
     def n_nodes(self):
         """How many nodes the graph holds (leaves included)."""
         self.ready()
-        return len(self.held)
+        cdef cg_node **nodes
+        return cg_plan_slots(self.plan, &nodes)
 
     @property
     def n_layers(self):
@@ -600,7 +647,7 @@ cdef class Graph:
         if self.plan == NULL:
             return "Graph(not built)"
         loss = "no loss" if self.loss is None else "a loss"
-        return (f"Graph({len(self.held)} nodes, inputs of shape "
+        return (f"Graph({self.n_nodes} nodes, inputs of shape "
                 f"{', '.join(map(str, self.input_shapes)) or 'none'}, {loss}, "
                 f"outputs of shape {self.output_shape})")
 
@@ -781,10 +828,11 @@ cdef class Graph:
     cdef int add_leaves(self, ParameterArray params, uint32_t *slots) except -1:
         """Make the parameters the plan does not touch (slots -1) leaves of it."""
         flush_graphs(None, False)   # their nodes may be behind another graph's numbers
-        if cg_plan_add_leaves(self.plan, params.nodes, params.size, slots) < 0:
+        cdef cg_node **nodes
+        cdef uint32_t first_new = cg_plan_slots(self.plan, &nodes)   # new slots follow,
+        if cg_plan_add_leaves(self.plan, params.nodes, params.size, slots) < 0:  # in order
             raise MemoryError()
         cdef Py_ssize_t i
-        cdef uint32_t first_new = len(self.held)   # new slots follow, in parameter order
         for i in range(params.size):
             if slots[i] >= first_new:
                 self.held.append(params.values[i])
@@ -912,3 +960,94 @@ cdef class Graph:
             sync_nodes()   # the error message reads the failed node's numbers
             raise_status(status, failed, in_backward)
         return broken
+
+
+cdef class BatchTemplate:
+    """A training step over a batch, recorded over two examples and three, from which
+    the Graph for any batch size is copied without building its nodes (csrc/tile.c).
+
+    ``two`` and ``three`` are Graphs of the same step over batches of two and three
+    examples (inputs of shape (2, ...) and (3, ...), a loss and no outputs): the loss
+    must be one graph per example combined by one ``cgrad.sum`` (and scaled by
+    1/batch), as cgrad's losses build it.  The copy for three examples is checked step
+    for step against ``three``; a step that is not such a sum (Python's ``sum()``, a
+    constant factor, a term over two examples) raises ValueError saying so.
+    ``graph(batch)`` gives the Graph for that many examples: the steps the graph over
+    that batch would run, in the same order, so the same numbers bit for bit, with no
+    Value per example (its nodes are the parameters' alone: they stay in step with it,
+    as with any Graph)."""
+    cdef cg_tiling *tiling
+    cdef readonly Graph two
+    cdef readonly Graph three
+    cdef tuple rest            # each input's shape past the batch axis
+    cdef size_t *widths
+
+    def __init__(self, Graph two not None, Graph three not None):
+        two.ready()
+        three.ready()
+        if self.tiling != NULL:
+            raise RuntimeError("a BatchTemplate is made once")
+        cdef Graph graph
+        for graph, n in ((two, 2), (three, 3)):
+            if graph.loss is None or graph.output_nodes.size or not graph.input_shapes \
+                    or any(len(shape) == 0 or shape[0] != n for shape in graph.input_shapes):
+                raise ValueError(f"a BatchTemplate needs Graphs with a loss and no outputs "
+                                 f"over inputs of {n} examples (shapes ({n}, ...)); got "
+                                 f"{graph!r}")
+        self.rest = tuple(shape[1:] for shape in two.input_shapes)
+        if self.rest != tuple(shape[1:] for shape in three.input_shapes):
+            raise ValueError(f"the Graphs' inputs differ past the batch axis: "
+                             f"{two.input_shapes} and {three.input_shapes}")
+        self.two, self.three = two, three
+        cdef size_t g, n_groups = len(self.rest), per_example = 0
+        self.widths = <size_t *>malloc((n_groups + 1) * sizeof(size_t))
+        if self.widths == NULL:
+            raise MemoryError()
+        for g in range(n_groups):
+            self.widths[g] = math.prod(self.rest[g])
+            per_example += self.widths[g]
+        cdef const char *why = NULL
+        self.tiling = cg_tiling_new(two.plan, two.input_slots, self.widths, n_groups, &why)
+        if self.tiling == NULL:
+            reason = why.decode()
+            if reason == "out of memory":
+                raise MemoryError()
+            raise ValueError(f"this step cannot be copied to other batch sizes: {reason}")
+        cdef uint32_t *slots = <uint32_t *>malloc(3 * per_example * sizeof(uint32_t) + 4)
+        if slots == NULL:
+            raise MemoryError()
+        cdef cg_plan *copy = cg_tiling_plan(self.tiling, 3, slots)
+        cdef int same = copy != NULL and cg_plans_match(copy, slots, three.plan,
+                                                        three.input_slots, 3 * per_example)
+        cg_plan_free(copy)
+        free(slots)
+        if copy == NULL:
+            raise MemoryError()
+        if not same:
+            raise ValueError("this step cannot be copied to other batch sizes: over three "
+                             "examples it is not the two-example step with one more "
+                             "example (a constant that depends on the batch other than "
+                             "1/batch, or a term the batch size changes)")
+
+    def __dealloc__(self):
+        cg_tiling_free(self.tiling)
+        free(self.widths)
+
+    def graph(self, Py_ssize_t batch):
+        """The Graph for `batch` examples (inputs of shape (batch, ...)): `two` or
+        `three` themselves for 2 and 3, a copy for more."""
+        if self.tiling == NULL:
+            raise RuntimeError("this BatchTemplate was never made")
+        if batch < 2:
+            raise ValueError(f"a BatchTemplate copies steps of 2 examples or more, "
+                             f"not {batch}: record smaller batches as a Graph")
+        if batch == 2:
+            return self.two
+        if batch == 3:
+            return self.three
+        cdef Graph graph = Graph.__new__(Graph)
+        graph.tile(self, batch)
+        return graph
+
+    def __repr__(self):
+        return f"BatchTemplate(inputs of shape {', '.join(str(('B',) + r) for r in self.rest)})"

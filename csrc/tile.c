@@ -1,0 +1,457 @@
+/* Tiling: the plan for a batch of any size, copied from one recorded over two examples.
+ *
+ * A training step over a batch is, for cgrad's losses, one graph per example summed by
+ * one n-ary sum (and scaled by 1/batch): mean([loss(x_b, y_b) for b]).  backward()'s
+ * search meets the examples one after another, so the recorded order is: the first
+ * example's steps (with the steps every example shares, such as a neuron's row of
+ * weights, where the first example meets them), the second example's, ..., then the
+ * steps above the sum.  A plan recorded over two examples therefore holds everything
+ * the plan over B examples holds: the second example's steps, copied B - 2 times with
+ * their own slots, give examples 2..B-1, the sum gets B kids and the 1/2 it is scaled by
+ * becomes 1/B.  The copy is checked step for step against the plan recorded over three
+ * examples (cg_plans_match) before any other size is made: Python code that does
+ * something else with the batch (a constant factor, a term coupling two examples) shows
+ * there.  Nothing here reads a Value: copying is memory traffic (~20 ms for a million
+ * slots), where building and recording the batch's graph costs ~0.5 s.
+ *
+ * Numbers: the tiled plan runs the steps a recorded plan over B examples would run, in
+ * the same order, and its layers are found and proven by the same code (cg_plan_layers),
+ * so its results are those of the eager graph over B examples, bit for bit. */
+#include <stdlib.h>
+#include <string.h>
+#include "cgrad.h"
+#include "node_ops.h"
+#include "plan.h"
+
+enum { SHARED = 0, FIRST = 1, SECOND = 2 };   /* a slot's example (dep bits: 1, 2, 3) */
+
+struct cg_tiling {
+    const cg_plan *p2;       /* recorded over two examples (kept alive by the caller) */
+    uint8_t *example;        /* [slot] SHARED, FIRST or SECOND */
+    uint32_t *rank;          /* [slot] a SECOND slot's place among them */
+    uint32_t *second;        /* the SECOND slots in slot order */
+    size_t n_second;
+    size_t a, b;             /* the second example's steps: [a, b) */
+    size_t sum;              /* the step summing the examples' losses */
+    uint32_t mean;           /* the constant the sum is multiplied by (1/2), or -1 */
+    uint32_t *inputs;        /* the recorded input slots, group by group, both examples */
+    size_t *widths, n_groups, n_inputs;
+};
+
+static uint32_t dot_m(const cg_step *s)
+{
+    return (s->n_kids - (uint32_t)((s->flags & CG_FLAG_HAS_BIAS) != 0)) / 2;
+}
+
+/* A step's i-th kid: dense dots name runs (weights, inputs, bias), others list them. */
+static uint32_t kid_at(const cg_plan *p, const cg_step *s, uint32_t i)
+{
+    if (s->op == CG_DOT && s->dense) {
+        uint32_t m = dot_m(s);
+        return i < m ? s->w + i : i < 2 * m ? s->x + (i - m) : s->bias;
+    }
+    return p->kid_slots[s->kids + i];
+}
+
+/* The rows a dot over rows names besides its kids (0 or 2). */
+static uint32_t row_count(const cg_step *s)
+{
+    return (s->op == CG_DOT && (s->flags & CG_FLAG_ROWS)) ? 2 : 0;
+}
+
+void cg_tiling_free(cg_tiling *t)
+{
+    if (!t)
+        return;
+    free(t->example);
+    free(t->rank);
+    free(t->second);
+    free(t->inputs);
+    free(t->widths);
+    free(t);
+}
+
+static int is_constant(const cg_plan *p, uint32_t slot)
+{
+    return (p->slot_node[slot]->flags & CG_FLAG_CONSTANT) != 0;
+}
+
+/* Whether kid k0 of a first-example step and k1 of its second-example twin stand for
+ * each other (twin[] maps first-example slots to second-example ones as they are met). */
+static int twins(const cg_tiling *t, uint32_t *twin, uint8_t *taken, uint32_t k0, uint32_t k1)
+{
+    const cg_plan *p = t->p2;
+    if (t->example[k0] == SHARED)
+        return k1 == k0;
+    if (t->example[k0] != FIRST || t->example[k1] != SECOND)
+        return 0;
+    if (twin[k0] != UINT32_MAX)
+        return twin[k0] == k1;
+    /* a leaf of one example's own, not an input: a constant made per example */
+    if (taken[k1] || !is_constant(p, k0) || !is_constant(p, k1)
+        || p->slot_node[k0]->data != p->slot_node[k1]->data)
+        return 0;
+    twin[k0] = k1;
+    taken[k1] = 1;
+    return 1;
+}
+
+static int same_step(const cg_step *x, const cg_step *y)
+{
+    return x->op == y->op && x->flags == y->flags && x->n_kids == y->n_kids
+        && x->dense == y->dense && memcmp(&x->arg, &y->arg, sizeof x->arg) == 0;
+}
+
+/* Classify the slots and check that the second example's steps copy the first's. */
+static const char *read_plan(cg_tiling *t)
+{
+    const cg_plan *p = t->p2;
+    size_t n = p->n_steps;
+    uint8_t *dep = t->example;   /* first which examples a slot depends on, then its class */
+    uint8_t *is_step = calloc(p->n_slots + 1, 1), *readers = calloc(p->n_slots + 1, 1);
+    uint8_t *taken = calloc(p->n_slots + 1, 1);
+    uint32_t *twin = malloc((p->n_slots + 1) * sizeof *twin);
+    const char *why = NULL;
+    if (!is_step || !readers || !taken || !twin) {
+        why = "out of memory";
+        goto done;
+    }
+    for (size_t g = 0, at = 0; g < t->n_groups; at += 2 * t->widths[g], g++)
+        for (size_t j = 0; j < t->widths[g]; j++) {
+            uint32_t s0 = t->inputs[at + j], s1 = t->inputs[at + t->widths[g] + j];
+            if ((s0 == UINT32_MAX) != (s1 == UINT32_MAX)) {
+                why = "an input one example reads is not read for the other";
+                goto done;
+            }
+            if (s0 != UINT32_MAX) {
+                dep[s0] = 1;
+                dep[s1] = 2;
+            }
+        }
+    for (size_t i = 0; i < n; i++) {
+        const cg_step *s = &p->steps[i];
+        uint8_t d = 0;
+        for (uint32_t k = 0; k < s->n_kids; k++)
+            d |= dep[kid_at(p, s, k)];
+        dep[s->out] |= d;
+        is_step[s->out] = 1;
+    }
+    for (size_t i = 0; i < n; i++) {   /* a leaf other than an input: whose steps read it */
+        const cg_step *s = &p->steps[i];
+        for (uint32_t k = 0; k < s->n_kids; k++)
+            readers[kid_at(p, s, k)] |= dep[s->out];
+    }
+    size_t first = 0, a = n, b = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t d = dep[p->steps[i].out];
+        first += d == 1;
+        if (d == 2) {
+            a = i < a ? i : a;
+            b = i + 1;
+        }
+    }
+    if (b == 0 || b - a != first) {
+        why = "the examples' graphs are not the same graph";
+        goto done;
+    }
+    for (size_t i = 0; i < n && !why; i++) {
+        uint8_t d = dep[p->steps[i].out];
+        if ((i < a && d > 1) || (i >= a && i < b && d != 2) || (i >= b && (d == 1 || d == 2)))
+            why = "the examples' steps are interleaved, or a step reads two examples "
+                  "before their losses are summed";
+    }
+    if (why)
+        goto done;
+    for (uint32_t s = 0; s < p->n_slots; s++) {
+        uint8_t d = is_step[s] || dep[s] ? dep[s] : readers[s];
+        t->example[s] = d == 1 ? FIRST : d == 2 ? SECOND : SHARED;
+    }
+    /* Twins, step by step: the i-th first-example step and the i-th second-example one. */
+    for (uint32_t s = 0; s < p->n_slots; s++)
+        twin[s] = UINT32_MAX;
+    for (size_t g = 0, at = 0; g < t->n_groups; at += 2 * t->widths[g], g++)
+        for (size_t j = 0; j < t->widths[g]; j++)
+            if (t->inputs[at + j] != UINT32_MAX) {
+                twin[t->inputs[at + j]] = t->inputs[at + t->widths[g] + j];
+                taken[t->inputs[at + t->widths[g] + j]] = 1;
+            }
+    for (size_t i = 0, j = a; i < a; i++) {
+        const cg_step *s0 = &p->steps[i];
+        if (t->example[s0->out] != FIRST)
+            continue;
+        const cg_step *s1 = &p->steps[j++];
+        int same = same_step(s0, s1);
+        for (uint32_t k = 0; same && k < s0->n_kids; k++)
+            same = twins(t, twin, taken, kid_at(p, s0, k), kid_at(p, s1, k));
+        for (uint32_t r = 0; same && r < row_count(s0); r++)
+            same = twins(t, twin, taken, s0->rows[r], s1->rows[r]);
+        if (same && s0->op == CG_DOT && s0->dense) {   /* a copy's runs stay runs */
+            uint32_t m = dot_m(s1);
+            for (uint32_t k = 1; same && k < m; k++)
+                same = t->example[s1->w + k] == t->example[s1->w]
+                    && t->example[s1->x + k] == t->example[s1->x];
+        }
+        if (!same || taken[s1->out]) {
+            why = "the examples' graphs are not the same graph";
+            goto done;
+        }
+        twin[s0->out] = s1->out;
+        taken[s1->out] = 1;
+    }
+    /* Above the examples: one sum of their two losses reads them, nothing else does. */
+    t->sum = SIZE_MAX;
+    t->mean = UINT32_MAX;
+    for (size_t i = b; i < n; i++) {
+        const cg_step *s = &p->steps[i];
+        int reads_examples = 0;
+        for (uint32_t k = 0; k < s->n_kids + row_count(s); k++) {
+            uint32_t kid = k < s->n_kids ? kid_at(p, s, k) : s->rows[k - s->n_kids];
+            reads_examples |= t->example[kid] != SHARED;
+        }
+        if (!reads_examples)
+            continue;
+        if (t->sum != SIZE_MAX || s->op != CG_SUM || s->n_kids != 2
+            || t->example[kid_at(p, s, 0)] != FIRST || !is_step[kid_at(p, s, 0)]
+            || twin[kid_at(p, s, 0)] != kid_at(p, s, 1)) {
+            why = "the examples' losses are not combined by one sum (cgrad.sum, as cgrad's "
+                  "losses do): Python's sum() or a term over two examples";
+            goto done;
+        }
+        t->sum = i;
+    }
+    if (t->sum == SIZE_MAX) {
+        why = "no sum over the examples' losses";
+        goto done;
+    }
+    for (size_t i = b; i < n; i++) {   /* mean = sum * (1 / batch) */
+        const cg_step *s = &p->steps[i];
+        if (s->op == CG_MUL && s->n_kids == 2 && kid_at(p, s, 0) == p->steps[t->sum].out) {
+            uint32_t c = kid_at(p, s, 1);
+            if (!is_step[c] && is_constant(p, c) && p->slot_node[c]->data == 0.5)
+                t->mean = c;
+        }
+    }
+    for (uint32_t s = 0; s < p->n_slots; s++)
+        if (t->example[s] == SECOND) {
+            t->rank[s] = (uint32_t)t->n_second;
+            t->second[t->n_second++] = s;
+        }
+    t->a = a;
+    t->b = b;
+done:
+    free(is_step);
+    free(readers);
+    free(taken);
+    free(twin);
+    return why;
+}
+
+cg_tiling *cg_tiling_new(const cg_plan *p2, const uint32_t *inputs, const size_t *widths,
+                         size_t n_groups, const char **why)
+{
+    *why = "out of memory";
+    cg_tiling *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->p2 = p2;
+    t->n_groups = n_groups;
+    for (size_t g = 0; g < n_groups; g++)
+        t->n_inputs += 2 * widths[g];
+    t->example = calloc(p2->n_slots + 1, 1);
+    t->rank = malloc((p2->n_slots + 1) * sizeof *t->rank);
+    t->second = malloc((p2->n_slots + 1) * sizeof *t->second);
+    t->inputs = malloc((t->n_inputs + 1) * sizeof *t->inputs);
+    t->widths = malloc((n_groups + 1) * sizeof *t->widths);
+    if (!t->example || !t->rank || !t->second || !t->inputs || !t->widths) {
+        cg_tiling_free(t);
+        return NULL;
+    }
+    memcpy(t->inputs, inputs, t->n_inputs * sizeof *inputs);
+    memcpy(t->widths, widths, n_groups * sizeof *widths);
+    if (p2->n_backward != p2->n_steps || p2->n_steps == 0)
+        *why = "the graph computes more than its loss (outputs apart from it)";
+    else
+        *why = read_plan(t);
+    if (*why) {
+        cg_tiling_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* Where slot s of the second example sits in copy c (c >= 2; shared slots stay). */
+static uint32_t slot_in(const cg_tiling *t, uint32_t s, size_t c)
+{
+    if (s == UINT32_MAX || t->example[s] != SECOND)
+        return s;
+    return (uint32_t)(t->p2->n_slots + (c - 2) * t->n_second + t->rank[s]);
+}
+
+static cg_step copy_step(const cg_tiling *t, const cg_step *s, size_t c)
+{
+    cg_step out = *s;
+    out.batch = 0;
+    out.out = slot_in(t, s->out, c);
+    if (s->op == CG_DOT && s->dense) {
+        out.w = slot_in(t, s->w, c);
+        out.x = slot_in(t, s->x, c);
+        if (s->flags & CG_FLAG_HAS_BIAS)
+            out.bias = slot_in(t, s->bias, c);
+    }
+    for (uint32_t r = 0; r < row_count(s); r++)
+        out.rows[r] = slot_in(t, s->rows[r], c);
+    return out;
+}
+
+cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots)
+{
+    const cg_plan *p2 = t->p2;
+    size_t copies = batch - 2, per_copy = t->b - t->a, kids_per_copy = 0;
+    size_t n_slots = p2->n_slots + copies * t->n_second;
+    size_t n_steps = p2->n_steps + copies * per_copy;
+    if (batch < 2 || n_slots >= UINT32_MAX)
+        return NULL;
+    for (size_t i = t->a; i < t->b; i++)
+        kids_per_copy += p2->steps[i].dense ? 0 : p2->steps[i].n_kids;
+    size_t n_kids = 0;
+    for (size_t i = 0; i < p2->n_steps; i++)
+        n_kids += p2->steps[i].dense ? 0 : p2->steps[i].n_kids;
+    n_kids += copies * (kids_per_copy + 1);
+    cg_plan *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->exact = 1;
+    p->slot_node = malloc((n_slots + 1) * sizeof *p->slot_node);
+    p->val = malloc((n_slots + 1) * sizeof *p->val);
+    p->grad = calloc(n_slots + 1, sizeof *p->grad);
+    p->steps = calloc(n_steps + 1, sizeof *p->steps);
+    p->kid_slots = malloc((n_kids + 1) * sizeof *p->kid_slots);
+    p->leaf_slots = malloc((p2->n_leaves + 1) * sizeof *p->leaf_slots);
+    p->forward_out = malloc(sizeof *p->forward_out);
+    p->backward_out = malloc(sizeof *p->backward_out);
+    if (!p->slot_node || !p->val || !p->grad || !p->steps || !p->kid_slots
+        || !p->leaf_slots || !p->forward_out || !p->backward_out)
+        goto nomem;
+
+    /* Slots: the recorded ones, then each copy's.  A copy's slots stand for the second
+     * example's nodes (their ops and flags name a failing step in an error message). */
+    memcpy(p->slot_node, p2->slot_node, p2->n_slots * sizeof *p->slot_node);
+    for (size_t c = 2; c < batch; c++)
+        for (size_t r = 0; r < t->n_second; r++)
+            p->slot_node[p2->n_slots + (c - 2) * t->n_second + r] = p2->slot_node[t->second[r]];
+    for (size_t s = 0; s < n_slots; s++)   /* constants; the rest is loaded or computed */
+        p->val[s] = p->slot_node[s]->data;
+    if (t->mean != UINT32_MAX)
+        p->val[t->mean] = 1.0 / (double)batch;
+    p->n_slots = n_slots;
+
+    /* Steps in the order backward()'s search meets them over `batch` examples. */
+    size_t at = 0, used = 0;
+    size_t max_gather = 1;
+    for (size_t i = 0; i < p2->n_steps; i++) {
+        if (i == t->b)   /* the copies come after the second example's steps */
+            for (size_t c = 2; c < batch; c++)
+                for (size_t j = t->a; j < t->b; j++) {
+                    const cg_step *s = &p2->steps[j];
+                    cg_step *d = &p->steps[at++];
+                    *d = copy_step(t, s, c);
+                    if (s->dense)
+                        continue;
+                    d->kids = used;
+                    for (uint32_t k = 0; k < s->n_kids; k++)
+                        p->kid_slots[used++] = slot_in(t, kid_at(p2, s, k), c);
+                }
+        const cg_step *s = &p2->steps[i];
+        cg_step *d = &p->steps[at++];
+        *d = *s;
+        d->batch = 0;
+        if (s->dense)
+            continue;
+        d->kids = used;
+        for (uint32_t k = 0; k < s->n_kids; k++)
+            p->kid_slots[used++] = kid_at(p2, s, k);
+        if (i == t->sum) {   /* the sum of every example's loss, in example order */
+            for (size_t c = 2; c < batch; c++)
+                p->kid_slots[used++] = slot_in(t, kid_at(p2, s, 1), c);
+            d->n_kids = (uint32_t)batch;
+        }
+    }
+    for (size_t i = 0; i < n_steps; i++)
+        if (cg_is_nary(p->steps[i].op) && !p->steps[i].dense && p->steps[i].n_kids > max_gather)
+            max_gather = p->steps[i].n_kids;
+    p->n_steps = p->n_backward = n_steps;
+    p->scratch = malloc(max_gather * sizeof *p->scratch);
+    if (!p->scratch)
+        goto nomem;
+
+    /* The nodes it keeps in step with: the parameters (shared leaves that are not
+     * constants), already sorted by address in the recorded plan. */
+    for (size_t j = 0; j < p2->n_leaves; j++) {
+        uint32_t s = p2->leaf_slots[j];
+        if (t->example[s] == SHARED && !is_constant(p2, s))
+            p->leaf_slots[p->n_leaves++] = s;
+    }
+    for (size_t g = 0, from = 0, to = 0; g < t->n_groups; from += 2 * t->widths[g], g++)
+        for (size_t e = 0; e < batch; e++)
+            for (size_t j = 0; j < t->widths[g]; j++) {
+                uint32_t second = t->inputs[from + t->widths[g] + j];
+                input_slots[to++] = e == 0 ? t->inputs[from + j]
+                                  : e == 1 ? second : slot_in(t, second, e);
+            }
+    cg_plan_mark_batches(p);
+    if (cg_plan_layers(p) < 0 || cg_plan_find_interior_runs(p) < 0)
+        goto nomem;
+    return p;
+nomem:
+    cg_plan_free(p);
+    return NULL;
+}
+
+/* Whether plan a (tiled) runs the steps plan b (recorded) runs: step for step the same
+ * op over kids that correspond (a map from a's slots to b's, one to one, built as they
+ * are met: inputs by position, the same node, or constants of the same value). */
+int cg_plans_match(const cg_plan *a, const uint32_t *a_inputs, const cg_plan *b,
+                   const uint32_t *b_inputs, size_t n_inputs)
+{
+    if (a->n_steps != b->n_steps || a->n_backward != b->n_backward)
+        return 0;
+    uint32_t *to = malloc((a->n_slots + 1) * sizeof *to);
+    uint8_t *taken = calloc(b->n_slots + 1, 1);
+    int same = to && taken;
+    for (size_t s = 0; same && s < a->n_slots; s++)
+        to[s] = UINT32_MAX;
+    for (size_t i = 0; same && i < n_inputs; i++) {
+        same = (a_inputs[i] == UINT32_MAX) == (b_inputs[i] == UINT32_MAX);
+        if (same && a_inputs[i] != UINT32_MAX) {
+            same = to[a_inputs[i]] == UINT32_MAX && !taken[b_inputs[i]];
+            to[a_inputs[i]] = b_inputs[i];
+            taken[b_inputs[i]] = 1;
+        }
+    }
+    for (size_t i = 0; same && i < a->n_steps; i++) {
+        const cg_step *x = &a->steps[i], *y = &b->steps[i];
+        same = x->op == y->op && x->flags == y->flags && x->n_kids == y->n_kids
+            && memcmp(&x->arg, &y->arg, sizeof x->arg) == 0;
+        for (uint32_t k = 0; same && k < x->n_kids + row_count(x); k++) {
+            uint32_t u = k < x->n_kids ? kid_at(a, x, k) : x->rows[k - x->n_kids];
+            uint32_t v = k < x->n_kids ? kid_at(b, y, k) : y->rows[k - y->n_kids];
+            if (to[u] != UINT32_MAX) {
+                same = to[u] == v;
+                continue;
+            }
+            const cg_node *nu = a->slot_node[u], *nv = b->slot_node[v];
+            same = !taken[v] && (nu == nv
+                || ((nu->flags & nv->flags & CG_FLAG_CONSTANT) && a->val[u] == nv->data));
+            to[u] = v;
+            taken[v] = 1;
+        }
+        if (same) {
+            same = to[x->out] == UINT32_MAX && !taken[y->out];
+            to[x->out] = y->out;
+            taken[y->out] = 1;
+        }
+    }
+    free(to);
+    free(taken);
+    return same;
+}
