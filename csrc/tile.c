@@ -23,7 +23,12 @@
 #include "node_ops.h"
 #include "plan.h"
 
-enum { SHARED = 0, FIRST = 1, SECOND = 2 };   /* a slot's example (dep bits: 1, 2, 3) */
+enum { SHARED = 0, FIRST = 1, SECOND = 2 };   /* a slot's example */
+
+static const char NOT_PER_EXAMPLE[] =
+    "the loss is not one graph per example combined by one sum (cgrad.sum, as cgrad's "
+    "losses build it): the examples' graphs differ, a term reads two examples, or "
+    "Python's sum() adds the losses one by one";
 
 struct cg_tiling {
     const cg_plan *p2;       /* recorded over two examples (kept alive by the caller) */
@@ -151,14 +156,13 @@ static const char *read_plan(cg_tiling *t)
         }
     }
     if (b == 0 || b - a != first) {
-        why = "the examples' graphs are not the same graph";
+        why = NOT_PER_EXAMPLE;
         goto done;
     }
     for (size_t i = 0; i < n && !why; i++) {
         uint8_t d = dep[p->steps[i].out];
         if ((i < a && d > 1) || (i >= a && i < b && d != 2) || (i >= b && (d == 1 || d == 2)))
-            why = "the examples' steps are interleaved, or a step reads two examples "
-                  "before their losses are summed";
+            why = NOT_PER_EXAMPLE;
     }
     if (why)
         goto done;
@@ -192,7 +196,7 @@ static const char *read_plan(cg_tiling *t)
                     && t->example[s1->x + k] == t->example[s1->x];
         }
         if (!same || taken[s1->out]) {
-            why = "the examples' graphs are not the same graph";
+            why = NOT_PER_EXAMPLE;
             goto done;
         }
         twin[s0->out] = s1->out;
@@ -213,14 +217,13 @@ static const char *read_plan(cg_tiling *t)
         if (t->sum != SIZE_MAX || s->op != CG_SUM || s->n_kids != 2
             || t->example[kid_at(p, s, 0)] != FIRST || !is_step[kid_at(p, s, 0)]
             || twin[kid_at(p, s, 0)] != kid_at(p, s, 1)) {
-            why = "the examples' losses are not combined by one sum (cgrad.sum, as cgrad's "
-                  "losses do): Python's sum() or a term over two examples";
+            why = NOT_PER_EXAMPLE;
             goto done;
         }
         t->sum = i;
     }
     if (t->sum == SIZE_MAX) {
-        why = "no sum over the examples' losses";
+        why = NOT_PER_EXAMPLE;
         goto done;
     }
     for (size_t i = b; i < n; i++) {   /* mean = sum * (1 / batch) */

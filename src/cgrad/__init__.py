@@ -4,13 +4,13 @@ from cgrad.autograd import grad, hessian, hvp
 from cgrad._version import __version__
 from cgrad.gradcheck import GradcheckError, gradcheck
 
-__all__ = ["Value", "dot", "sum", "logsumexp", "Graph", "inputs", "compile", "gradcheck",
-           "GradcheckError", "grad", "hessian", "hvp", "sweep", "__version__"]
+__all__ = ["Value", "dot", "sum", "logsumexp", "Graph", "BatchTemplate", "inputs", "compile",
+           "gradcheck", "GradcheckError", "grad", "hessian", "hvp", "sweep", "__version__"]
 
 
 def __getattr__(name):
     # Replay needs numpy; `import cgrad.engine` (micrograd's Value alone) does not.
-    if name in ("Graph", "inputs"):
+    if name in ("Graph", "BatchTemplate", "inputs"):
         from cgrad import _replay
         return getattr(_replay, name)
     if name == "compile":

@@ -3,7 +3,10 @@ Python users know from ``jax.jit`` and ``torch.compile``, over :class:`cgrad.Gra
 
 A training step whose shape varies (a document's length, the last partial batch) needs
 one recorded graph per shape; ``cgrad.compile(fn)`` records each the first time it is
-called with arrays of that shape and replays it on every later call.
+called with arrays of that shape and replays it on every later call.  With
+``dynamic=True`` (torch.compile's name for it) the batch axis is free: ``fn`` is traced
+over two examples and three, and the step for any other batch size is copied from those
+(:class:`cgrad.BatchTemplate`) without building a Value per example.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cgrad._replay import Graph, inputs
+from cgrad._replay import BatchTemplate, Graph, inputs
 
 
 class Compiled:
@@ -23,26 +26,73 @@ class Compiled:
     shapes (``cgrad.inputs``); ``graphs`` holds them, by shapes.  Options (``threads``,
     ``exact``, ``input_grads``) go to every Graph.  As with jax.jit, ``fn`` runs only when a shape
     is new: what it reads besides its arguments (the model's parameters) is recorded
-    as nodes, and numbers it computes in Python from them are fixed at that time."""
+    as nodes, and numbers it computes in Python from them are fixed at that time.
 
-    def __init__(self, fn: Callable[..., Any], **graph_options: Any) -> None:
+    ``dynamic=True``: every array's first axis is the batch, of any size.  ``fn`` runs
+    twice, over batches of two and three examples, and must return a loss that is one
+    graph per example combined by one ``cgrad.sum`` (and scaled by 1/batch): what
+    cgrad's losses build from ``[model(x) for x in xs]``.  The step for any other size
+    is copied from those two recordings (checked against each other; anything else
+    raises ValueError saying what), with the numbers of the graph ``fn`` would build
+    over that batch, bit for bit, and no Value per example: the setup and memory of a
+    large batch do not grow with its nodes.  A batch of one example is traced as
+    usual.  Input gradients are not computed (``fn``'s input leaves are its own)."""
+
+    def __init__(self, fn: Callable[..., Any], dynamic: bool = False,
+                 **graph_options: Any) -> None:
         if not callable(fn):
             raise TypeError(f"cgrad.compile() needs a function, got {type(fn).__name__}")
+        if dynamic not in (True, False):
+            raise TypeError(f"dynamic must be True or False, not {dynamic!r}")
+        if dynamic and graph_options.get("input_grads"):
+            raise ValueError("dynamic=True computes no input gradients: fn's input leaves "
+                             "are made for its two traces, not for your batches")
         self.fn = fn
+        self.dynamic = bool(dynamic)
         self.graph_options = graph_options
         self.graphs: dict[tuple, Graph] = {}
+        self.templates: dict[tuple, BatchTemplate] = {}
 
     def graph_for(self, arrays: tuple) -> Graph:
         """The Graph for these arrays' shapes, recorded now if it is the first call."""
         shapes = tuple(np.shape(a) for a in arrays)
         graph = self.graphs.get(shapes)
         if graph is None:
-            leaves = tuple(inputs(*shape) for shape in shapes)
-            out = self.fn(*leaves)
-            loss, outputs = out if isinstance(out, tuple) else (out, None)
-            graph = Graph(loss, inputs=leaves, outputs=outputs, **self.graph_options)
+            if self.dynamic:
+                graph = self.copied(shapes)
+            else:
+                graph = self.record(shapes, **self.graph_options)
             self.graphs[shapes] = graph
         return graph
+
+    def record(self, shapes: tuple, **options: Any) -> Graph:
+        leaves = tuple(inputs(*shape) for shape in shapes)
+        out = self.fn(*leaves)
+        loss, outputs = out if isinstance(out, tuple) else (out, None)
+        return Graph(loss, inputs=leaves, outputs=outputs, **options)
+
+    def copied(self, shapes: tuple) -> Graph:
+        """dynamic=True: the Graph for this batch size, from the template for the shapes
+        past the batch axis (traced now if new)."""
+        if not shapes or any(len(s) == 0 for s in shapes) \
+                or len({s[0] for s in shapes}) != 1:
+            raise ValueError(f"dynamic=True needs arrays whose first axis is the batch, "
+                             f"the same length in each; got shapes {shapes}")
+        batch, rest = shapes[0][0], tuple(s[1:] for s in shapes)
+        if batch == 0:
+            raise ValueError("an empty batch (0 examples) has no loss")
+        options = dict(self.graph_options, input_grads=False)
+        if batch == 1:
+            return self.record(shapes, **options)
+        template = self.templates.get(rest)
+        if template is None:
+            two, three = (self.record(tuple((n,) + r for r in rest), **options)
+                          for n in (2, 3))
+            if two.loss is None:
+                raise ValueError("dynamic=True compiles a training step: fn must return "
+                                 "a loss")
+            template = self.templates[rest] = BatchTemplate(two, three)
+        return template.graph(batch)
 
     def __call__(self, *arrays: Any) -> Any:
         return self.graph_for(arrays).forward(*arrays)
@@ -56,9 +106,10 @@ class Compiled:
         return f"cgrad.compile({name}: {len(self.graphs)} shape(s) recorded)"
 
 
-def compile(fn: Callable[..., Any] | None = None, **graph_options: Any) -> Any:
+def compile(fn: Callable[..., Any] | None = None, *, dynamic: bool = False,
+            **graph_options: Any) -> Any:
     """``cgrad.compile(fn)``, or ``@cgrad.compile`` / ``@cgrad.compile(threads=2)`` as a
     decorator: see :class:`Compiled`."""
     if fn is None:
-        return lambda f: Compiled(f, **graph_options)
-    return Compiled(fn, **graph_options)
+        return lambda f: Compiled(f, dynamic=dynamic, **graph_options)
+    return Compiled(fn, dynamic=dynamic, **graph_options)

@@ -1,0 +1,254 @@
+"""cgrad.compile(fn, dynamic=True) and BatchTemplate: a step for any batch size copied
+from the steps recorded over two and three examples (csrc/tile.c).
+
+Oracles: the eager graph built over the same batch (backward() and the optimizer on the
+nodes), and the Graph recorded over that batch (cgrad.compile without dynamic), each
+on its own copy of the model from the same seed: every loss and every parameter after
+every step must be equal bit for bit."""
+import pickle
+import random
+
+import numpy as np
+import pytest
+
+import cgrad
+from cgrad import losses, nn
+from cgrad.optim import SGD, Adam
+
+
+def mlp(nin, nouts, activation="relu"):
+    random.seed(7)
+    return nn.MLP(nin, nouts, activation=activation)
+
+
+def ce_step(model):
+    return lambda xs, ys: losses.softmax_cross_entropy([model(x) for x in xs], ys)
+
+
+def hinge_l2_step(model):   # micrograd's demo loss: a term over the parameters alone
+    return lambda xs, ys: (losses.hinge([model(x) for x in xs], ys)
+                           + losses.l2(model.parameters(), 1e-4))
+
+
+def mse_step(model):
+    return lambda xs, ys: losses.mse([model(x) for x in xs], ys)
+
+
+def bce_step(model):
+    return lambda xs, ys: losses.binary_cross_entropy_with_logits(
+        [model(x) for x in xs], ys)
+
+
+def data(rng, kind, batch, nin, nout):
+    X = rng.uniform(-1, 1, (batch, nin))
+    if kind == "ce":
+        return X, np.eye(nout)[rng.integers(0, nout, batch)]
+    if kind == "hinge":
+        return X, rng.choice([-1.0, 1.0], batch)
+    if kind == "bce":
+        return X, rng.integers(0, 2, batch).astype(float)
+    return X, rng.normal(size=batch)
+
+
+CASES = [   # (loss kind, step maker, nin, nouts, optimizer)
+    ("ce", ce_step, 6, [8, 4], Adam),
+    ("hinge", hinge_l2_step, 2, [8, 8, 1], SGD),
+    ("mse", mse_step, 3, [5, 1], SGD),
+    ("bce", bce_step, 4, [6, 1], Adam),
+]
+BATCHES = [4, 2, 7, 1, 3, 16, 5, 4]   # repeats reuse a Graph; 1 is traced as usual
+
+
+def params_equal(a, b):
+    return all(p.data == q.data and p.grad == q.grad
+               for p, q in zip(a.parameters(), b.parameters()))
+
+
+@pytest.mark.parametrize("kind,make_step,nin,nouts,opt", CASES, ids=[c[0] for c in CASES])
+def test_equals_the_recorded_graph_and_eager_for_every_batch_size(kind, make_step, nin,
+                                                                   nouts, opt):
+    dynamic, recorded, eager = (mlp(nin, nouts) for _ in range(3))
+    d = cgrad.compile(make_step(dynamic), dynamic=True, threads=1)
+    r = cgrad.compile(make_step(recorded), threads=1)
+    e_step = make_step(eager)
+    od, orr, oe = (opt(m.parameters(), lr=0.05) for m in (dynamic, recorded, eager))
+    rng = np.random.default_rng(3)
+    for batch in BATCHES:
+        X, Y = data(rng, kind, batch, nin, nouts[-1])
+        loss_d = d.step(X, Y, optimizer=od)
+        loss_r = r.step(X, Y, optimizer=orr)
+        loss = e_step([[cgrad.Value(v) for v in row] for row in X], Y.tolist())
+        oe.zero_grad()
+        loss.backward()
+        oe.step()
+        assert loss_d == loss_r == loss.data, batch
+        assert params_equal(dynamic, recorded) and params_equal(dynamic, eager), batch
+    assert sorted(s[0][0] for s in d.graphs) == [1, 2, 3, 4, 5, 7, 16]
+    assert list(d.templates) == [((nin,), Y.shape[1:])]
+
+
+def test_a_copied_graph_runs_the_recorded_graphs_layers():
+    model = mlp(10, [12, 6, 3])
+    d = cgrad.compile(ce_step(model), dynamic=True)
+    X, Y = data(np.random.default_rng(0), "ce", 40, 10, 3)
+    d.step(X, Y, optimizer=SGD(model.parameters(), lr=0.1))
+    copied = d.graph_for((X, Y))
+    recorded = cgrad.compile(ce_step(model)).graph_for((X, Y))
+    assert copied.n_layers == recorded.n_layers == 3
+    assert copied.n_nodes == recorded.n_nodes   # a slot for each of the batch's nodes
+
+
+def test_a_copy_makes_no_values():
+    """Values live in slabs tracemalloc sees; a copy's plan is C memory it does not:
+    recording over 200 examples makes ~200 x 70 Values, copying makes none."""
+    import tracemalloc
+    model = mlp(30, [20, 3])
+    d = cgrad.compile(ce_step(model), dynamic=True)
+    X, Y = data(np.random.default_rng(0), "ce", 200, 30, 3)
+    d.graph_for((X[:4], Y[:4]))   # the template
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        d.graph_for((X, Y))
+        copying = tracemalloc.get_traced_memory()[0] - before
+        before = tracemalloc.get_traced_memory()[0]
+        kept = cgrad.compile(ce_step(model)).graph_for((X, Y))
+        recording = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept.n_layers == 2
+    assert recording > 200 * 70 * 96 and copying < 20_000, (copying, recording)
+
+
+@pytest.mark.parametrize("options", [dict(threads=2), dict(exact=False),
+                                     dict(threads=2, exact=False)])
+def test_options_reach_the_copies(options):
+    """threads and exact=False: a copy is the plan the recorded Graph over that batch
+    is, so its numbers are the recorded Graph's with the same options."""
+    a, b = mlp(30, [64, 5]), mlp(30, [64, 5])
+    d = cgrad.compile(ce_step(a), dynamic=True, **options)
+    r = cgrad.compile(ce_step(b), **options)
+    oa, ob = Adam(a.parameters(), lr=0.01), Adam(b.parameters(), lr=0.01)
+    rng = np.random.default_rng(1)
+    for batch in (64, 9, 64):
+        X, Y = data(rng, "ce", batch, 30, 5)
+        assert d.step(X, Y, optimizer=oa) == r.step(X, Y, optimizer=ob)
+    assert params_equal(a, b)
+
+
+def test_forward_and_backward_of_a_copy():
+    a, b = mlp(5, [7, 3]), mlp(5, [7, 3])
+    d, r = cgrad.compile(ce_step(a), dynamic=True), cgrad.compile(ce_step(b))
+    X, Y = data(np.random.default_rng(2), "ce", 6, 5, 3)
+    assert d(X, Y) == r(X, Y)
+    d.graph_for((X, Y)).backward()
+    r.graph_for((X, Y)).backward()
+    assert params_equal(a, b)
+
+
+def test_a_node_built_outside_fn_is_shared_by_every_example():
+    """A Value fn reads but did not build (here a scale computed once from a
+    parameter) is one node every example reads, as in the graph over the batch."""
+    def make(model):
+        scale = model.parameters()[0] * 2 + 1
+        return lambda xs, ys: losses.mse([model(x) * scale for x in xs], ys), scale
+    a, b = mlp(3, [4, 1]), mlp(3, [4, 1])
+    (fa, _), (fb, _) = make(a), make(b)
+    d, r = cgrad.compile(fa, dynamic=True), cgrad.compile(fb)
+    oa, ob = SGD(a.parameters(), lr=0.01), SGD(b.parameters(), lr=0.01)
+    rng = np.random.default_rng(4)
+    for batch in (6, 6, 11):
+        X, Y = data(rng, "mse", batch, 3, 1)
+        assert d.step(X, Y, optimizer=oa) == r.step(X, Y, optimizer=ob)
+    assert params_equal(a, b)
+
+
+def test_parameters_read_between_steps_are_the_plans():
+    a, b = mlp(4, [5, 2]), mlp(4, [5, 2])
+    d, r = cgrad.compile(ce_step(a), dynamic=True), cgrad.compile(ce_step(b))
+    oa, ob = Adam(a.parameters(), lr=0.05), Adam(b.parameters(), lr=0.05)
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        X, Y = data(rng, "ce", 8, 4, 2)
+        d.step(X, Y, optimizer=oa)
+        r.step(X, Y, optimizer=ob)
+        assert a.parameters()[3].data == b.parameters()[3].data   # one node's sync
+        assert params_equal(a, b)                                 # every node's
+        w = a.parameters()[0]
+        assert (w * 1.0).data == w.data   # an eager op on a parameter after a step
+
+
+def test_a_copied_graph_pickles():
+    model = mlp(4, [5, 2])
+    d = cgrad.compile(ce_step(model), dynamic=True)
+    X, Y = data(np.random.default_rng(6), "ce", 9, 4, 2)
+    graph = d.graph_for((X, Y))
+    loss = graph.forward(X, Y)
+    again = pickle.loads(pickle.dumps(graph))
+    assert again.input_shapes == ((9, 4), (9, 2))
+    assert again.forward(X, Y) == loss   # over its own copy of the model
+
+
+def refused(fn, batch=4, nin=3):
+    step = cgrad.compile(fn, dynamic=True)
+    X, Y = data(np.random.default_rng(0), "ce", batch, nin, 2)
+    with pytest.raises(ValueError) as error:
+        step.step(X, Y, optimizer=SGD([], lr=0.1))
+    return str(error.value)
+
+
+def test_steps_that_are_not_a_sum_over_examples_are_refused():
+    model = mlp(3, [4, 2])
+    python_sum = refused(lambda xs, ys: sum(
+        losses.cross_entropy(model(x), y) for x, y in zip(xs, ys)))
+    assert "Python's sum()" in python_sum
+    coupled = refused(lambda xs, ys: losses.softmax_cross_entropy(
+        [model(x) for x in xs], ys) + (model(xs[0])[0] - model(xs[1])[0]) ** 2)
+    assert "a term reads two examples" in coupled
+    fixed = refused(lambda xs, ys: cgrad.sum(
+        [losses.cross_entropy(model(x), y) for x, y in zip(xs, ys)]) * 0.5)
+    assert "1/batch" in fixed
+
+    def grows(xs, ys):   # what the batch size changes beyond the examples
+        loss = losses.softmax_cross_entropy([model(x) for x in xs], ys)
+        return loss + model.parameters()[0] ** 2 if len(xs) > 2 else loss
+    assert "three examples" in refused(grows)
+    predict = cgrad.compile(lambda xs: (None, [model(x) for x in xs]), dynamic=True)
+    with pytest.raises(ValueError, match="must return a loss"):
+        predict(np.zeros((5, 3)))
+
+
+def test_mistakes_get_clear_errors():
+    model = mlp(3, [4, 2])
+    step = cgrad.compile(ce_step(model), dynamic=True)
+    opt = SGD(model.parameters(), lr=0.1)
+    X, Y = data(np.random.default_rng(0), "ce", 5, 3, 2)
+    with pytest.raises(ValueError, match="the same length"):
+        step.step(X, Y[:4], optimizer=opt)
+    with pytest.raises(ValueError, match="empty batch"):
+        step.step(X[:0], Y[:0], optimizer=opt)
+    with pytest.raises(ValueError, match="first axis is the batch"):
+        step.step(np.float64(1.0), Y, optimizer=opt)
+    with pytest.raises(ValueError, match="input gradients"):
+        cgrad.compile(ce_step(model), dynamic=True, input_grads=True)
+    with pytest.raises(TypeError, match="True or False"):
+        cgrad.compile(ce_step(model), dynamic="yes")
+    with pytest.raises(ValueError, match="has shape"):   # a copy checks shapes as a Graph
+        step.graph_for((X, Y)).step(X[:, :2], Y, optimizer=opt)
+    assert step.step(X, Y, optimizer=opt) > 0   # nothing broken by the mistakes
+
+
+def test_batch_template_takes_graphs_of_two_and_three_examples():
+    model = mlp(3, [2])
+    xs2, ys2, xs3, ys3 = (cgrad.inputs(n, w) for n, w in ((2, 3), (2, 2), (3, 3), (3, 2)))
+    two = cgrad.Graph(ce_step(model)(xs2, ys2), inputs=(xs2, ys2))
+    three = cgrad.Graph(ce_step(model)(xs3, ys3), inputs=(xs3, ys3))
+    with pytest.raises(ValueError, match="over inputs of 3 examples"):
+        cgrad.BatchTemplate(two, two)
+    with pytest.raises(TypeError):
+        cgrad.BatchTemplate(two, None)
+    template = cgrad.BatchTemplate(two, three)
+    assert template.graph(2) is two and template.graph(3) is three
+    with pytest.raises(ValueError, match="2 examples or more"):
+        template.graph(1)
+    assert template.graph(6).input_shapes == ((6, 3), (6, 2))
