@@ -35,8 +35,11 @@ QUICK = WORKLOADS[:4]
 # so that the input gradients are computed (a Graph computes them when Python looks at a
 # node, and its numbers then reach every node); ", 2 threads" splits the layer kernels and
 # the optimizer step over two threads (Graph(threads=2)); "exact=False" lets the kernels
-# fuse multiply-adds (not eager's bits).
-ENGINES = ["cgrad replay", "cgrad replay, input grads read", "cgrad replay, 2 threads",
+# fuse multiply-adds (not eager's bits); "cgrad compile(dynamic=True)" is the same step
+# as cgrad.compile(fn, dynamic=True) makes it: copied from traces over two and three
+# examples instead of built and recorded over the batch (the same numbers).
+ENGINES = ["cgrad replay", "cgrad compile(dynamic=True)", "cgrad replay, input grads read",
+           "cgrad replay, 2 threads",
            "cgrad replay, exact=False", "cgrad replay, exact=False, 2 threads",
            "torch f64, 1 thread", "torch f64, default threads", "jax jit f64"]
 LR = {"sgd": 0.05, "adam": 1e-3}
@@ -75,10 +78,23 @@ def flops(nin, nouts, batch):
 # ---- the steps ------------------------------------------------------------------------------
 
 def cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model, input_grads, threads=1,
-               exact=True):
+               exact=True, dynamic=False):
     import cgrad
     from cgrad import losses
     from cgrad.optim import SGD, Adam
+    params = model.parameters()
+    opt = SGD(params, lr=LR["sgd"]) if opt_kind == "sgd" else Adam(params, lr=LR["adam"])
+    if dynamic:
+        if loss_kind == "hinge":
+            def fn(xs, ys):
+                return losses.hinge([model(x) for x in xs], ys) + losses.l2(params, 1e-4)
+            targets = y
+        else:
+            def fn(xs, ys):
+                return losses.softmax_cross_entropy([model(x) for x in xs], ys)
+            targets = np.eye(nouts[-1])[y]
+        step = cgrad.compile(fn, dynamic=True, threads=threads, exact=exact)
+        return lambda: step.step(X, targets, optimizer=opt)
     xs = cgrad.inputs(batch, nin)
     scores = [model(x) for x in xs]
     if loss_kind == "hinge":
@@ -91,8 +107,6 @@ def cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model, input_grads,
         targets = np.eye(nouts[-1])[y]
     graph = cgrad.Graph(loss, inputs=(xs, ys), input_grads=input_grads, threads=threads,
                         exact=exact)
-    params = model.parameters()
-    opt = SGD(params, lr=LR["sgd"]) if opt_kind == "sgd" else Adam(params, lr=LR["adam"])
     if not input_grads:
         return lambda: graph.step(X, targets, optimizer=opt)
     first = xs[0][0]
@@ -183,7 +197,7 @@ def make_step(engine, workload):
         step = cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model,
                           input_grads="input grads read" in engine,
                           threads=2 if "2 threads" in engine else 1,
-                          exact="exact=False" not in engine)
+                          exact="exact=False" not in engine, dynamic="dynamic" in engine)
     elif engine.startswith("torch"):
         step = torch_step(nouts, loss_kind, opt_kind, X, y, model)
     else:
@@ -286,7 +300,7 @@ def header(engines, quick):
         cols += [f"{e}: ms (cpu ms)"] + ([] if quick else [f"setup s", "peak MB"])
     cols += ["replay / torch 1 thread", "replay / jax jit", "replay GFLOP/s"]
     if not quick:
-        cols.append("replay setup / step")
+        cols += ["replay setup / step", "dynamic setup / step"]
     return "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols)
 
 
@@ -302,8 +316,10 @@ def format_row(row, engines, quick):
         them = row["engines"].get(other)
         cells.append(f"{ours['wall_ms'] / them['wall_ms']:.2f}x" if ours and them else "-")
     cells.append(f"{ours['gflops']:.1f}" if ours else "-")
-    if not quick:   # how many replayed steps building and recording cost
-        cells.append(f"{1e3 * ours['setup'] / ours['wall_ms']:.0f}" if ours else "-")
+    if not quick:   # how many replayed steps building and recording (or copying) cost
+        for name in ("cgrad replay", "cgrad compile(dynamic=True)"):
+            r = row["engines"].get(name)
+            cells.append(f"{1e3 * r['setup'] / r['wall_ms']:.0f}" if r else "-")
     return "| " + " | ".join(cells) + " |"
 
 
