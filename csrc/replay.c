@@ -863,16 +863,24 @@ int cg_plan_sync_node(cg_plan *p, cg_node *n)
     return 1;
 }
 
+/* Over the slots kept in step with their nodes: a recorded plan's every slot, a tiled
+ * plan's parameters (its other slots stand for a template's nodes). */
+static void mark_synced(cg_plan *p, int set)
+{
+    for (size_t j = 0; j < p->n_leaves; j++)
+        p->slot_node[p->leaf_slots[j]]->mark = set ? p->leaf_slots[j] + 1 : 0;
+    for (size_t j = 0; j < p->n_synced; j++)
+        p->slot_node[p->forward_out[j]]->mark = set ? p->forward_out[j] + 1 : 0;
+}
+
 void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
 {
-    for (size_t s = 0; s < p->n_slots; s++)
-        p->slot_node[s]->mark = (uint32_t)s + 1;
+    mark_synced(p, 1);
     for (size_t i = 0; i < n; i++)
         slots[i] = nodes[i]->mark - 1;  /* UINT32_MAX: not in the plan */
     for (size_t i = 0; i < n; i++)
         nodes[i]->mark = 0;
-    for (size_t s = 0; s < p->n_slots; s++)
-        p->slot_node[s]->mark = 0;
+    mark_synced(p, 0);
 }
 
 int cg_plan_add_leaves(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)

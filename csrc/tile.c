@@ -306,7 +306,8 @@ static cg_step copy_step(const cg_tiling *t, const cg_step *s, size_t c)
     return out;
 }
 
-cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots)
+cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,
+                        int find_layers)
 {
     const cg_plan *p2 = t->p2;
     size_t copies = batch - 2, per_copy = t->b - t->a, kids_per_copy = 0;
@@ -339,11 +340,18 @@ cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots)
     /* Slots: the recorded ones, then each copy's.  A copy's slots stand for the second
      * example's nodes (their ops and flags name a failing step in an error message). */
     memcpy(p->slot_node, p2->slot_node, p2->n_slots * sizeof *p->slot_node);
-    for (size_t c = 2; c < batch; c++)
-        for (size_t r = 0; r < t->n_second; r++)
-            p->slot_node[p2->n_slots + (c - 2) * t->n_second + r] = p2->slot_node[t->second[r]];
-    for (size_t s = 0; s < n_slots; s++)   /* constants; the rest is loaded or computed */
-        p->val[s] = p->slot_node[s]->data;
+    for (size_t s = 0; s < p2->n_slots; s++)   /* constants; the rest is loaded or computed */
+        p->val[s] = p2->slot_node[s]->data;
+    cg_node **copy_node = p->slot_node + p2->n_slots;
+    double *copy_val = p->val + p2->n_slots;
+    for (size_t r = 0; batch > 2 && r < t->n_second; r++) {
+        copy_node[r] = p2->slot_node[t->second[r]];
+        copy_val[r] = copy_node[r]->data;
+    }
+    for (size_t c = 3; c < batch; c++) {
+        memcpy(copy_node + (c - 2) * t->n_second, copy_node, t->n_second * sizeof *copy_node);
+        memcpy(copy_val + (c - 2) * t->n_second, copy_val, t->n_second * sizeof *copy_val);
+    }
     if (t->mean != UINT32_MAX)
         p->val[t->mean] = 1.0 / (double)batch;
     p->n_slots = n_slots;
@@ -401,6 +409,8 @@ cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots)
                 input_slots[to++] = e == 0 ? t->inputs[from + j]
                                   : e == 1 ? second : slot_in(t, second, e);
             }
+    if (!find_layers)
+        return p;
     cg_plan_mark_batches(p);
     if (cg_plan_layers(p) < 0 || cg_plan_find_interior_runs(p) < 0)
         goto nomem;

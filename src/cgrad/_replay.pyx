@@ -560,7 +560,7 @@ cdef class Graph:
         if self.input_slots == NULL or self.output_slots == NULL:
             raise MemoryError()
         with nogil:
-            self.plan = cg_tiling_plan(template.tiling, batch, self.input_slots)
+            self.plan = cg_tiling_plan(template.tiling, batch, self.input_slots, 1)
         if self.plan == NULL:
             raise MemoryError(f"out of memory while copying the step for {batch} examples")
         grouped, input_grads, threads, exact = two.made_with
@@ -1016,7 +1016,7 @@ cdef class BatchTemplate:
         cdef uint32_t *slots = <uint32_t *>malloc(3 * per_example * sizeof(uint32_t) + 4)
         if slots == NULL:
             raise MemoryError()
-        cdef cg_plan *copy = cg_tiling_plan(self.tiling, 3, slots)
+        cdef cg_plan *copy = cg_tiling_plan(self.tiling, 3, slots, 0)
         cdef int same = copy != NULL and cg_plans_match(copy, slots, three.plan,
                                                         three.input_slots, 3 * per_example)
         cg_plan_free(copy)
