@@ -159,7 +159,7 @@ typedef struct cg_plan cg_plan;
 cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward, cg_node **queries,
                      size_t n_queries, uint32_t *query_slots);
 void cg_plan_free(cg_plan *p);
-/* Every node the plan reads or writes (its leaves included): *nodes, the count. */
+/* How many slots the plan has, and (a recorded plan's) the node of each in *nodes. */
 size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes);
 /* How many layers the plan runs over whole batches (matrix-matrix). */
 size_t cg_plan_layer_count(const cg_plan *p);

@@ -53,7 +53,11 @@ typedef int64_t cg_entry;
 
 struct cg_plan {
     size_t n_slots, n_steps, n_backward, n_leaves;
-    cg_node **slot_node;   /* the node each slot stands for */
+    /* The node each slot stands for: slot_node[s], except in a tiled plan (tile.c),
+     * whose copies of one example's slots, [repeat_from, repeat_to), stand for the
+     * nodes of the first copy (period slots each) and are not stored: cg_plan_node. */
+    cg_node **slot_node;
+    size_t repeat_from, repeat_to, period;
     uint32_t *leaf_slots;  /* slots of leaves: read in before forward, grads written back */
     double *val, *grad;
     cg_step *steps;        /* interior nodes, kids first; the first n_backward feed root */
@@ -85,6 +89,15 @@ struct cg_plan {
     size_t n_gradless, n_written;
     int fell_back;
 };
+
+static inline cg_node *cg_plan_node(const cg_plan *p, size_t s)
+{
+    if (s >= p->repeat_from && s < p->repeat_to)
+        s = p->repeat_from + (s - p->repeat_from) % p->period;
+    else if (s >= p->repeat_to)
+        s -= p->repeat_to - p->repeat_from - p->period;
+    return p->slot_node[s];
+}
 
 /* Find the layers of a planned graph and the schedules that run them (layers.c).
  * Leaves the plan as it was (no layers) where the graph is not made of layers whose

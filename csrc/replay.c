@@ -206,7 +206,7 @@ int cg_plan_sort_by_node(cg_plan *p, uint32_t *slots, size_t count)
     }
     uintptr_t low = UINTPTR_MAX, high = 0;
     for (size_t i = 0; i < count; i++) {
-        uintptr_t address = (uintptr_t)p->slot_node[slots[i]];
+        uintptr_t address = (uintptr_t)cg_plan_node(p, slots[i]);
         from[i] = (slot_address){address, slots[i]};
         low = address < low ? address : low;
         high = address > high ? address : high;
@@ -424,7 +424,7 @@ static int meet(const cg_plan *a, const uint32_t *sa, size_t na, const cg_plan *
 {
     size_t i = 0, j = 0;
     while (i < na && j < nb) {
-        uintptr_t x = (uintptr_t)a->slot_node[sa[i]], y = (uintptr_t)b->slot_node[sb[j]];
+        uintptr_t x = (uintptr_t)cg_plan_node(a, sa[i]), y = (uintptr_t)cg_plan_node(b, sb[j]);
         if (x == y)
             return 1;
         if (x < y)
@@ -470,7 +470,7 @@ static cg_status forward_step(cg_plan *p, const cg_step *s)
         return cg_dot_values(v, v + m, m, has_bias ? v[2 * m] : 0.0, &val[s->out]);
     }
     if (CG_OP_INFO[s->op].flags & CG_OPF_NO_MATH) {
-        val[s->out] = p->slot_node[s->out]->data;
+        val[s->out] = cg_plan_node(p, s->out)->data;
         return CG_OK;
     }
     return cg_forward_scalar(s->op, s->arg, val[k[0]], cg_is_binary(s->op) ? val[k[1]] : 0.0,
@@ -521,7 +521,7 @@ static cg_status layer_steps(cg_plan *p, const cg_layer *l, int backward, cg_nod
         uint32_t i = l->step[k];  /* sweep order: what backward needs, fine for forward */
         cg_status st = backward ? backward_step(p, &p->steps[i]) : forward_step(p, &p->steps[i]);
         if (st != CG_OK) {
-            *failed = p->slot_node[p->steps[i].out];
+            *failed = cg_plan_node(p, p->steps[i].out);
             return st;
         }
     }
@@ -543,7 +543,7 @@ static cg_status run_schedule(cg_plan *p, const cg_entry *schedule, size_t n, in
             const cg_step *s = &p->steps[entry];
             st = backward ? backward_step(p, s) : forward_step(p, s);
             if (st != CG_OK)
-                *failed = p->slot_node[s->out];
+                *failed = cg_plan_node(p, s->out);
         } else {
             cg_layer *l = &p->layers[-1 - entry];
             if ((backward ? cg_layer_backward(p, l) : cg_layer_forward(p, l)) != CG_OK) {
@@ -570,7 +570,7 @@ cg_status cg_plan_forward(cg_plan *p, cg_node **failed)
         }
         st = forward_step(p, &p->steps[i]);
         if (st != CG_OK) {
-            *failed = p->slot_node[p->steps[i].out];
+            *failed = cg_plan_node(p, p->steps[i].out);
             break;
         }
     }
@@ -625,12 +625,18 @@ static inline double slot_value(void *ctx, const void *list, uint32_t i)
     return ((cg_plan *)ctx)->val[((const uint32_t *)list)[i]];
 }
 
+/* cg_bad_contribution for a slot: its node is looked at only for a number not finite */
+static inline int bad_contribution(const cg_plan *p, uint32_t slot, double d)
+{
+    return !isfinite(d) && !(cg_plan_node(p, slot)->flags & CG_FLAG_CONSTANT);
+}
+
 static inline int slot_add(void *ctx, const void *list, uint32_t i, double d)
 {
     cg_plan *p = ctx;
     uint32_t slot = ((const uint32_t *)list)[i];
     p->grad[slot] += d;
-    return cg_bad_contribution(p->slot_node[slot], d);
+    return bad_contribution(p, slot, d);
 }
 
 static cg_status backward_step(cg_plan *p, const cg_step *s)
@@ -658,10 +664,10 @@ static cg_status backward_step(cg_plan *p, const cg_step *s)
         if (st != CG_OK)
             return st;
         grad[k[0]] += da;
-        bad |= cg_bad_contribution(p->slot_node[k[0]], da);
+        bad |= bad_contribution(p, k[0], da);
         if (binary) {
             grad[k[1]] += db;
-            bad |= cg_bad_contribution(p->slot_node[k[1]], db);
+            bad |= bad_contribution(p, k[1], db);
         }
     }
     return (bad && isfinite(g) && step_data_finite(p, s)) ? CG_ERR_OVERFLOW : CG_OK;
@@ -685,7 +691,7 @@ cg_status cg_plan_backward(cg_plan *p, cg_node **failed)
         for (size_t i = nb; i-- > 0;) {
             st = backward_step(p, &p->steps[i]);
             if (st != CG_OK) {
-                *failed = p->slot_node[p->steps[i].out];
+                *failed = cg_plan_node(p, p->steps[i].out);
                 break;
             }
         }
@@ -788,12 +794,12 @@ int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n)
 void cg_plan_reload(cg_plan *p, int interior)
 {
     for (size_t j = 0; j < p->n_leaves; j++) {
-        cg_node *n = p->slot_node[p->leaf_slots[j]];
+        cg_node *n = cg_plan_node(p, p->leaf_slots[j]);
         p->val[p->leaf_slots[j]] = n->data;
         p->grad[p->leaf_slots[j]] = n->grad;
     }
     for (size_t j = 0; interior && j < p->n_synced; j++)
-        p->val[p->forward_out[j]] = p->slot_node[p->forward_out[j]]->data;
+        p->val[p->forward_out[j]] = cg_plan_node(p, p->forward_out[j])->data;
     for (size_t i = 0; i < p->n_gradless; i++)  /* 0 whatever a node was given */
         p->grad[p->gradless[i]] = 0.0;
 }
@@ -802,14 +808,14 @@ void cg_plan_sync(cg_plan *p)
 {
     cg_plan_input_grads(p);
     for (size_t j = 0; j < p->n_leaves; j++) {
-        cg_node *n = p->slot_node[p->leaf_slots[j]];
+        cg_node *n = cg_plan_node(p, p->leaf_slots[j]);
         n->data = p->val[p->leaf_slots[j]];
         n->grad = p->grad[p->leaf_slots[j]];
     }
     for (size_t j = 0; j < p->n_synced; j++)
-        p->slot_node[p->forward_out[j]]->data = p->val[p->forward_out[j]];
+        cg_plan_node(p, p->forward_out[j])->data = p->val[p->forward_out[j]];
     for (size_t i = 0; i < p->n_synced_backward; i++)
-        p->slot_node[p->backward_out[i]]->grad = p->grad[p->backward_out[i]];
+        cg_plan_node(p, p->backward_out[i])->grad = p->grad[p->backward_out[i]];
 }
 
 /* The slot of node n among slots[0..count), sorted by node address; UINT32_MAX if absent. */
@@ -819,7 +825,7 @@ static uint32_t find_slot(const cg_plan *p, const uint32_t *slots, size_t count,
     size_t lo = 0, hi = count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        const cg_node *at = p->slot_node[slots[mid]];
+        const cg_node *at = cg_plan_node(p, slots[mid]);
         if (at == n)
             return slots[mid];
         if ((uintptr_t)at < (uintptr_t)n)
@@ -868,9 +874,9 @@ int cg_plan_sync_node(cg_plan *p, cg_node *n)
 static void mark_synced(cg_plan *p, int set)
 {
     for (size_t j = 0; j < p->n_leaves; j++)
-        p->slot_node[p->leaf_slots[j]]->mark = set ? p->leaf_slots[j] + 1 : 0;
+        cg_plan_node(p, p->leaf_slots[j])->mark = set ? p->leaf_slots[j] + 1 : 0;
     for (size_t j = 0; j < p->n_synced; j++)
-        p->slot_node[p->forward_out[j]]->mark = set ? p->forward_out[j] + 1 : 0;
+        cg_plan_node(p, p->forward_out[j])->mark = set ? p->forward_out[j] + 1 : 0;
 }
 
 void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
@@ -886,13 +892,14 @@ void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
 int cg_plan_add_leaves(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
 {
     size_t added = 0, total = p->n_slots;
+    size_t stored = total - (p->repeat_to - p->repeat_from - p->period);  /* in slot_node */
     for (size_t i = 0; i < n; i++)
         added += slots[i] == UINT32_MAX;
     if (!added)
         return 0;
     if (total + added >= UINT32_MAX)
         return -1;
-    cg_node **slot_node = realloc(p->slot_node, (total + added + 1) * sizeof *slot_node);
+    cg_node **slot_node = realloc(p->slot_node, (stored + added + 1) * sizeof *slot_node);
     if (slot_node)
         p->slot_node = slot_node;
     double *val = realloc(p->val, (total + added + 1) * sizeof *val);
@@ -916,7 +923,7 @@ int cg_plan_add_leaves(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
         if (slots[i] != UINT32_MAX)
             continue;
         slots[i] = (uint32_t)total;
-        p->slot_node[total] = nodes[i];
+        p->slot_node[stored++] = nodes[i];
         p->val[total] = nodes[i]->data;
         p->grad[total] = nodes[i]->grad;
         leaves_by_node[n_leaves++] = (uint32_t)total++;

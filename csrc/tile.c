@@ -325,7 +325,8 @@ cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,
     if (!p)
         return NULL;
     p->exact = 1;
-    p->slot_node = malloc((n_slots + 1) * sizeof *p->slot_node);
+    size_t stored = p2->n_slots + (copies ? t->n_second : 0);   /* the first copy's */
+    p->slot_node = malloc((stored + 1) * sizeof *p->slot_node);
     p->val = malloc((n_slots + 1) * sizeof *p->val);
     p->grad = calloc(n_slots + 1, sizeof *p->grad);
     p->steps = calloc(n_steps + 1, sizeof *p->steps);
@@ -338,19 +339,22 @@ cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,
         goto nomem;
 
     /* Slots: the recorded ones, then each copy's.  A copy's slots stand for the second
-     * example's nodes (their ops and flags name a failing step in an error message). */
+     * example's nodes (their ops and flags name a failing step in an error message),
+     * stored once (cg_plan_node). */
     memcpy(p->slot_node, p2->slot_node, p2->n_slots * sizeof *p->slot_node);
     for (size_t s = 0; s < p2->n_slots; s++)   /* constants; the rest is loaded or computed */
         p->val[s] = p2->slot_node[s]->data;
-    cg_node **copy_node = p->slot_node + p2->n_slots;
     double *copy_val = p->val + p2->n_slots;
-    for (size_t r = 0; batch > 2 && r < t->n_second; r++) {
-        copy_node[r] = p2->slot_node[t->second[r]];
-        copy_val[r] = copy_node[r]->data;
+    for (size_t r = 0; copies && r < t->n_second; r++) {
+        p->slot_node[p2->n_slots + r] = p2->slot_node[t->second[r]];
+        copy_val[r] = p2->slot_node[t->second[r]]->data;
     }
-    for (size_t c = 3; c < batch; c++) {
-        memcpy(copy_node + (c - 2) * t->n_second, copy_node, t->n_second * sizeof *copy_node);
+    for (size_t c = 3; c < batch; c++)
         memcpy(copy_val + (c - 2) * t->n_second, copy_val, t->n_second * sizeof *copy_val);
+    p->repeat_from = p->repeat_to = p2->n_slots;
+    if (copies) {
+        p->repeat_to = n_slots;
+        p->period = t->n_second;
     }
     if (t->mean != UINT32_MAX)
         p->val[t->mean] = 1.0 / (double)batch;
@@ -452,7 +456,7 @@ int cg_plans_match(const cg_plan *a, const uint32_t *a_inputs, const cg_plan *b,
                 same = to[u] == v;
                 continue;
             }
-            const cg_node *nu = a->slot_node[u], *nv = b->slot_node[v];
+            const cg_node *nu = cg_plan_node(a, u), *nv = cg_plan_node(b, v);
             same = !taken[v] && (nu == nv
                 || ((nu->flags & nv->flags & CG_FLAG_CONSTANT) && a->val[u] == nv->data));
             to[u] = v;

@@ -253,7 +253,32 @@ def test_batch_template_takes_graphs_of_two_and_three_examples():
     with pytest.raises(TypeError):
         cgrad.BatchTemplate(two, None)
     template = cgrad.BatchTemplate(two, three)
-    assert template.graph(2) is two and template.graph(3) is three
+    assert template.graph(2) is two and template.graph(3).input_shapes == ((3, 3), (3, 2))
     with pytest.raises(ValueError, match="2 examples or more"):
         template.graph(1)
     assert template.graph(6).input_shapes == ((6, 3), (6, 2))
+
+
+def test_errors_in_a_copied_example_are_told_as_in_the_recorded_graph():
+    """A number that overflows in example 4 (a copy's slots, whose nodes are the second
+    example's): the same error as the Graph recorded over the batch; non-finite data
+    passes through the same way."""
+    model = mlp(3, [4, 2])
+    for p in model.parameters():
+        p.data = 1.0
+    d, r = cgrad.compile(ce_step(model), dynamic=True), cgrad.compile(ce_step(model))
+    X, Y = np.ones((6, 3)), np.eye(2)[[0, 1, 0, 1, 0, 1]]
+    X[4] = 1e308
+    messages = []
+    for step in (d, r):
+        with pytest.raises(OverflowError) as error:
+            step(X, Y)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1] and "dot product of 3 pairs" in messages[0]
+    for bad in (np.inf, np.nan):
+        X[4] = 1.0
+        X[4, 1] = bad
+        loss_d, loss_r = d(X, Y), r(X, Y)
+        assert np.isnan(loss_d) and np.isnan(loss_r)
+    X[4, 1] = 1.0
+    assert d(X, Y) == r(X, Y)   # nothing left behind

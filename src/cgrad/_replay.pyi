@@ -28,6 +28,5 @@ class Graph:
 
 class BatchTemplate:
     two: Graph
-    three: Graph
     def __init__(self, two: Graph, three: Graph) -> None: ...
     def graph(self, batch: int) -> Graph: ...

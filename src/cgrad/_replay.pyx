@@ -200,8 +200,11 @@ if hasattr(os, "register_at_fork"):
 _set_flush(flush, flush_node)
 
 
-def _rebuild_tiled(two, three, batch):
-    return BatchTemplate(two, three).graph(batch)
+def _rebuild_tiled(Graph two, batch):
+    """An unpickled copy: its template was checked when the copy was first made."""
+    cdef BatchTemplate template = BatchTemplate.__new__(BatchTemplate)
+    template.read(two)
+    return template.graph(batch)
 
 
 def _rebuild_graph(cls, loss, inputs, outputs, input_grads, threads, exact):
@@ -599,8 +602,7 @@ cdef class Graph:
         if self.plan == NULL:
             raise TypeError("an unbuilt Graph cannot be pickled")
         if self.tiled_from is not None:
-            return (_rebuild_tiled, (self.tiled_from.two, self.tiled_from.three,
-                                     self.input_shapes[0][0]))
+            return (_rebuild_tiled, (self.tiled_from.two, self.input_shapes[0][0]))
         grouped, input_grads, threads, exact = self.made_with
         groups, start = [], 0
         for shape in self.input_shapes:
@@ -970,55 +972,39 @@ cdef class BatchTemplate:
     examples (inputs of shape (2, ...) and (3, ...), a loss and no outputs): the loss
     must be one graph per example combined by one ``cgrad.sum`` (and scaled by
     1/batch), as cgrad's losses build it.  The copy for three examples is checked step
-    for step against ``three``; a step that is not such a sum (Python's ``sum()``, a
-    constant factor, a term over two examples) raises ValueError saying so.
-    ``graph(batch)`` gives the Graph for that many examples: the steps the graph over
-    that batch would run, in the same order, so the same numbers bit for bit, with no
-    Value per example (its nodes are the parameters' alone: they stay in step with it,
-    as with any Graph)."""
+    for step against ``three`` (which is not kept); a step that is not such a sum
+    (Python's ``sum()``, a constant factor, a term over two examples) raises ValueError
+    saying so.  ``graph(batch)`` gives the Graph for that many examples: the steps the
+    graph over that batch would run, in the same order, so the same numbers bit for
+    bit, with no Value per example (its nodes are the parameters' alone: they stay in
+    step with it, as with any Graph)."""
     cdef cg_tiling *tiling
     cdef readonly Graph two
-    cdef readonly Graph three
     cdef tuple rest            # each input's shape past the batch axis
     cdef size_t *widths
+    cdef size_t per_example    # input numbers an example has
 
     def __init__(self, Graph two not None, Graph three not None):
-        two.ready()
-        three.ready()
         if self.tiling != NULL:
             raise RuntimeError("a BatchTemplate is made once")
         cdef Graph graph
         for graph, n in ((two, 2), (three, 3)):
+            graph.ready()
             if graph.loss is None or graph.output_nodes.size or not graph.input_shapes \
                     or any(len(shape) == 0 or shape[0] != n for shape in graph.input_shapes):
                 raise ValueError(f"a BatchTemplate needs Graphs with a loss and no outputs "
                                  f"over inputs of {n} examples (shapes ({n}, ...)); got "
                                  f"{graph!r}")
-        self.rest = tuple(shape[1:] for shape in two.input_shapes)
-        if self.rest != tuple(shape[1:] for shape in three.input_shapes):
+        if tuple(s[1:] for s in two.input_shapes) != tuple(s[1:] for s in three.input_shapes):
             raise ValueError(f"the Graphs' inputs differ past the batch axis: "
                              f"{two.input_shapes} and {three.input_shapes}")
-        self.two, self.three = two, three
-        cdef size_t g, n_groups = len(self.rest), per_example = 0
-        self.widths = <size_t *>malloc((n_groups + 1) * sizeof(size_t))
-        if self.widths == NULL:
-            raise MemoryError()
-        for g in range(n_groups):
-            self.widths[g] = math.prod(self.rest[g])
-            per_example += self.widths[g]
-        cdef const char *why = NULL
-        self.tiling = cg_tiling_new(two.plan, two.input_slots, self.widths, n_groups, &why)
-        if self.tiling == NULL:
-            reason = why.decode()
-            if reason == "out of memory":
-                raise MemoryError()
-            raise ValueError(f"this step cannot be copied to other batch sizes: {reason}")
-        cdef uint32_t *slots = <uint32_t *>malloc(3 * per_example * sizeof(uint32_t) + 4)
+        self.read(two)
+        cdef uint32_t *slots = <uint32_t *>malloc((3 * self.per_example + 1) * sizeof(uint32_t))
         if slots == NULL:
             raise MemoryError()
         cdef cg_plan *copy = cg_tiling_plan(self.tiling, 3, slots, 0)
         cdef int same = copy != NULL and cg_plans_match(copy, slots, three.plan,
-                                                        three.input_slots, 3 * per_example)
+                                                        three.input_slots, 3 * self.per_example)
         cg_plan_free(copy)
         free(slots)
         if copy == NULL:
@@ -1029,13 +1015,35 @@ cdef class BatchTemplate:
                              "example (a constant that depends on the batch other than "
                              "1/batch, or a term the batch size changes)")
 
+    cdef int read(self, Graph two) except -1:
+        """Read the two-example step (checked by the caller, or by an earlier caller
+        for an unpickled copy)."""
+        self.rest = tuple(shape[1:] for shape in two.input_shapes)
+        cdef size_t g, n_groups = len(self.rest)
+        self.widths = <size_t *>malloc((n_groups + 1) * sizeof(size_t))
+        if self.widths == NULL:
+            raise MemoryError()
+        self.per_example = 0
+        for g in range(n_groups):
+            self.widths[g] = math.prod(self.rest[g])
+            self.per_example += self.widths[g]
+        cdef const char *why = NULL
+        self.tiling = cg_tiling_new(two.plan, two.input_slots, self.widths, n_groups, &why)
+        if self.tiling == NULL:
+            reason = why.decode()
+            if reason == "out of memory":
+                raise MemoryError()
+            raise ValueError(f"this step cannot be copied to other batch sizes: {reason}")
+        self.two = two
+        return 0
+
     def __dealloc__(self):
         cg_tiling_free(self.tiling)
         free(self.widths)
 
     def graph(self, Py_ssize_t batch):
-        """The Graph for `batch` examples (inputs of shape (batch, ...)): `two` or
-        `three` themselves for 2 and 3, a copy for more."""
+        """The Graph for `batch` examples (inputs of shape (batch, ...)): `two` itself
+        for 2, a copy for more."""
         if self.tiling == NULL:
             raise RuntimeError("this BatchTemplate was never made")
         if batch < 2:
@@ -1043,8 +1051,6 @@ cdef class BatchTemplate:
                              f"not {batch}: record smaller batches as a Graph")
         if batch == 2:
             return self.two
-        if batch == 3:
-            return self.three
         cdef Graph graph = Graph.__new__(Graph)
         graph.tile(self, batch)
         return graph
