@@ -168,9 +168,8 @@ static void free_layer(cg_layer *l)
     free(l->w_run);
     free(l->x_run);
     free(l->out);
-    free(l->step);
+    free(l->order);
     free(l->act_out);
-    free(l->act_step);
     free(l->kept_w);
 }
 
@@ -217,12 +216,13 @@ static int make_layer(finder *f, const candidate *cands, size_t count, uint32_t 
     l->B = B;
     l->m = cands[0].m;
     l->has_bias = (cands[0].flags & CG_FLAG_HAS_BIAS) != 0;
+    l->dot_flags = cands[0].flags;
     l->w_run = malloc(K * sizeof *l->w_run);
     l->x_run = malloc(B * sizeof *l->x_run);
     l->out = malloc(count * sizeof *l->out);
-    l->step = malloc(count * sizeof *l->step);
+    l->order = malloc(count * sizeof *l->order);
     rank = malloc(count * sizeof *rank);
-    if (!l->w_run || !l->x_run || !l->out || !l->step || !rank)
+    if (!l->w_run || !l->x_run || !l->out || !l->order || !rank)
         goto done;
     for (size_t c = 0; c < count; c++)
         rank[c] = NONE;
@@ -238,9 +238,11 @@ static int make_layer(finder *f, const candidate *cands, size_t count, uint32_t 
         l->w_run[j] = s->w;
         l->x_run[b] = s->x;
         l->out[cell] = s->out;
-        l->step[c] = cands[c].step;
+        l->order[c] = (uint32_t)cell;
     }
     result = numbered_order_kept(rank, K, B);
+    for (size_t c = 0; result == 1 && c < count; c++)
+        f->layer_of[cands[c].step] = (int32_t)p->n_layers;
 done:
     for (size_t c = 0; c < count; c++) {
         const cg_step *s = &p->steps[cands[c].step];
@@ -297,18 +299,12 @@ static int fuse_activation(finder *f, cg_layer *l, const uint32_t *reader)
             return 0;
     }
     l->act_out = malloc(count * sizeof *l->act_out);
-    l->act_step = malloc(count * sizeof *l->act_step);
-    if (!l->act_out || !l->act_step) {
-        free(l->act_out);
-        free(l->act_step);
-        l->act_out = l->act_step = NULL;
+    if (!l->act_out)
         return -1;
-    }
     l->act_op = first->op;
     l->act_arg = first->arg;
     for (size_t c = 0; c < count; c++) {
         uint32_t step = reader[l->out[c]] - 1;
-        l->act_step[c] = step;
         l->act_out[c] = p->steps[step].out;
         f->layer_of[step] = FUSED;
     }
@@ -353,11 +349,7 @@ static int find_layers(finder *f)
         int made = make_layer(f, cands + a, b - a, index, l);
         if (made < 0)
             goto done;
-        if (made) {
-            for (size_t c = 0; c < (size_t)l->K * l->B; c++)
-                f->layer_of[l->step[c]] = (int32_t)p->n_layers;
-            p->n_layers++;
-        }
+        p->n_layers += made == 1;
     }
     uint32_t *reader = p->n_layers ? find_readers(p, f->n) : NULL;
     if (p->n_layers && !reader)
@@ -505,6 +497,9 @@ int cg_plan_layers(cg_plan *p)
         result = -1;
         goto done;
     }
+    for (size_t i = 0; i < n; i++)
+        if (f.layer_of[i] != -1)
+            p->steps[i].batch = CG_IN_LAYER;
 done:
     if (result < 0 || !p->forward_schedule)
         cg_plan_free_layers(p);
@@ -537,7 +532,7 @@ CG_FLATTEN static void store_outputs(const cg_layer *l, const double *out, doubl
                                      size_t c0, size_t c1)
 {
     double arg = l->act_arg;
-    if (!l->act_step) {
+    if (!l->act_out) {
         for (size_t c = c0; c < c1; c++)
             val[l->out[c]] = out[c];
         return;
@@ -558,7 +553,7 @@ CG_FLATTEN static void gather_gradients(const cg_layer *l, const double *val, do
                                         double *g, size_t c0, size_t c1)
 {
     double arg = l->act_arg, da, db;
-    if (!l->act_step) {
+    if (!l->act_out) {
         for (size_t c = c0; c < c1; c++)
             g[c] = grad[l->out[c]];
         return;
@@ -764,13 +759,9 @@ void cg_layer_input_grads(cg_plan *p, cg_layer *l)
 
 int cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless)
 {
-    uint8_t *in_layer = calloc(p->n_steps + 1, 1);  /* the dots of every layer */
     uint8_t *hit = calloc(p->n_slots + 1, 1);
-    if (!in_layer || !hit) {
-        free(in_layer);
-        free(hit);
+    if (!hit)
         return -1;
-    }
     size_t count = 0;
 #define HIT(slot_expr)                                                               \
     do {                                                                              \
@@ -785,8 +776,6 @@ int cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless)
             for (size_t k = 0; k < l->m && all; k++)
                 all = gradless[l->x_run[b] + k];
         l->inputs_without_grads = all;
-        for (size_t c = 0; c < (size_t)l->K * l->B; c++)
-            in_layer[l->step[c]] = 1;
         if (p->n_backward == 0)
             continue;
         /* what its dots write, row by row rather than dot by dot (K B m kids) */
@@ -799,12 +788,11 @@ int cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless)
     }
     for (size_t i = 0; i < p->n_backward; i++) {
         const cg_step *s = &p->steps[i];
-        if (in_layer[i] || (CG_OP_INFO[s->op].flags & CG_OPF_NO_MATH))
-            continue;
+        if (s->batch == CG_IN_LAYER || (CG_OP_INFO[s->op].flags & CG_OPF_NO_MATH))
+            continue;   /* a layer's (above), or none */
         FOR_EACH_DIRECT_KID(p, s, k, HIT(k));
     }
 #undef HIT
-    free(in_layer);
     free(p->written);
     p->written = malloc((count + 1) * sizeof *p->written);
     if (!p->written) {

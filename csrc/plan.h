@@ -12,7 +12,8 @@ typedef struct {
     uint32_t bias;    /* a dense dot with bias: the bias's slot */
     uint32_t rows[2]; /* a dot over rows: the slots of its weight row and input row */
     uint8_t op, flags, dense;
-    uint8_t batch;    /* forward: steps from here that run as one layer batch (0: none) */
+    uint8_t batch;    /* forward: steps from here that run as one layer batch (0: none);
+                       * with layers found, CG_IN_LAYER for the steps a layer runs */
     double arg;
 } cg_step;
 
@@ -38,21 +39,26 @@ typedef struct {
     uint32_t *w_run;        /* [K] first slot of neuron j's weights (its bias follows) */
     uint32_t *x_run;        /* [B] first slot of example b's inputs */
     uint32_t *out;          /* [K * B] the slot of dot (j, b) */
-    uint32_t *step;         /* [K * B] the dots' steps, in sweep order */
-    /* An activation run with the layer (act_step != NULL): when every dot's only reader
+    uint32_t *order;        /* [K * B] the cells in sweep order */
+    uint8_t dot_flags;      /* the dots' flags (CG_FLAG_ROWS, maybe CG_FLAG_HAS_BIAS) */
+    /* An activation run with the layer (act_out != NULL): when every dot's only reader
      * is a unary op that cannot fail, one op for all, its forward runs right after the
      * dots and its backward right before theirs (nothing else touches the dots' slots). */
     uint8_t act_op;
     double act_arg;
     uint32_t *act_out;      /* [K * B] the slot of the activation of dot (j, b) */
-    uint32_t *act_step;     /* [K * B] its step */
 } cg_layer;
+
+/* A step a layer runs (cg_step.batch once layers are found): its own entry is read only
+ * to tell what it is, and a tiled plan drops such steps (cg_plan_drop_layer_steps). */
+enum { CG_IN_LAYER = 255 };
 
 /* An entry of a schedule: a step (>= 0) or a layer (-1 - its index). */
 typedef int64_t cg_entry;
 
 struct cg_plan {
     size_t n_slots, n_steps, n_backward, n_leaves;
+    uint32_t root;         /* the loss's slot (with n_backward > 0) */
     /* The node each slot stands for: slot_node[s], except in a tiled plan (tile.c),
      * whose copies of one example's slots, [repeat_from, repeat_to), stand for the
      * nodes of the first copy (period slots each) and are not stored: cg_plan_node. */
@@ -135,5 +141,9 @@ int cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless);
 int cg_plan_sort_by_node(cg_plan *p, uint32_t *slots, size_t count);
 void cg_plan_mark_batches(cg_plan *p);
 int cg_plan_find_interior_runs(cg_plan *p);
+/* Drop the steps the layers run (after cg_plan_find_interior_runs): a layer that meets
+ * a number not finite runs its dots one by one from its tables.  0, or -1 out of
+ * memory (the plan as it was). */
+int cg_plan_drop_layer_steps(cg_plan *p);
 
 #endif

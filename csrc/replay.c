@@ -249,7 +249,7 @@ int cg_plan_find_interior_runs(cg_plan *p)
         interior[p->steps[i].out] = 1;
     for (size_t i = 0; i < p->n_layers; i++) {
         const cg_layer *l = &p->layers[i];
-        for (size_t c = 0; l->act_step && c < (size_t)l->K * l->B; c++)
+        for (size_t c = 0; l->act_out && c < (size_t)l->K * l->B; c++)
             interior[l->out[c]] = 0;
     }
     for (size_t s = 0; s < p->n_slots; s++)
@@ -271,6 +271,52 @@ int cg_plan_find_interior_runs(cg_plan *p)
         p->interior_runs[2 * r - 1]++;
     }
     free(interior);
+    return 0;
+}
+
+int cg_plan_drop_layer_steps(cg_plan *p)
+{
+    size_t kept = 0, kept_backward = 0, kids = 0;
+    uint32_t *index = malloc((p->n_steps + 1) * sizeof *index);   /* old -> new */
+    if (!index)
+        return -1;
+    for (size_t i = 0; i < p->n_steps; i++) {
+        const cg_step *s = &p->steps[i];
+        int dropped = s->batch == CG_IN_LAYER && i + 1 != p->n_backward;   /* not the loss */
+        index[i] = dropped ? UINT32_MAX : (uint32_t)kept++;
+        kept_backward += i < p->n_backward && index[i] != UINT32_MAX;
+        kids += index[i] != UINT32_MAX && !s->dense ? s->n_kids : 0;
+    }
+    uint32_t *kid_slots = malloc((kids + 1) * sizeof *kid_slots);
+    if (!kid_slots) {
+        free(index);
+        return -1;
+    }
+    for (size_t i = 0, used = 0; i < p->n_steps; i++) {
+        cg_step s = p->steps[i];
+        if (index[i] == UINT32_MAX)
+            continue;
+        if (!s.dense) {
+            memcpy(kid_slots + used, p->kid_slots + s.kids, s.n_kids * sizeof *kid_slots);
+            s.kids = used;
+            used += s.n_kids;
+        }
+        p->steps[index[i]] = s;
+    }
+    for (size_t e = 0; e < p->n_forward_entries; e++)
+        if (p->forward_schedule[e] >= 0)
+            p->forward_schedule[e] = index[p->forward_schedule[e]];
+    for (size_t e = 0; e < p->n_backward_entries; e++)
+        if (p->backward_schedule[e] >= 0)
+            p->backward_schedule[e] = index[p->backward_schedule[e]];
+    free(index);
+    free(p->kid_slots);
+    p->kid_slots = kid_slots;
+    p->n_steps = kept;
+    p->n_backward = kept_backward;
+    cg_step *steps = realloc(p->steps, (kept + 1) * sizeof *steps);   /* smaller: kept */
+    if (steps)
+        p->steps = steps;
     return 0;
 }
 
@@ -359,7 +405,7 @@ cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward, cg_node **que
     }
     p->n_steps = p->n_synced = n;
     p->n_backward = p->n_synced_backward = n_backward;
-    cg_plan_mark_batches(p);
+    p->root = n_backward ? p->steps[n_backward - 1].out : 0;
 
     /* Slots of nodes not in the list are leaves (or nodes treated as such). */
     uint8_t *interior = calloc(p->n_slots + 1, 1);
@@ -397,6 +443,8 @@ cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward, cg_node **que
         cg_plan_free(p);
         return NULL;
     }
+    if (!p->n_layers)   /* else the layers run the dots */
+        cg_plan_mark_batches(p);
     return p;
 nomem:
     for (size_t s = 0; s < p->n_slots; s++)
@@ -512,22 +560,41 @@ static cg_status forward_batch(cg_plan *p, const cg_step *steps, size_t n)
 
 static cg_status backward_step(cg_plan *p, const cg_step *s);
 
-/* The steps of a layer one by one, in the order `order` lists them (the fallback when
- * the layer meets a non-finite number, so that errors are told as they always are). */
+/* The step of a layer's dot (j, b), as recording made it: a dense dot over the weight
+ * row j (its bias after it) and the input row b. */
+static cg_step layer_dot(const cg_layer *l, size_t cell)
+{
+    cg_step s;
+    memset(&s, 0, sizeof s);
+    uint32_t j = (uint32_t)(cell % l->K), b = (uint32_t)(cell / l->K);
+    s.out = l->out[cell];
+    s.op = CG_DOT;
+    s.flags = l->dot_flags;
+    s.dense = 1;
+    s.n_kids = 2 * l->m + (uint32_t)(l->has_bias != 0);
+    s.w = l->w_run[j];
+    s.x = l->x_run[b];
+    s.bias = l->w_run[j] + l->m;
+    return s;
+}
+
+/* A layer's dots one by one, in sweep order (the fallback when the layer meets a
+ * number not finite, so that errors are told as they always are); forward, then its
+ * activation (whose backward ran before the dots': it never fails). */
 static cg_status layer_steps(cg_plan *p, const cg_layer *l, int backward, cg_node **failed)
 {
     size_t count = (size_t)l->K * l->B;
     for (size_t k = 0; k < count; k++) {
-        uint32_t i = l->step[k];  /* sweep order: what backward needs, fine for forward */
-        cg_status st = backward ? backward_step(p, &p->steps[i]) : forward_step(p, &p->steps[i]);
+        cg_step dot = layer_dot(l, l->order[k]);
+        cg_status st = backward ? backward_step(p, &dot) : forward_step(p, &dot);
         if (st != CG_OK) {
-            *failed = cg_plan_node(p, p->steps[i].out);
+            *failed = cg_plan_node(p, dot.out);
             return st;
         }
     }
-    /* a fused activation: its backward ran before the dots' (it never fails) */
-    for (size_t k = 0; k < count && l->act_step && !backward; k++)
-        forward_step(p, &p->steps[l->act_step[k]]);
+    for (size_t c = 0; c < count && l->act_out && !backward; c++)
+        (void)cg_forward_scalar(l->act_op, l->act_arg, p->val[l->out[c]], 0.0,
+                                &p->val[l->act_out[c]]);
     return CG_OK;
 }
 
@@ -683,7 +750,7 @@ cg_status cg_plan_backward(cg_plan *p, cg_node **failed)
     for (size_t r = 0; r < p->n_interior_runs; r++)
         memset(p->grad + p->interior_runs[2 * r], 0,
                p->interior_runs[2 * r + 1] * sizeof *p->grad);
-    p->grad[p->steps[nb - 1].out] = 1.0;
+    p->grad[p->root] = 1.0;
     p->fell_back = 0;
     if (p->n_layers) {
         st = run_schedule(p, p->backward_schedule, p->n_backward_entries, 1, failed);
@@ -964,7 +1031,7 @@ void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t 
 
 double cg_plan_root_value(const cg_plan *p)
 {
-    return p->n_backward ? p->val[p->steps[p->n_backward - 1].out] : 0.0;
+    return p->n_backward ? p->val[p->root] : 0.0;
 }
 
 void cg_gather(cg_node **nodes, size_t n, double *out)

@@ -413,11 +413,14 @@ cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,
                 input_slots[to++] = e == 0 ? t->inputs[from + j]
                                   : e == 1 ? second : slot_in(t, second, e);
             }
+    p->root = p->steps[n_steps - 1].out;
     if (!find_layers)
         return p;
-    cg_plan_mark_batches(p);
-    if (cg_plan_layers(p) < 0 || cg_plan_find_interior_runs(p) < 0)
+    if (cg_plan_layers(p) < 0 || cg_plan_find_interior_runs(p) < 0
+        || (p->n_layers && cg_plan_drop_layer_steps(p) < 0))
         goto nomem;
+    if (!p->n_layers)   /* else the layers run the dots */
+        cg_plan_mark_batches(p);
     return p;
 nomem:
     cg_plan_free(p);
