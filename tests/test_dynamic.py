@@ -261,12 +261,13 @@ def test_batch_template_takes_graphs_of_two_and_three_examples():
 
 def test_errors_in_a_copied_example_are_told_as_in_the_recorded_graph():
     """A number that overflows in example 4 (a copy's slots, whose nodes are the second
-    example's): the same error as the Graph recorded over the batch; non-finite data
-    passes through the same way."""
-    model = mlp(3, [4, 2])
-    for p in model.parameters():
+    example's; a copy's layers rebuild their dots to run them one by one): the same
+    error as the Graph recorded over the batch; non-finite data passes through forward
+    and backward the same way."""
+    a, b = mlp(3, [4, 2]), mlp(3, [4, 2])
+    for p in a.parameters() + b.parameters():
         p.data = 1.0
-    d, r = cgrad.compile(ce_step(model), dynamic=True), cgrad.compile(ce_step(model))
+    d, r = cgrad.compile(ce_step(a), dynamic=True), cgrad.compile(ce_step(b))
     X, Y = np.ones((6, 3)), np.eye(2)[[0, 1, 0, 1, 0, 1]]
     X[4] = 1e308
     messages = []
@@ -278,7 +279,16 @@ def test_errors_in_a_copied_example_are_told_as_in_the_recorded_graph():
     for bad in (np.inf, np.nan):
         X[4] = 1.0
         X[4, 1] = bad
-        loss_d, loss_r = d(X, Y), r(X, Y)
-        assert np.isnan(loss_d) and np.isnan(loss_r)
+        assert np.isnan(d(X, Y)) and np.isnan(r(X, Y))
+        d.graph_for((X, Y)).backward()
+        r.graph_for((X, Y)).backward()
+        grads_a = np.array([p.grad for p in a.parameters()])
+        grads_b = np.array([p.grad for p in b.parameters()])
+        assert np.array_equal(grads_a, grads_b, equal_nan=True)
     X[4, 1] = 1.0
+    for m in (a, b):
+        m.zero_grad()
     assert d(X, Y) == r(X, Y)   # nothing left behind
+    d.graph_for((X, Y)).backward()
+    r.graph_for((X, Y)).backward()
+    assert params_equal(a, b)
