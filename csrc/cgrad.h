@@ -154,10 +154,10 @@ cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed);
  * the root nodes[n_backward - 1] depends on.  query_slots[i] receives the slot of
  * queries[i] (UINT32_MAX if the plan does not touch it): found while planning, when it
  * costs a read per query instead of cg_plan_find_slots' passes over every node.  NULL
- * when out of memory. */
+ * when out of memory.  Without find_layers, only its steps (to compare, not to run). */
 typedef struct cg_plan cg_plan;
 cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward, cg_node **queries,
-                     size_t n_queries, uint32_t *query_slots);
+                     size_t n_queries, uint32_t *query_slots, int find_layers);
 void cg_plan_free(cg_plan *p);
 /* How many slots the plan has, and (a recorded plan's) the node of each in *nodes. */
 size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes);

@@ -321,7 +321,7 @@ int cg_plan_drop_layer_steps(cg_plan *p)
 }
 
 cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward, cg_node **queries,
-                     size_t n_queries, uint32_t *query_slots)
+                     size_t n_queries, uint32_t *query_slots, int find_layers)
 {
     size_t total_kids = 0, max_gather = 1;
     cg_plan *p = calloc(1, sizeof *p);
@@ -435,6 +435,8 @@ cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward, cg_node **que
         p->forward_out[i] = p->steps[i].out;
     for (size_t i = 0; i < n_backward; i++)
         p->backward_out[i] = p->steps[i].out;
+    if (!find_layers)
+        return p;
     if (cg_plan_sort_by_node(p, p->leaf_slots, p->n_leaves) < 0
         || cg_plan_sort_by_node(p, p->forward_out, n) < 0
         || cg_plan_sort_by_node(p, p->backward_out, n_backward) < 0)

@@ -64,6 +64,28 @@ static uint32_t row_count(const cg_step *s)
     return (s->op == CG_DOT && (s->flags & CG_FLAG_ROWS)) ? 2 : 0;
 }
 
+/* What a step is read, compared and classified by: a dot over rows by its two rows
+ * (their own steps list the items, the bias last in the weights' row: one comparison
+ * per row, not per dot), any other step by its kids. */
+static uint32_t link_count(const cg_step *s)
+{
+    return row_count(s) ? 2 : s->n_kids;
+}
+
+static uint32_t link_at(const cg_plan *p, const cg_step *s, uint32_t i)
+{
+    return row_count(s) ? s->rows[i] : kid_at(p, s, i);
+}
+
+/* Whether the m slots from `first` are all of one example (or all shared). */
+static int one_class(const cg_tiling *t, uint32_t first, uint32_t m)
+{
+    for (uint32_t k = 1; k < m; k++)
+        if (t->example[first + k] != t->example[first])
+            return 0;
+    return 1;
+}
+
 void cg_tiling_free(cg_tiling *t)
 {
     if (!t)
@@ -136,15 +158,15 @@ static const char *read_plan(cg_tiling *t)
     for (size_t i = 0; i < n; i++) {
         const cg_step *s = &p->steps[i];
         uint8_t d = 0;
-        for (uint32_t k = 0; k < s->n_kids; k++)
-            d |= dep[kid_at(p, s, k)];
+        for (uint32_t k = 0; k < link_count(s); k++)
+            d |= dep[link_at(p, s, k)];
         dep[s->out] |= d;
         is_step[s->out] = 1;
     }
     for (size_t i = 0; i < n; i++) {   /* a leaf other than an input: whose steps read it */
         const cg_step *s = &p->steps[i];
-        for (uint32_t k = 0; k < s->n_kids; k++)
-            readers[kid_at(p, s, k)] |= dep[s->out];
+        for (uint32_t k = 0; k < link_count(s); k++)
+            readers[link_at(p, s, k)] |= dep[s->out];
     }
     size_t first = 0, a = n, b = 0;
     for (size_t i = 0; i < n; i++) {
@@ -179,21 +201,19 @@ static const char *read_plan(cg_tiling *t)
                 twin[t->inputs[at + j]] = t->inputs[at + t->widths[g] + j];
                 taken[t->inputs[at + t->widths[g] + j]] = 1;
             }
+    uint32_t checked_x = UINT32_MAX;   /* a layer's dots read one input run */
     for (size_t i = 0, j = a; i < a; i++) {
         const cg_step *s0 = &p->steps[i];
         if (t->example[s0->out] != FIRST)
             continue;
         const cg_step *s1 = &p->steps[j++];
         int same = same_step(s0, s1);
-        for (uint32_t k = 0; same && k < s0->n_kids; k++)
-            same = twins(t, twin, taken, kid_at(p, s0, k), kid_at(p, s1, k));
-        for (uint32_t r = 0; same && r < row_count(s0); r++)
-            same = twins(t, twin, taken, s0->rows[r], s1->rows[r]);
+        for (uint32_t k = 0; same && k < link_count(s0); k++)
+            same = twins(t, twin, taken, link_at(p, s0, k), link_at(p, s1, k));
         if (same && s0->op == CG_DOT && s0->dense) {   /* a copy's runs stay runs */
             uint32_t m = dot_m(s1);
-            for (uint32_t k = 1; same && k < m; k++)
-                same = t->example[s1->w + k] == t->example[s1->w]
-                    && t->example[s1->x + k] == t->example[s1->x];
+            same = one_class(t, s1->w, m) && (s1->x == checked_x || one_class(t, s1->x, m));
+            checked_x = s1->x;
         }
         if (!same || taken[s1->out]) {
             why = NOT_PER_EXAMPLE;
@@ -208,10 +228,8 @@ static const char *read_plan(cg_tiling *t)
     for (size_t i = b; i < n; i++) {
         const cg_step *s = &p->steps[i];
         int reads_examples = 0;
-        for (uint32_t k = 0; k < s->n_kids + row_count(s); k++) {
-            uint32_t kid = k < s->n_kids ? kid_at(p, s, k) : s->rows[k - s->n_kids];
-            reads_examples |= t->example[kid] != SHARED;
-        }
+        for (uint32_t k = 0; k < link_count(s); k++)
+            reads_examples |= t->example[link_at(p, s, k)] != SHARED;
         if (!reads_examples)
             continue;
         if (t->sum != SIZE_MAX || s->op != CG_SUM || s->n_kids != 2
@@ -452,9 +470,8 @@ int cg_plans_match(const cg_plan *a, const uint32_t *a_inputs, const cg_plan *b,
         const cg_step *x = &a->steps[i], *y = &b->steps[i];
         same = x->op == y->op && x->flags == y->flags && x->n_kids == y->n_kids
             && memcmp(&x->arg, &y->arg, sizeof x->arg) == 0;
-        for (uint32_t k = 0; same && k < x->n_kids + row_count(x); k++) {
-            uint32_t u = k < x->n_kids ? kid_at(a, x, k) : x->rows[k - x->n_kids];
-            uint32_t v = k < x->n_kids ? kid_at(b, y, k) : y->rows[k - y->n_kids];
+        for (uint32_t k = 0; same && k < link_count(x); k++) {
+            uint32_t u = link_at(a, x, k), v = link_at(b, y, k);
             if (to[u] != UINT32_MAX) {
                 same = to[u] == v;
                 continue;

@@ -85,7 +85,7 @@ cdef extern from "cgrad.h" nogil:
     void cg_gather(cg_node **nodes, size_t n, double *out)
     ctypedef struct cg_plan
     cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward, cg_node **queries,
-                         size_t n_queries, uint32_t *query_slots)
+                         size_t n_queries, uint32_t *query_slots, int find_layers)
     void cg_plan_free(cg_plan *p)
     size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes)
     size_t cg_plan_layer_count(const cg_plan *p)

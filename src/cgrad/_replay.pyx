@@ -200,6 +200,33 @@ if hasattr(os, "register_at_fork"):
 _set_flush(flush, flush_node)
 
 
+def batch_template(Graph two not None, loss, tuple inputs):
+    """BatchTemplate(two, Graph(loss, inputs=inputs)) without making that Graph: the
+    three-example step is recorded only to be compared (cgrad.compile, dynamic=True)."""
+    cdef BatchTemplate template = BatchTemplate.__new__(BatchTemplate)
+    if not isinstance(loss, Value):
+        raise TypeError(f"the loss must be a Value, not {type(loss).__name__}")
+    cdef list flat = []
+    for i, group in enumerate(inputs):
+        flat += flatten(group, f"input {i}")[0]
+    cdef NodeArray queries = from_values(flat)
+    cdef uint32_t *slots = <uint32_t *>malloc((queries.size + 1) * sizeof(uint32_t))
+    if slots == NULL:
+        raise MemoryError()
+    cdef cg_plan *three = NULL
+    try:
+        three = record([loss], True, queries, slots, False)
+        template.read(two)
+        if <size_t>queries.size != 3 * template.per_example:
+            raise ValueError(f"the three-example inputs hold {queries.size} numbers, not "
+                             f"3 x {template.per_example}")
+        template.check(three, slots)
+    finally:
+        cg_plan_free(three)
+        free(slots)
+    return template
+
+
 def _rebuild_tiled(Graph two, batch):
     """An unpickled copy: its template was checked when the copy was first made."""
     cdef BatchTemplate template = BatchTemplate.__new__(BatchTemplate)
@@ -313,9 +340,10 @@ cdef NodeArray from_values(list values):
 
 
 cdef cg_plan *record(list roots, bint with_loss, NodeArray queries,
-                     uint32_t *query_slots) except NULL:
+                     uint32_t *query_slots, bint find_layers=True) except NULL:
     """Plan the interior nodes the roots depend on (with_loss: roots[0] is the loss);
-    query_slots receives each query node's slot (-1: not in the plan)."""
+    query_slots receives each query node's slot (-1: not in the plan).  Without
+    find_layers: only the steps, to compare with another plan."""
     cdef NodeArray root_array = from_values(roots)
     cdef cg_vec order
     cdef size_t n_first = 0
@@ -332,7 +360,7 @@ cdef cg_plan *record(list roots, bint with_loss, NodeArray queries,
         if not failed:
             plan = cg_plan_new(<cg_node **>order.items, order.len,
                                n_first if with_loss else 0, queries.nodes, queries.size,
-                               query_slots)
+                               query_slots, find_layers)
     finally:
         free_order(&order)
     if plan == NULL:
@@ -999,12 +1027,16 @@ cdef class BatchTemplate:
             raise ValueError(f"the Graphs' inputs differ past the batch axis: "
                              f"{two.input_shapes} and {three.input_shapes}")
         self.read(two)
+        self.check(three.plan, three.input_slots)
+
+    cdef int check(self, cg_plan *three, uint32_t *three_inputs) except -1:
+        """Whether the copy for three examples is the plan recorded over three."""
         cdef uint32_t *slots = <uint32_t *>malloc((3 * self.per_example + 1) * sizeof(uint32_t))
         if slots == NULL:
             raise MemoryError()
         cdef cg_plan *copy = cg_tiling_plan(self.tiling, 3, slots, 0)
-        cdef int same = copy != NULL and cg_plans_match(copy, slots, three.plan,
-                                                        three.input_slots, 3 * self.per_example)
+        cdef int same = copy != NULL and cg_plans_match(copy, slots, three, three_inputs,
+                                                        3 * self.per_example)
         cg_plan_free(copy)
         free(slots)
         if copy == NULL:
@@ -1014,6 +1046,7 @@ cdef class BatchTemplate:
                              "examples it is not the two-example step with one more "
                              "example (a constant that depends on the batch other than "
                              "1/batch, or a term the batch size changes)")
+        return 0
 
     cdef int read(self, Graph two) except -1:
         """Read the two-example step (checked by the caller, or by an earlier caller

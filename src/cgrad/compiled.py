@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cgrad._replay import BatchTemplate, Graph, inputs
+from cgrad._replay import Graph, batch_template, inputs
 
 
 class Compiled:
@@ -51,7 +51,7 @@ class Compiled:
         self.dynamic = bool(dynamic)
         self.graph_options = graph_options
         self.graphs: dict[tuple, Graph] = {}
-        self.templates: dict[tuple, BatchTemplate] = {}
+        self.templates: dict[tuple, Any] = {}
 
     def graph_for(self, arrays: tuple) -> Graph:
         """The Graph for these arrays' shapes, recorded now if it is the first call."""
@@ -86,12 +86,14 @@ class Compiled:
             return self.record(shapes, **options)
         template = self.templates.get(rest)
         if template is None:
-            two, three = (self.record(tuple((n,) + r for r in rest), **options)
-                          for n in (2, 3))
+            two = self.record(tuple((2,) + r for r in rest), **options)
             if two.loss is None:
                 raise ValueError("dynamic=True compiles a training step: fn must return "
                                  "a loss")
-            template = self.templates[rest] = BatchTemplate(two, three)
+            leaves = tuple(inputs(*((3,) + r)) for r in rest)   # recorded to compare
+            out = self.fn(*leaves)
+            template = batch_template(two, out[0] if isinstance(out, tuple) else out, leaves)
+            self.templates[rest] = template
         return template.graph(batch)
 
     def __call__(self, *arrays: Any) -> Any:
