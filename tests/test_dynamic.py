@@ -292,3 +292,45 @@ def test_errors_in_a_copied_example_are_told_as_in_the_recorded_graph():
     d.graph_for((X, Y)).backward()
     r.graph_for((X, Y)).backward()
     assert params_equal(a, b)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_models_and_losses(seed):
+    """Random widths, depths, activations, losses, extra per-example ops (constants
+    made per example) and an L2 term over the parameters; batch sizes 1-12 in random
+    order, repeated: the copies equal the Graphs recorded per batch size bit for bit."""
+    rng = random.Random(seed)
+    nin = rng.randint(1, 6)
+    kind = rng.choice(["ce", "mse", "hinge", "bce"])
+    nout = rng.randint(2, 4) if kind == "ce" else 1
+    nouts = [rng.randint(2, 7) for _ in range(rng.randint(0, 2))] + [nout]
+    activation = rng.choice(["relu", "tanh", "sigmoid", "linear"])
+    extra = rng.choice([None, "affine", "square"])
+    l2 = rng.random() < 0.5
+    loss_fn = {"ce": losses.softmax_cross_entropy, "mse": losses.mse,
+               "hinge": losses.hinge, "bce": losses.binary_cross_entropy_with_logits}[kind]
+
+    def make(model):
+        def head(out):
+            out = out if isinstance(out, list) else [out]
+            if extra == "affine":
+                out = [v * 0.5 + 0.25 for v in out]
+            elif extra == "square":
+                out = [v * v for v in out]
+            return out if kind == "ce" else out[0]
+
+        def fn(xs, ys):
+            loss = loss_fn([head(model([v for row in x for v in row])) for x in xs], ys)
+            return loss + losses.l2(model.parameters(), 1e-3) if l2 else loss
+        return fn
+    a, b = mlp(2 * nin, nouts, activation), mlp(2 * nin, nouts, activation)
+    d, r = cgrad.compile(make(a), dynamic=True), cgrad.compile(make(b))
+    opt = rng.choice([SGD, Adam])
+    oa, ob = opt(a.parameters(), lr=0.01), opt(b.parameters(), lr=0.01)
+    nprng = np.random.default_rng(seed)
+    sizes = [rng.randint(1, 12) for _ in range(6)]
+    for batch in sizes + sizes[:2]:
+        X, Y = data(nprng, kind, batch, 2 * nin, nout)
+        X = X.reshape(batch, 2, nin)   # an input of shape (batch, 2, nin)
+        assert d.step(X, Y, optimizer=oa) == r.step(X, Y, optimizer=ob), (seed, batch)
+    assert params_equal(a, b)
