@@ -213,6 +213,7 @@ cg_tiling *cg_tiling_new(const cg_plan *p2, const uint32_t *inputs, const size_t
 void cg_tiling_free(cg_tiling *t);
 cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,
                         int find_layers);
+size_t cg_tiling_slots(const cg_tiling *t, size_t batch);   /* its plan's, batch >= 2 */
 int cg_plans_match(const cg_plan *a, const uint32_t *a_inputs, const cg_plan *b,
                    const uint32_t *b_inputs, size_t n_inputs);
 /* Leave these slots' grads at 0 instead of computing them (layers reading only such

@@ -289,7 +289,9 @@ cg_tiling *cg_tiling_new(const cg_plan *p2, const uint32_t *inputs, const size_t
     }
     memcpy(t->inputs, inputs, t->n_inputs * sizeof *inputs);
     memcpy(t->widths, widths, n_groups * sizeof *widths);
-    if (p2->n_backward != p2->n_steps || p2->n_steps == 0)
+    if (p2->n_steps == 0)
+        *why = "the loss is not computed from the examples (it is one of the inputs)";
+    else if (p2->n_backward != p2->n_steps)
         *why = "the graph computes more than its loss (outputs apart from it)";
     else
         *why = read_plan(t);
@@ -322,6 +324,11 @@ static cg_step copy_step(const cg_tiling *t, const cg_step *s, size_t c)
     for (uint32_t r = 0; r < row_count(s); r++)
         out.rows[r] = slot_in(t, s->rows[r], c);
     return out;
+}
+
+size_t cg_tiling_slots(const cg_tiling *t, size_t batch)
+{
+    return t->p2->n_slots + (batch - 2) * t->n_second;
 }
 
 cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,

@@ -334,3 +334,47 @@ def test_random_models_and_losses(seed):
         X = X.reshape(batch, 2, nin)   # an input of shape (batch, 2, nin)
         assert d.step(X, Y, optimizer=oa) == r.step(X, Y, optimizer=ob), (seed, batch)
     assert params_equal(a, b)
+
+
+def _loss_of_shared_model(xs, ys):   # module level: a compiled step that pickles
+    return losses.softmax_cross_entropy([SHARED_MODEL(x) for x in xs], ys)
+
+
+SHARED_MODEL = mlp(3, [4, 2])
+
+
+def test_a_dynamic_compiled_step_pickles_with_its_templates():
+    step = cgrad.compile(_loss_of_shared_model, dynamic=True)
+    X, Y = data(np.random.default_rng(8), "ce", 5, 3, 2)
+    loss = step(X, Y)
+    again = pickle.loads(pickle.dumps(step))
+    assert len(again.templates) == 1 and again(X, Y) == loss
+    assert again(X[:4], Y[:4]) == step(X[:4], Y[:4])   # a new size, from the template
+
+
+def test_more_mistakes_and_limits():
+    model = mlp(3, [4, 2])
+    X, Y = data(np.random.default_rng(0), "ce", 5, 3, 2)
+    opt = SGD(model.parameters(), lr=0.1)
+    first_only = cgrad.compile(lambda xs, ys: losses.softmax_cross_entropy(
+        [model(xs[0])], ys[:1]), dynamic=True)
+    with pytest.raises(ValueError, match="not read for the other"):
+        first_only.step(X, Y, optimizer=opt)
+    leaf = cgrad.compile(lambda xs: xs[0][0], dynamic=True)
+    with pytest.raises(ValueError, match="one of the inputs"):
+        leaf(X)
+    calls = []
+
+    def fails_once(xs, ys):
+        calls.append(len(xs))
+        if len(calls) == 1:
+            raise RuntimeError("the model is not ready")
+        return ce_step(model)(xs, ys)
+    step = cgrad.compile(fails_once, dynamic=True)
+    with pytest.raises(RuntimeError, match="not ready"):
+        step(X, Y)
+    assert not step.graphs and not step.templates   # nothing half made is kept
+    assert step(X, Y) == cgrad.compile(ce_step(model))(X, Y)
+    template = next(iter(step.templates.values()))
+    with pytest.raises(ValueError, match="more than a plan holds"):
+        template.graph(10 ** 10)

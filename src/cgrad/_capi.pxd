@@ -110,6 +110,7 @@ cdef extern from "cgrad.h" nogil:
     cg_tiling *cg_tiling_new(const cg_plan *p2, const uint32_t *inputs, const size_t *widths,
                              size_t n_groups, const char **why)
     void cg_tiling_free(cg_tiling *t)
+    size_t cg_tiling_slots(const cg_tiling *t, size_t batch)
     cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,
                             int find_layers)
     int cg_plans_match(const cg_plan *a, const uint32_t *a_inputs, const cg_plan *b,

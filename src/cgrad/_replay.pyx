@@ -227,11 +227,15 @@ def batch_template(Graph two not None, loss, tuple inputs):
     return template
 
 
-def _rebuild_tiled(Graph two, batch):
-    """An unpickled copy: its template was checked when the copy was first made."""
+def _rebuild_template(Graph two):
+    """An unpickled template: it was checked when first made."""
     cdef BatchTemplate template = BatchTemplate.__new__(BatchTemplate)
     template.read(two)
-    return template.graph(batch)
+    return template
+
+
+def _rebuild_tiled(Graph two, batch):
+    return _rebuild_template(two).graph(batch)
 
 
 def _rebuild_graph(cls, loss, inputs, outputs, input_grads, threads, exact):
@@ -1074,6 +1078,13 @@ cdef class BatchTemplate:
         cg_tiling_free(self.tiling)
         free(self.widths)
 
+    def __reduce__(self):
+        """Its two-example Graph (recorded again where it is unpickled; checked when
+        this template was made)."""
+        if self.tiling == NULL:
+            raise TypeError("an unmade BatchTemplate cannot be pickled")
+        return (_rebuild_template, (self.two,))
+
     def graph(self, Py_ssize_t batch):
         """The Graph for `batch` examples (inputs of shape (batch, ...)): `two` itself
         for 2, a copy for more."""
@@ -1084,6 +1095,10 @@ cdef class BatchTemplate:
                              f"not {batch}: record smaller batches as a Graph")
         if batch == 2:
             return self.two
+        if cg_tiling_slots(self.tiling, batch) >= 0xFFFFFFFF:
+            raise ValueError(f"a step over {batch} examples would need "
+                             f"{cg_tiling_slots(self.tiling, batch):,} slots, more than a "
+                             f"plan holds (2**32 - 1): use smaller batches")
         cdef Graph graph = Graph.__new__(Graph)
         graph.tile(self, batch)
         return graph
