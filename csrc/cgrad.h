@@ -209,13 +209,15 @@ double cg_plan_root_value(const cg_plan *p);  /* the loss, after forward */
  * the same nodes, constants of equal value). */
 typedef struct cg_tiling cg_tiling;
 cg_tiling *cg_tiling_new(const cg_plan *p2, const uint32_t *inputs, const size_t *widths,
-                         size_t n_groups, const char **why);
+                         size_t n_groups, const uint32_t *outputs, size_t n_outputs,
+                         const char **why);
 void cg_tiling_free(cg_tiling *t);
 cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,
-                        int find_layers);
+                        uint32_t *output_slots, int find_layers);
 size_t cg_tiling_slots(const cg_tiling *t, size_t batch);   /* its plan's, batch >= 2 */
 int cg_plans_match(const cg_plan *a, const uint32_t *a_inputs, const cg_plan *b,
-                   const uint32_t *b_inputs, size_t n_inputs);
+                   const uint32_t *b_inputs, size_t n_inputs, const uint32_t *a_outputs,
+                   const uint32_t *b_outputs, size_t n_outputs);
 /* Leave these slots' grads at 0 instead of computing them (layers reading only such
  * slots skip their input-gradient pass).  0, or -1 out of memory. */
 int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n);

@@ -26,9 +26,9 @@
 enum { SHARED = 0, FIRST = 1, SECOND = 2 };   /* a slot's example */
 
 static const char NOT_PER_EXAMPLE[] =
-    "the loss is not one graph per example combined by one sum (cgrad.sum, as cgrad's "
-    "losses build it): the examples' graphs differ, a term reads two examples, or "
-    "Python's sum() adds the losses one by one";
+    "the step is not one graph per example, the losses combined by one sum (cgrad.sum, "
+    "as cgrad's losses build it): the examples' graphs differ, a term reads two "
+    "examples, or Python's sum() adds the losses one by one";
 
 struct cg_tiling {
     const cg_plan *p2;       /* recorded over two examples (kept alive by the caller) */
@@ -41,6 +41,8 @@ struct cg_tiling {
     uint32_t mean;           /* the constant the sum is multiplied by (1/2), or -1 */
     uint32_t *inputs;        /* the recorded input slots, group by group, both examples */
     size_t *widths, n_groups, n_inputs;
+    uint32_t *outputs;       /* the recorded output slots: the first example's, the second's */
+    size_t n_outputs;        /* an example's */
 };
 
 static uint32_t dot_m(const cg_step *s)
@@ -95,6 +97,7 @@ void cg_tiling_free(cg_tiling *t)
     free(t->second);
     free(t->inputs);
     free(t->widths);
+    free(t->outputs);
     free(t);
 }
 
@@ -222,7 +225,18 @@ static const char *read_plan(cg_tiling *t)
         twin[s0->out] = s1->out;
         taken[s1->out] = 1;
     }
-    /* Above the examples: one sum of their two losses reads them, nothing else does. */
+    /* Each output is an example's, its twin the second example's (or one shared). */
+    for (size_t i = 0; i < t->n_outputs; i++) {
+        uint32_t o0 = t->outputs[i], o1 = t->outputs[t->n_outputs + i];
+        if (o0 == UINT32_MAX || !is_step[o0] || !(t->example[o0] == SHARED ? o1 == o0
+                                  : t->example[o0] == FIRST && twin[o0] == o1)) {
+            why = "the outputs are not one entry per example, computed the same way for "
+                  "every example";
+            goto done;
+        }
+    }
+    /* Above the examples: one sum of their two losses reads them, nothing else does;
+     * without a loss, nothing does. */
     t->sum = SIZE_MAX;
     t->mean = UINT32_MAX;
     for (size_t i = b; i < n; i++) {
@@ -232,7 +246,7 @@ static const char *read_plan(cg_tiling *t)
             reads_examples |= t->example[link_at(p, s, k)] != SHARED;
         if (!reads_examples)
             continue;
-        if (t->sum != SIZE_MAX || s->op != CG_SUM || s->n_kids != 2
+        if (p->n_backward == 0 || t->sum != SIZE_MAX || s->op != CG_SUM || s->n_kids != 2
             || t->example[kid_at(p, s, 0)] != FIRST || !is_step[kid_at(p, s, 0)]
             || twin[kid_at(p, s, 0)] != kid_at(p, s, 1)) {
             why = NOT_PER_EXAMPLE;
@@ -240,11 +254,11 @@ static const char *read_plan(cg_tiling *t)
         }
         t->sum = i;
     }
-    if (t->sum == SIZE_MAX) {
+    if (t->sum == SIZE_MAX && p->n_backward) {
         why = NOT_PER_EXAMPLE;
         goto done;
     }
-    for (size_t i = b; i < n; i++) {   /* mean = sum * (1 / batch) */
+    for (size_t i = b; i < n && p->n_backward; i++) {   /* mean = sum * (1 / batch) */
         const cg_step *s = &p->steps[i];
         if (s->op == CG_MUL && s->n_kids == 2 && kid_at(p, s, 0) == p->steps[t->sum].out) {
             uint32_t c = kid_at(p, s, 1);
@@ -268,7 +282,8 @@ done:
 }
 
 cg_tiling *cg_tiling_new(const cg_plan *p2, const uint32_t *inputs, const size_t *widths,
-                         size_t n_groups, const char **why)
+                         size_t n_groups, const uint32_t *outputs, size_t n_outputs,
+                         const char **why)
 {
     *why = "out of memory";
     cg_tiling *t = calloc(1, sizeof *t);
@@ -283,16 +298,19 @@ cg_tiling *cg_tiling_new(const cg_plan *p2, const uint32_t *inputs, const size_t
     t->second = malloc((p2->n_slots + 1) * sizeof *t->second);
     t->inputs = malloc((t->n_inputs + 1) * sizeof *t->inputs);
     t->widths = malloc((n_groups + 1) * sizeof *t->widths);
-    if (!t->example || !t->rank || !t->second || !t->inputs || !t->widths) {
+    t->n_outputs = n_outputs;
+    t->outputs = malloc((2 * n_outputs + 1) * sizeof *t->outputs);
+    if (!t->example || !t->rank || !t->second || !t->inputs || !t->widths || !t->outputs) {
         cg_tiling_free(t);
         return NULL;
     }
     memcpy(t->inputs, inputs, t->n_inputs * sizeof *inputs);
     memcpy(t->widths, widths, n_groups * sizeof *widths);
+    memcpy(t->outputs, outputs, 2 * n_outputs * sizeof *outputs);
     if (p2->n_steps == 0)
-        *why = "the loss is not computed from the examples (it is one of the inputs)";
-    else if (p2->n_backward != p2->n_steps)
-        *why = "the graph computes more than its loss (outputs apart from it)";
+        *why = "nothing is computed from the examples (the loss is one of the inputs)";
+    else if (p2->n_backward && p2->n_backward != p2->n_steps)
+        *why = "outputs apart from the loss (outputs the loss does not read)";
     else
         *why = read_plan(t);
     if (*why) {
@@ -332,7 +350,7 @@ size_t cg_tiling_slots(const cg_tiling *t, size_t batch)
 }
 
 cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,
-                        int find_layers)
+                        uint32_t *output_slots, int find_layers)
 {
     const cg_plan *p2 = t->p2;
     size_t copies = batch - 2, per_copy = t->b - t->a, kids_per_copy = 0;
@@ -385,11 +403,12 @@ cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,
         p->val[t->mean] = 1.0 / (double)batch;
     p->n_slots = n_slots;
 
-    /* Steps in the order backward()'s search meets them over `batch` examples. */
+    /* Steps in the order backward()'s search meets them over `batch` examples: the
+     * copies come after the second example's steps (and before any above them). */
     size_t at = 0, used = 0;
     size_t max_gather = 1;
-    for (size_t i = 0; i < p2->n_steps; i++) {
-        if (i == t->b)   /* the copies come after the second example's steps */
+    for (size_t i = 0; i <= p2->n_steps; i++) {
+        if (i == t->b)
             for (size_t c = 2; c < batch; c++)
                 for (size_t j = t->a; j < t->b; j++) {
                     const cg_step *s = &p2->steps[j];
@@ -401,6 +420,8 @@ cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,
                     for (uint32_t k = 0; k < s->n_kids; k++)
                         p->kid_slots[used++] = slot_in(t, kid_at(p2, s, k), c);
                 }
+        if (i == p2->n_steps)
+            break;
         const cg_step *s = &p2->steps[i];
         cg_step *d = &p->steps[at++];
         *d = *s;
@@ -419,7 +440,8 @@ cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,
     for (size_t i = 0; i < n_steps; i++)
         if (cg_is_nary(p->steps[i].op) && !p->steps[i].dense && p->steps[i].n_kids > max_gather)
             max_gather = p->steps[i].n_kids;
-    p->n_steps = p->n_backward = n_steps;
+    p->n_steps = n_steps;
+    p->n_backward = p2->n_backward ? n_steps : 0;
     p->scratch = malloc(max_gather * sizeof *p->scratch);
     if (!p->scratch)
         goto nomem;
@@ -438,7 +460,13 @@ cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,
                 input_slots[to++] = e == 0 ? t->inputs[from + j]
                                   : e == 1 ? second : slot_in(t, second, e);
             }
-    p->root = p->steps[n_steps - 1].out;
+    for (size_t e = 0, to = 0; e < batch; e++)
+        for (size_t i = 0; i < t->n_outputs; i++) {
+            uint32_t second = t->outputs[t->n_outputs + i];
+            output_slots[to++] = e == 0 ? t->outputs[i] : e == 1 ? second
+                               : slot_in(t, second, e);
+        }
+    p->root = p->n_backward ? p->steps[n_steps - 1].out : 0;
     if (!find_layers)
         return p;
     if (cg_plan_layers(p) < 0 || cg_plan_find_interior_runs(p) < 0
@@ -456,7 +484,8 @@ nomem:
  * op over kids that correspond (a map from a's slots to b's, one to one, built as they
  * are met: inputs by position, the same node, or constants of the same value). */
 int cg_plans_match(const cg_plan *a, const uint32_t *a_inputs, const cg_plan *b,
-                   const uint32_t *b_inputs, size_t n_inputs)
+                   const uint32_t *b_inputs, size_t n_inputs, const uint32_t *a_outputs,
+                   const uint32_t *b_outputs, size_t n_outputs)
 {
     if (a->n_steps != b->n_steps || a->n_backward != b->n_backward)
         return 0;
@@ -495,6 +524,8 @@ int cg_plans_match(const cg_plan *a, const uint32_t *a_inputs, const cg_plan *b,
             taken[y->out] = 1;
         }
     }
+    for (size_t i = 0; same && i < n_outputs; i++)
+        same = a_outputs[i] != UINT32_MAX && to[a_outputs[i]] == b_outputs[i];
     free(to);
     free(taken);
     return same;

@@ -218,9 +218,10 @@ def test_steps_that_are_not_a_sum_over_examples_are_refused():
         loss = losses.softmax_cross_entropy([model(x) for x in xs], ys)
         return loss + model.parameters()[0] ** 2 if len(xs) > 2 else loss
     assert "three examples" in refused(grows)
-    predict = cgrad.compile(lambda xs: (None, [model(x) for x in xs]), dynamic=True)
-    with pytest.raises(ValueError, match="must return a loss"):
-        predict(np.zeros((5, 3)))
+    both = cgrad.compile(lambda xs: (None, [model(x) for x in xs] + [model(xs[0])]),
+                         dynamic=True)
+    with pytest.raises(ValueError, match="one entry per example"):
+        both(np.zeros((5, 3)))
 
 
 def test_mistakes_get_clear_errors():
@@ -378,3 +379,30 @@ def test_more_mistakes_and_limits():
     template = next(iter(step.templates.values()))
     with pytest.raises(ValueError, match="more than a plan holds"):
         template.graph(10 ** 10)
+
+
+def test_predictions_and_outputs_for_any_batch_size():
+    """A graph without a loss (a prediction) and a step returning (loss, outputs): the
+    outputs of a copy are `batch` rows, those of the graph recorded over that batch."""
+    a, b = mlp(4, [6, 3]), mlp(4, [6, 3])
+    predict_d = cgrad.compile(lambda xs: (None, [a(x) for x in xs]), dynamic=True)
+    predict_r = cgrad.compile(lambda xs: (None, [b(x) for x in xs]))
+    def scored(model):
+        def fn(xs, ys):
+            scores = [model(x) for x in xs]
+            return losses.softmax_cross_entropy(scores, ys), scores
+        return fn
+    step_d = cgrad.compile(scored(a), dynamic=True)
+    step_r = cgrad.compile(scored(b))
+    oa, ob = Adam(a.parameters(), lr=0.05), Adam(b.parameters(), lr=0.05)
+    rng = np.random.default_rng(9)
+    for batch in (7, 1, 3, 40, 2, 7):
+        X, Y = data(rng, "ce", batch, 4, 3)
+        got, want = predict_d(X), predict_r(X)
+        assert got.shape == want.shape == (batch, 3) and np.array_equal(got, want)
+        assert step_d.step(X, Y, optimizer=oa) == step_r.step(X, Y, optimizer=ob)
+        outs = step_d.graph_for((X, Y)).outputs()
+        assert np.array_equal(outs, step_r.graph_for((X, Y)).outputs())
+    assert params_equal(a, b)
+    scalar = cgrad.compile(lambda xs: (None, [a(x)[0] for x in xs]), dynamic=True)
+    assert scalar(X).shape == (7,)

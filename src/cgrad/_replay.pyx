@@ -200,27 +200,31 @@ if hasattr(os, "register_at_fork"):
 _set_flush(flush, flush_node)
 
 
-def batch_template(Graph two not None, loss, tuple inputs):
-    """BatchTemplate(two, Graph(loss, inputs=inputs)) without making that Graph: the
-    three-example step is recorded only to be compared (cgrad.compile, dynamic=True)."""
+def batch_template(Graph two not None, loss, tuple inputs, outputs=None):
+    """BatchTemplate(two, Graph(loss, inputs=inputs, outputs=outputs)) without making
+    that Graph: the three-example step is recorded only to be compared (cgrad.compile,
+    dynamic=True)."""
     cdef BatchTemplate template = BatchTemplate.__new__(BatchTemplate)
-    if not isinstance(loss, Value):
-        raise TypeError(f"the loss must be a Value, not {type(loss).__name__}")
+    if loss is not None and not isinstance(loss, Value):
+        raise TypeError(f"the loss must be a Value (or None), not {type(loss).__name__}")
     cdef list flat = []
     for i, group in enumerate(inputs):
         flat += flatten(group, f"input {i}")[0]
-    cdef NodeArray queries = from_values(flat)
+    out_values, out_shape = flatten([] if outputs is None else outputs, "outputs")
+    template.read(two)
+    if <size_t>len(flat) != 3 * template.per_example \
+            or out_shape[1:] != template.out_rest and out_values:
+        raise ValueError(f"the three-example step's inputs or outputs are not the "
+                         f"two-example step's with one more example")
+    cdef NodeArray queries = from_values(flat + out_values)
     cdef uint32_t *slots = <uint32_t *>malloc((queries.size + 1) * sizeof(uint32_t))
     if slots == NULL:
         raise MemoryError()
     cdef cg_plan *three = NULL
     try:
-        three = record([loss], True, queries, slots, False)
-        template.read(two)
-        if <size_t>queries.size != 3 * template.per_example:
-            raise ValueError(f"the three-example inputs hold {queries.size} numbers, not "
-                             f"3 x {template.per_example}")
-        template.check(three, slots)
+        three = record(([] if loss is None else [loss]) + out_values, loss is not None,
+                       queries, slots, False)
+        template.check(three, slots, slots + len(flat))
     finally:
         cg_plan_free(three)
         free(slots)
@@ -478,6 +482,7 @@ cdef class Graph:
     cdef tuple made_with          # (inputs given as a tuple of groups, input_grads,
                                   # threads as given, exact): what pickling rebuilds it from
     cdef BatchTemplate tiled_from # a Graph copied for a batch size from a template
+    cdef size_t n_tiled_outputs   # its outputs (read from its plan: no nodes)
     cdef object __weakref__
 
     def __init__(self, loss=None, *, inputs=(), outputs=None, input_grads=True,
@@ -590,12 +595,14 @@ cdef class Graph:
         cdef size_t n_inputs = 0, g, n_groups = len(template.rest)
         for g in range(n_groups):
             n_inputs += batch * template.widths[g]
+        cdef size_t n_outputs = batch * template.per_output
         self.input_slots = <uint32_t *>malloc((n_inputs + 1) * sizeof(uint32_t))
-        self.output_slots = <uint32_t *>malloc(sizeof(uint32_t))
+        self.output_slots = <uint32_t *>malloc((n_outputs + 1) * sizeof(uint32_t))
         if self.input_slots == NULL or self.output_slots == NULL:
             raise MemoryError()
         with nogil:
-            self.plan = cg_tiling_plan(template.tiling, batch, self.input_slots, 1)
+            self.plan = cg_tiling_plan(template.tiling, batch, self.input_slots,
+                                       self.output_slots, 1)
         if self.plan == NULL:
             raise MemoryError(f"out of memory while copying the step for {batch} examples")
         grouped, input_grads, threads, exact = two.made_with
@@ -606,7 +613,8 @@ cdef class Graph:
         self.input_shapes = tuple((batch,) + rest for rest in template.rest)
         self.input_nodes = from_values([])
         self.output_nodes = from_values([])
-        self.output_shape = (0,)
+        self.output_shape = (batch,) + template.out_rest if n_outputs else (0,)
+        self.n_tiled_outputs = n_outputs
         self.stray_inputs = from_values([])
         if cg_plan_skip_grads(self.plan, self.input_slots, n_inputs) < 0 \
                 or cg_plan_set_threads(self.plan, default_threads() if threads is None
@@ -769,13 +777,18 @@ cdef class Graph:
     def outputs(self):
         """The outputs' current data, as an array shaped like the outputs."""
         self.ready()
-        out = np.empty(self.output_nodes.size, dtype=np.float64)
+        out = np.empty(self.output_nodes.size or self.n_tiled_outputs, dtype=np.float64)
         cdef double[::1] view = out
         cdef double *val
         cdef double *grad
         cdef Py_ssize_t i
         with RUN_LOCK:          # no other thread's run between the sync and the read
             wait_until_free([self])
+            if self.tiled_from is not None:   # computed by its last run, in its plan
+                cg_plan_arrays(self.plan, &val, &grad)
+                for i in range(<Py_ssize_t>self.n_tiled_outputs):
+                    view[i] = val[self.output_slots[i]]
+                return out.reshape(self.output_shape)
             flush(self)         # a graph sharing nodes may hold newer numbers
             if self.output_nodes.size:
                 cg_gather(self.output_nodes.nodes, self.output_nodes.size, &view[0])
@@ -1001,9 +1014,11 @@ cdef class BatchTemplate:
     the Graph for any batch size is copied without building its nodes (csrc/tile.c).
 
     ``two`` and ``three`` are Graphs of the same step over batches of two and three
-    examples (inputs of shape (2, ...) and (3, ...), a loss and no outputs): the loss
-    must be one graph per example combined by one ``cgrad.sum`` (and scaled by
-    1/batch), as cgrad's losses build it.  The copy for three examples is checked step
+    examples (inputs of shape (2, ...) and (3, ...); outputs, if any, one entry per
+    example): a loss must be one graph per example combined by one ``cgrad.sum`` (and
+    scaled by 1/batch), as cgrad's losses build it, and outputs the loss does not read
+    come only without a loss (a prediction).  ``graph(batch).outputs()`` are then
+    ``batch`` rows.  The copy for three examples is checked step
     for step against ``three`` (which is not kept); a step that is not such a sum
     (Python's ``sum()``, a constant factor, a term over two examples) raises ValueError
     saying so.  ``graph(batch)`` gives the Graph for that many examples: the steps the
@@ -1015,6 +1030,8 @@ cdef class BatchTemplate:
     cdef tuple rest            # each input's shape past the batch axis
     cdef size_t *widths
     cdef size_t per_example    # input numbers an example has
+    cdef tuple out_rest        # the outputs' shape past the batch axis
+    cdef size_t per_output     # outputs an example has
 
     def __init__(self, Graph two not None, Graph three not None):
         if self.tiling != NULL:
@@ -1022,25 +1039,31 @@ cdef class BatchTemplate:
         cdef Graph graph
         for graph, n in ((two, 2), (three, 3)):
             graph.ready()
-            if graph.loss is None or graph.output_nodes.size or not graph.input_shapes \
-                    or any(len(shape) == 0 or shape[0] != n for shape in graph.input_shapes):
-                raise ValueError(f"a BatchTemplate needs Graphs with a loss and no outputs "
-                                 f"over inputs of {n} examples (shapes ({n}, ...)); got "
-                                 f"{graph!r}")
-        if tuple(s[1:] for s in two.input_shapes) != tuple(s[1:] for s in three.input_shapes):
-            raise ValueError(f"the Graphs' inputs differ past the batch axis: "
-                             f"{two.input_shapes} and {three.input_shapes}")
+            if not graph.input_shapes \
+                    or any(len(shape) == 0 or shape[0] != n for shape in graph.input_shapes) \
+                    or graph.output_nodes.size and graph.output_shape[0] != n:
+                raise ValueError(f"a BatchTemplate needs Graphs over inputs of {n} "
+                                 f"examples (shapes ({n}, ...)), their outputs one entry "
+                                 f"per example; got {graph!r}")
+        if tuple(s[1:] for s in two.input_shapes) != tuple(s[1:] for s in three.input_shapes) \
+                or two.output_shape[1:] != three.output_shape[1:] \
+                or (two.loss is None) != (three.loss is None):
+            raise ValueError(f"the Graphs differ past the batch axis: {two!r} and {three!r}")
         self.read(two)
-        self.check(three.plan, three.input_slots)
+        self.check(three.plan, three.input_slots, three.output_slots)
 
-    cdef int check(self, cg_plan *three, uint32_t *three_inputs) except -1:
+    cdef int check(self, cg_plan *three, uint32_t *three_inputs,
+                   uint32_t *three_outputs) except -1:
         """Whether the copy for three examples is the plan recorded over three."""
-        cdef uint32_t *slots = <uint32_t *>malloc((3 * self.per_example + 1) * sizeof(uint32_t))
+        cdef uint32_t *slots = <uint32_t *>malloc(
+            (3 * (self.per_example + self.per_output) + 1) * sizeof(uint32_t))
         if slots == NULL:
             raise MemoryError()
-        cdef cg_plan *copy = cg_tiling_plan(self.tiling, 3, slots, 0)
-        cdef int same = copy != NULL and cg_plans_match(copy, slots, three, three_inputs,
-                                                        3 * self.per_example)
+        cdef uint32_t *outs = slots + 3 * self.per_example
+        cdef cg_plan *copy = cg_tiling_plan(self.tiling, 3, slots, outs, 0)
+        cdef int same = copy != NULL and cg_plans_match(
+            copy, slots, three, three_inputs, 3 * self.per_example,
+            outs, three_outputs, 3 * self.per_output)
         cg_plan_free(copy)
         free(slots)
         if copy == NULL:
@@ -1064,8 +1087,15 @@ cdef class BatchTemplate:
         for g in range(n_groups):
             self.widths[g] = math.prod(self.rest[g])
             self.per_example += self.widths[g]
+        if two.output_nodes.size and (len(two.output_shape) == 0 or two.output_shape[0] != 2):
+            raise ValueError(f"this step cannot be copied to other batch sizes: its outputs "
+                             f"(shape {two.output_shape} over two examples) are not one "
+                             f"entry per example")
+        self.out_rest = two.output_shape[1:] if two.output_nodes.size else ()
+        self.per_output = two.output_nodes.size // 2
         cdef const char *why = NULL
-        self.tiling = cg_tiling_new(two.plan, two.input_slots, self.widths, n_groups, &why)
+        self.tiling = cg_tiling_new(two.plan, two.input_slots, self.widths, n_groups,
+                                    two.output_slots, self.per_output, &why)
         if self.tiling == NULL:
             reason = why.decode()
             if reason == "out of memory":

@@ -29,14 +29,16 @@ class Compiled:
     as nodes, and numbers it computes in Python from them are fixed at that time.
 
     ``dynamic=True``: every array's first axis is the batch, of any size.  ``fn`` runs
-    twice, over batches of two and three examples, and must return a loss that is one
-    graph per example combined by one ``cgrad.sum`` (and scaled by 1/batch): what
-    cgrad's losses build from ``[model(x) for x in xs]``.  The step for any other size
-    is copied from those two recordings (checked against each other; anything else
-    raises ValueError saying what), with the numbers of the graph ``fn`` would build
-    over that batch, bit for bit, and no Value per example: the setup and memory of a
-    large batch do not grow with its nodes.  A batch of one example is traced as
-    usual.  Input gradients are not computed (``fn``'s input leaves are its own)."""
+    twice, over batches of two and three examples, and must build one graph per
+    example: a loss combines them by one ``cgrad.sum`` (and scales by 1/batch), as
+    cgrad's losses build it from ``[model(x) for x in xs]``; outputs are one entry per
+    example (``(None, outputs)`` for a prediction; with a loss, outputs it reads).  The
+    step for any other size is copied from those two recordings (checked against each
+    other; anything else raises ValueError saying what), with the numbers of the graph
+    ``fn`` would build over that batch, bit for bit, and no Value per example: the
+    setup and memory of a large batch do not grow with its nodes.  A batch of one
+    example is traced as usual.  Input gradients are not computed (``fn``'s input
+    leaves are its own)."""
 
     def __init__(self, fn: Callable[..., Any], dynamic: bool = False,
                  **graph_options: Any) -> None:
@@ -87,12 +89,10 @@ class Compiled:
         template = self.templates.get(rest)
         if template is None:
             two = self.record(tuple((2,) + r for r in rest), **options)
-            if two.loss is None:
-                raise ValueError("dynamic=True compiles a training step: fn must return "
-                                 "a loss")
             leaves = tuple(inputs(*((3,) + r)) for r in rest)   # recorded to compare
             out = self.fn(*leaves)
-            template = batch_template(two, out[0] if isinstance(out, tuple) else out, leaves)
+            loss, outputs = out if isinstance(out, tuple) else (out, None)
+            template = batch_template(two, loss, leaves, outputs)
             self.templates[rest] = template
         return template.graph(batch)
 
