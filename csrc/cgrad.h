@@ -195,7 +195,8 @@ void cg_plan_arrays(cg_plan *p, double **val, double **grad);
  * slots; their numbers are read from the nodes.  0, or -1 out of memory (the plan as
  * it was). */
 int cg_plan_add_leaves(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots);
-/* Fill slots with data as fresh leaves (grad 0); UINT32_MAX slots are skipped. */
+/* Fill slots with data as fresh leaves (grad 0: after cg_plan_skip_grads over these
+ * slots their grads are 0 already); UINT32_MAX slots are skipped. */
 void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t n);
 double cg_plan_root_value(const cg_plan *p);  /* the loss, after forward */
 

@@ -93,6 +93,8 @@ struct cg_plan {
      * back to its steps in this run (fell_back). */
     uint32_t *gradless, *written;
     size_t n_gradless, n_written;
+    int inputs_gradless;   /* the inputs cg_plan_load fills are the gradless slots: their
+                            * grads are 0 whenever a run starts (nothing to clear) */
     int fell_back;
 };
 

@@ -857,6 +857,7 @@ int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n)
     free(p->gradless);
     p->gradless = kept;
     p->n_gradless = count;
+    p->inputs_gradless = 1;
     return 0;
 }
 
@@ -1026,7 +1027,8 @@ void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t 
             ;
         if (slots[i] != UINT32_MAX) {
             memcpy(p->val + slots[i], data + i, (j - i) * sizeof *data);
-            memset(p->grad + slots[i], 0, (j - i) * sizeof *p->grad);
+            if (!p->inputs_gradless)
+                memset(p->grad + slots[i], 0, (j - i) * sizeof *p->grad);
         }
     }
 }
