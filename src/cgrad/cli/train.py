@@ -1,8 +1,9 @@
 """`python -m cgrad train`: an MLP on the handwritten digits, trained with graph replay.
 
-The step's graph (model, softmax cross-entropy, over one minibatch of input leaves) is
-built once per batch size and replayed in C for every batch: forward, backward and the
-Adam update with no Python per node.
+The training step (model, softmax cross-entropy, Adam) and the class scores are
+`cgrad.compile(..., dynamic=True)` functions: traced once over two and three examples,
+copied in C for each batch size met (the last, partial batch included), and replayed for
+every batch with no Python per node.
 """
 import statistics
 import random
@@ -17,26 +18,14 @@ from cgrad.optim import Adam
 
 
 class Trainer:
-    """Replayed training and evaluation graphs for one model, one per batch size."""
+    """A model's replayed training step and class scores, for any batch size."""
 
     def __init__(self, model, n_classes, optimizer):
-        self.model, self.n_classes, self.optimizer = model, n_classes, optimizer
-        self.nin = len(model.layers[0].neurons[0].w)
-        self.train_graphs, self.eval_graphs = {}, {}
-
-    def train_graph(self, batch_size):
-        if batch_size not in self.train_graphs:
-            xs, ys = cgrad.inputs(batch_size, self.nin), cgrad.inputs(batch_size, self.n_classes)
-            loss = losses.softmax_cross_entropy([self.model(x) for x in xs], ys)
-            self.train_graphs[batch_size] = cgrad.Graph(loss, inputs=(xs, ys))
-        return self.train_graphs[batch_size]
-
-    def eval_graph(self, batch_size):
-        if batch_size not in self.eval_graphs:
-            xs = cgrad.inputs(batch_size, self.nin)
-            self.eval_graphs[batch_size] = cgrad.Graph(inputs=xs,
-                                                       outputs=[self.model(x) for x in xs])
-        return self.eval_graphs[batch_size]
+        self.n_classes, self.optimizer = n_classes, optimizer
+        self.train_step = cgrad.compile(
+            lambda xs, ys: losses.softmax_cross_entropy([model(x) for x in xs], ys),
+            dynamic=True)
+        self.scores = cgrad.compile(lambda xs: (None, [model(x) for x in xs]), dynamic=True)
 
     def epoch(self, X, y, batch_size, rng):
         """One pass over (X, y) in shuffled minibatches; returns the mean loss."""
@@ -45,18 +34,12 @@ class Trainer:
         total = 0.0
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
-            graph = self.train_graph(len(batch))
-            total += graph.step(X[batch], one_hot[batch], optimizer=self.optimizer) * len(batch)
+            total += self.train_step.step(X[batch], one_hot[batch],
+                                          optimizer=self.optimizer) * len(batch)
         return total / len(order)
 
-    def predict(self, X, batch_size=256):
-        """Class scores for every row of X."""
-        scores = [self.eval_graph(len(X[i:i + batch_size])).forward(X[i:i + batch_size])
-                  for i in range(0, len(X), batch_size)]
-        return np.concatenate(scores).reshape(len(X), self.n_classes)
-
     def accuracy(self, X, y):
-        return float(np.mean(self.predict(X).argmax(axis=1) == y))
+        return float(np.mean(self.scores(X).argmax(axis=1) == y))
 
 
 def main(args):
