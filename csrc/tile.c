@@ -11,8 +11,12 @@
  * becomes 1/B.  The copy is checked step for step against the plan recorded over three
  * examples (cg_plans_match) before any other size is made: Python code that does
  * something else with the batch (a constant factor, a term coupling two examples) shows
- * there.  Nothing here reads a Value: copying is memory traffic (~20 ms for a million
- * slots), where building and recording the batch's graph costs ~0.5 s.
+ * there.  A graph without a loss (a prediction) is the same without the sum: its
+ * outputs are one per example.  Nothing here reads a Value: the copy is memory traffic
+ * (a few ms for a million slots; finding its layers costs more), where building and
+ * recording the batch's graph costs ~0.5 s.  Not handled (refused): a node built per
+ * example from the parameters alone (it depends on no example, so nothing tells it
+ * from a shared one).
  *
  * Numbers: the tiled plan runs the steps a recorded plan over B examples would run, in
  * the same order, and its layers are found and proven by the same code (cg_plan_layers),
