@@ -4,7 +4,8 @@ default) and JAX jit float64 (when installed), from the same weights and data.
 
 Engines are interleaved within each round; each step is timed by wall clock and by the
 calling thread's CPU time.  Setup (building and recording, or jit compiling) and peak
-memory growth are measured in a fresh process per engine and workload.
+memory growth are measured in fresh processes per engine and workload (the median of
+three).
 
     python -m cgrad bench --scale [--quick] [--json FILE]
 """
@@ -218,15 +219,19 @@ DEFAULT_TORCH_THREADS = None
 
 # ---- measuring ----------------------------------------------------------------------------
 
-def setup_and_memory(engine, index):
+def setup_and_memory(engine, index, runs=3):
     """In a fresh process: setup seconds (build + record, or compile: up to the end of
     the first step) and the largest resident-memory growth over the process after its
-    imports, sampled after setup and after each of three steps."""
+    imports, sampled after setup and after each of three steps.  The median of `runs`
+    processes (one process's setup moves by 2x on this VM)."""
     code = (f"import sys; from cgrad.cli import scale; "
             f"print(scale._child({engine!r}, {index}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    results = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return {key: statistics.median(r[key] for r in results) for key in results[0]}
 
 
 def _child(engine, index):
