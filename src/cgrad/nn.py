@@ -279,7 +279,10 @@ class Layer(Module):
 
     def parameters(self) -> list[Value]:
         """Every neuron's parameters, neuron by neuron."""
-        return [p for n in self.neurons for p in n.parameters()]
+        params: list[Value] = []
+        for n in self.neurons:   # extend: no Python step per parameter
+            params.extend(n.parameters())
+        return params
 
     def config(self) -> dict[str, Any]:
         """{'nin', 'nout', 'activation', 'fused'}: enough to build it again."""
@@ -324,7 +327,10 @@ class MLP(Module):
 
     def parameters(self) -> list[Value]:
         """Every layer's parameters, layer by layer (micrograd's order)."""
-        return [p for layer in self.layers for p in layer.parameters()]
+        params: list[Value] = []
+        for layer in self.layers:
+            params.extend(layer.parameters())
+        return params
 
     def config(self) -> dict[str, Any]:
         """{'nin', 'nouts', 'activation', 'fused'}: enough to build it again."""
