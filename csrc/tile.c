@@ -11,8 +11,10 @@
  * becomes 1/B.  The copy is checked step for step against the plan recorded over three
  * examples (cg_plans_match) before any other size is made: Python code that does
  * something else with the batch (a constant factor, a term coupling two examples) shows
- * there.  A graph without a loss (a prediction) is the same without the sum: its
- * outputs are one per example.  Nothing here reads a Value: the copy is memory traffic
+ * there.  Python's sum() over the losses, ((L0 + 0) + L1) + ..., is copied the same
+ * way: its add of the second loss is the second example's last step, and each copy's
+ * adds its loss to the last copy's sum.  A graph without a loss (a prediction) is the
+ * same without the sum: its outputs are one per example.  Nothing here reads a Value: the copy is memory traffic
  * (a few ms for a million slots; finding its layers costs more), where building and
  * recording the batch's graph costs ~0.5 s.  Not handled (refused): a node built per
  * example from the parameters alone (it depends on no example, so nothing tells it
@@ -30,9 +32,9 @@
 enum { SHARED = 0, FIRST = 1, SECOND = 2 };   /* a slot's example */
 
 static const char NOT_PER_EXAMPLE[] =
-    "the step is not one graph per example, the losses combined by one sum (cgrad.sum, "
-    "as cgrad's losses build it): the examples' graphs differ, a term reads two "
-    "examples, or Python's sum() adds the losses one by one";
+    "the step is not one graph per example, the losses summed (by cgrad.sum, as cgrad's "
+    "losses do, or by Python's sum()): the examples' graphs differ, or a term reads two "
+    "examples";
 
 struct cg_tiling {
     const cg_plan *p2;       /* recorded over two examples (kept alive by the caller) */
@@ -40,8 +42,10 @@ struct cg_tiling {
     uint32_t *rank;          /* [slot] a SECOND slot's place among them */
     uint32_t *second;        /* the SECOND slots in slot order */
     size_t n_second;
-    size_t a, b;             /* the second example's steps: [a, b) */
-    size_t sum;              /* the step summing the examples' losses */
+    size_t a, b;             /* the second example's steps: [a, b), copied per example */
+    size_t sum;              /* the step summing the examples' losses (or SIZE_MAX) */
+    uint32_t chain_out;      /* Python's sum() instead: the second example's running sum
+                              * (its last step), which each copy adds its loss to */
     uint32_t mean;           /* the constant the sum is multiplied by (1/2), or -1 */
     uint32_t *inputs;        /* the recorded input slots, group by group, both examples */
     size_t *widths, n_groups, n_inputs;
@@ -184,7 +188,17 @@ static const char *read_plan(cg_tiling *t)
             b = i + 1;
         }
     }
-    if (b == 0 || b - a != first) {
+    /* Python's sum() over the losses, ((L0 + 0) + L1) + ...: its first add sits just
+     * before the second example's steps (its first example's part), the next right
+     * after them (the second example's: each copy adds its loss to the last sum). */
+    size_t chain = 0;
+    if (b != 0 && a > 0 && b < n && first == b - a + 1) {
+        const cg_step *c1 = &p->steps[a - 1], *c2 = &p->steps[b];
+        chain = dep[c1->out] == 1 && c1->op == CG_ADD && !c1->dense && c1->n_kids == 2
+            && c2->op == CG_ADD && !c2->dense && c2->n_kids == 2
+            && kid_at(p, c2, 0) == c1->out && dep[kid_at(p, c2, 1)] == 2;
+    }
+    if (b == 0 || b - a + chain != first) {
         why = NOT_PER_EXAMPLE;
         goto done;
     }
@@ -199,6 +213,9 @@ static const char *read_plan(cg_tiling *t)
         uint8_t d = is_step[s] || dep[s] ? dep[s] : readers[s];
         t->example[s] = d == 1 ? FIRST : d == 2 ? SECOND : SHARED;
     }
+    t->chain_out = chain ? p->steps[b].out : UINT32_MAX;
+    if (chain)
+        t->example[t->chain_out] = SECOND;
     /* Twins, step by step: the i-th first-example step and the i-th second-example one. */
     for (uint32_t s = 0; s < p->n_slots; s++)
         twin[s] = UINT32_MAX;
@@ -211,7 +228,7 @@ static const char *read_plan(cg_tiling *t)
     uint32_t checked_x = UINT32_MAX;   /* a layer's dots read one input run */
     for (size_t i = 0, j = a; i < a; i++) {
         const cg_step *s0 = &p->steps[i];
-        if (t->example[s0->out] != FIRST)
+        if (t->example[s0->out] != FIRST || (chain && i + 1 == a))
             continue;
         const cg_step *s1 = &p->steps[j++];
         int same = same_step(s0, s1);
@@ -229,6 +246,11 @@ static const char *read_plan(cg_tiling *t)
         twin[s0->out] = s1->out;
         taken[s1->out] = 1;
     }
+    if (chain && twin[kid_at(p, &p->steps[a - 1], 0)] != kid_at(p, &p->steps[b], 1)) {
+        why = NOT_PER_EXAMPLE;   /* the sum does not add the examples' twin losses */
+        goto done;
+    }
+    b += chain;   /* the running sum's add is the second example's last step */
     /* Each output is an example's, its twin the second example's (or one shared). */
     for (size_t i = 0; i < t->n_outputs; i++) {
         uint32_t o0 = t->outputs[i], o1 = t->outputs[t->n_outputs + i];
@@ -245,9 +267,16 @@ static const char *read_plan(cg_tiling *t)
     t->mean = UINT32_MAX;
     for (size_t i = b; i < n; i++) {
         const cg_step *s = &p->steps[i];
-        int reads_examples = 0;
-        for (uint32_t k = 0; k < link_count(s); k++)
-            reads_examples |= t->example[link_at(p, s, k)] != SHARED;
+        int reads_examples = 0, reads_sum = 0;
+        for (uint32_t k = 0; k < link_count(s); k++) {
+            uint32_t kid = link_at(p, s, k);
+            reads_sum |= kid == t->chain_out;
+            reads_examples |= t->example[kid] != SHARED && kid != t->chain_out;
+        }
+        if (reads_sum && (s->dense || row_count(s))) {
+            why = NOT_PER_EXAMPLE;   /* the running sum read through a run */
+            goto done;
+        }
         if (!reads_examples)
             continue;
         if (p->n_backward == 0 || t->sum != SIZE_MAX || s->op != CG_SUM || s->n_kids != 2
@@ -258,13 +287,15 @@ static const char *read_plan(cg_tiling *t)
         }
         t->sum = i;
     }
-    if (t->sum == SIZE_MAX && p->n_backward) {
+    if (t->sum == SIZE_MAX && !chain && p->n_backward) {
         why = NOT_PER_EXAMPLE;
         goto done;
     }
+    uint32_t total = chain ? t->chain_out : t->sum != SIZE_MAX ? p->steps[t->sum].out
+                                                               : UINT32_MAX;
     for (size_t i = b; i < n && p->n_backward; i++) {   /* mean = sum * (1 / batch) */
         const cg_step *s = &p->steps[i];
-        if (s->op == CG_MUL && s->n_kids == 2 && kid_at(p, s, 0) == p->steps[t->sum].out) {
+        if (s->op == CG_MUL && s->n_kids == 2 && kid_at(p, s, 0) == total) {
             uint32_t c = kid_at(p, s, 1);
             if (!is_step[c] && is_constant(p, c) && p->slot_node[c]->data == 0.5)
                 t->mean = c;
@@ -324,10 +355,10 @@ cg_tiling *cg_tiling_new(const cg_plan *p2, const uint32_t *inputs, const size_t
     return t;
 }
 
-/* Where slot s of the second example sits in copy c (c >= 2; shared slots stay). */
+/* Where slot s of the second example sits in copy c (shared slots stay). */
 static uint32_t slot_in(const cg_tiling *t, uint32_t s, size_t c)
 {
-    if (s == UINT32_MAX || t->example[s] != SECOND)
+    if (s == UINT32_MAX || t->example[s] != SECOND || c < 2)   /* c 1: the recorded one */
         return s;
     return (uint32_t)(t->p2->n_slots + (c - 2) * t->n_second + t->rank[s]);
 }
@@ -423,6 +454,8 @@ cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,
                     d->kids = used;
                     for (uint32_t k = 0; k < s->n_kids; k++)
                         p->kid_slots[used++] = slot_in(t, kid_at(p2, s, k), c);
+                    if (s->out == t->chain_out)   /* adds to the last copy's sum */
+                        p->kid_slots[d->kids] = slot_in(t, t->chain_out, c - 1);
                 }
         if (i == p2->n_steps)
             break;
@@ -433,8 +466,11 @@ cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,
         if (s->dense)
             continue;
         d->kids = used;
-        for (uint32_t k = 0; k < s->n_kids; k++)
-            p->kid_slots[used++] = kid_at(p2, s, k);
+        for (uint32_t k = 0; k < s->n_kids; k++) {   /* above the examples: the last sum */
+            uint32_t kid = kid_at(p2, s, k);
+            p->kid_slots[used++] = i >= t->b && kid == t->chain_out && batch > 2
+                                 ? slot_in(t, kid, batch - 1) : kid;
+        }
         if (i == t->sum) {   /* the sum of every example's loss, in example order */
             for (size_t c = 2; c < batch; c++)
                 p->kid_slots[used++] = slot_in(t, kid_at(p2, s, 1), c);

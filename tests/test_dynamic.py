@@ -204,12 +204,12 @@ def refused(fn, batch=4, nin=3):
 
 def test_steps_that_are_not_a_sum_over_examples_are_refused():
     model = mlp(3, [4, 2])
-    python_sum = refused(lambda xs, ys: sum(
-        losses.cross_entropy(model(x), y) for x, y in zip(xs, ys)))
-    assert "Python's sum()" in python_sum
     coupled = refused(lambda xs, ys: losses.softmax_cross_entropy(
         [model(x) for x in xs], ys) + (model(xs[0])[0] - model(xs[1])[0]) ** 2)
     assert "a term reads two examples" in coupled
+    not_the_examples = refused(lambda xs, ys: sum(   # Python's sum() of something else
+        [losses.cross_entropy(model(x), y) for x, y in zip(xs, ys)], model(xs[0])[0]))
+    assert "not one graph per example" in not_the_examples
     fixed = refused(lambda xs, ys: cgrad.sum(
         [losses.cross_entropy(model(x), y) for x, y in zip(xs, ys)]) * 0.5)
     assert "1/batch" in fixed
@@ -406,3 +406,40 @@ def test_predictions_and_outputs_for_any_batch_size():
     assert params_equal(a, b)
     scalar = cgrad.compile(lambda xs: (None, [a(x)[0] for x in xs]), dynamic=True)
     assert scalar(X).shape == (7,)
+
+
+def micrograd_demo_loss(model):
+    """micrograd's demo loss as its notebook writes it: Python's sum() over the
+    examples' losses, times 1/len, plus an L2 term summed the same way."""
+    def fn(xs, ys):
+        scores = [model(x) for x in xs]
+        per_example = [(1 + -yi * si).relu() for yi, si in zip(ys, scores)]
+        data_loss = sum(per_example) * (1.0 / len(per_example))
+        reg_loss = 1e-4 * sum((p * p for p in model.parameters()))
+        return data_loss + reg_loss
+    return fn
+
+
+@pytest.mark.parametrize("python_sum_only", [False, True])
+def test_python_sum_over_the_examples(python_sum_only):
+    """Python's sum() adds the losses one by one, ((L0 + 0) + L1) + ...: each copied
+    example adds its loss to the last one's sum, as the eager graph over the batch."""
+    if python_sum_only:
+        def make(model):
+            return lambda xs, ys: sum(losses.cross_entropy(model(x), y)
+                                      for x, y in zip(xs, ys))
+        kind, nin, nouts = "ce", 3, [5, 3]
+    else:
+        make, kind, nin, nouts = micrograd_demo_loss, "hinge", 2, [8, 8, 1]
+    dynamic, eager = mlp(nin, nouts), mlp(nin, nouts)
+    d, e_step = cgrad.compile(make(dynamic), dynamic=True), make(eager)
+    od, oe = SGD(dynamic.parameters(), lr=0.05), SGD(eager.parameters(), lr=0.05)
+    rng = np.random.default_rng(11)
+    for batch in (6, 2, 3, 1, 13, 6):
+        X, Y = data(rng, kind, batch, nin, nouts[-1])
+        loss = e_step([[cgrad.Value(v) for v in row] for row in X], list(Y))
+        oe.zero_grad()
+        loss.backward()
+        oe.step()
+        assert d.step(X, Y, optimizer=od) == loss.data, batch
+        assert params_equal(dynamic, eager), batch
