@@ -1015,13 +1015,13 @@ cdef class BatchTemplate:
 
     ``two`` and ``three`` are Graphs of the same step over batches of two and three
     examples (inputs of shape (2, ...) and (3, ...); outputs, if any, one entry per
-    example): a loss must be one graph per example combined by one ``cgrad.sum`` (and
-    scaled by 1/batch), as cgrad's losses build it, and outputs the loss does not read
-    come only without a loss (a prediction).  ``graph(batch).outputs()`` are then
-    ``batch`` rows.  The copy for three examples is checked step
-    for step against ``three`` (which is not kept); a step that is not such a sum
-    (Python's ``sum()``, a constant factor, a term over two examples) raises ValueError
-    saying so.  ``graph(batch)`` gives the Graph for that many examples: the steps the
+    example): a loss must be one graph per example, the losses summed by one
+    ``cgrad.sum`` (as cgrad's losses do) or by Python's ``sum()`` and scaled by
+    1/batch or not at all, and outputs the loss does not read come only without a loss
+    (a prediction).  ``graph(batch).outputs()`` are then ``batch`` rows.  The copy for
+    three examples is checked step for step against ``three`` (which is not kept); a
+    step that is not such a sum (a constant factor, a term over two examples) raises
+    ValueError saying so.  ``graph(batch)`` gives the Graph for that many examples: the steps the
     graph over that batch would run, in the same order, so the same numbers bit for
     bit, with no Value per example (its nodes are the parameters' alone: they stay in
     step with it, as with any Graph)."""

@@ -30,8 +30,9 @@ class Compiled:
 
     ``dynamic=True``: every array's first axis is the batch, of any size.  ``fn`` runs
     twice, over batches of two and three examples, and must build one graph per
-    example: a loss combines them by one ``cgrad.sum`` (and scales by 1/batch), as
-    cgrad's losses build it from ``[model(x) for x in xs]``; outputs are one entry per
+    example: a loss sums them by one ``cgrad.sum`` (as cgrad's losses build it from
+    ``[model(x) for x in xs]``) or by Python's ``sum()``, and scales by 1/batch or not
+    at all; outputs are one entry per
     example (``(None, outputs)`` for a prediction; with a loss, outputs it reads).  The
     step for any other size is copied from those two recordings (checked against each
     other; anything else raises ValueError saying what), with the numbers of the graph
