@@ -15,7 +15,7 @@ from cgrad._replay import _set_work_per_part
 from cgrad.cli import scale
 
 
-def main(work=1 << 22):
+def main(work=3 << 19):
     _set_work_per_part(work)
     for name, nin, nouts, batch, loss_kind, opt_kind in scale.WORKLOADS:
         X, y = scale.workload_data(nin, batch, loss_kind)

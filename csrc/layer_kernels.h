@@ -28,7 +28,7 @@ int cg_rank_update(int exact, double *const *c, size_t n_r, const double *const 
                    double *const *saved, double *panel);
 
 /* For tests (plan_parts.c): the fewest multiply-adds a kernel part gets with threads=N
- * (default 4M; smaller kernels are not split); returns the previous setting. */
+ * (default 1.5M; smaller kernels are not split); returns the previous setting. */
 size_t cg_set_work_per_part(size_t work);
 
 /* The copy the kernels run on here, exact or not (e.g. "AVX2 (4 doubles a vector)"). */

@@ -9,8 +9,10 @@
 
 /* Handing a part to a sleeping worker and waiting for it costs ~20-50 us on this kind of
  * VM (measured: threads=2 made small models 5-20x slower when every kernel was split);
- * 4M multiply-adds (the default) are ~100-250 us of kernel time. */
-static size_t work_per_part = (size_t)1 << 22;
+ * 1.5M multiply-adds (the default) are ~60 us of kernel time.  Measured against 4M
+ * (benchmarks/threads_vs_one.py, Zen 4): 784-wide steps at batch 32-64 13-23% faster
+ * with two threads, the rest level; beside a busy loop, both 0.92-1.0x of one thread. */
+static size_t work_per_part = (size_t)3 << 19;
 
 size_t cg_set_work_per_part(size_t work)
 {

@@ -415,7 +415,7 @@ cdef bint a_bool(value, str name) except -1:
 
 def default_threads():
     """The cores this process may run on (at most 8): Graph's default threads.  Only
-    kernels big enough to pay for the hand-off are split (4M multiply-adds a part), so
+    kernels big enough to pay for the hand-off are split (1.5M multiply-adds a part), so
     small models run on one thread whatever this is."""
     try:
         cores = len(os.sched_getaffinity(0))
@@ -445,7 +445,7 @@ cdef class Graph:
     not require grad).  ``threads=N`` splits each layer's matrix-matrix kernels, the
     passes around them and the optimizer's step over N threads (each number computed by
     one of them, in the same order: the same bits as one thread) when the work is big
-    enough to pay for it (4M multiply-adds a part); the loss's scalar steps run on one.
+    enough to pay for it (1.5M multiply-adds a part); the loss's scalar steps run on one.
     The default (None) is the cores the process may use, at most 8.  ``exact=False``
     lets the layer kernels fuse each multiply-add (FMA, where the CPU has it): faster on
     CPUs whose FMA units outrun separate multiplies and adds (Intel's), and no longer
