@@ -140,48 +140,59 @@ static int same_step(const cg_step *x, const cg_step *y)
         && x->dense == y->dense && memcmp(&x->arg, &y->arg, sizeof x->arg) == 0;
 }
 
-/* Classify the slots and check that the second example's steps copy the first's. */
-static const char *read_plan(cg_tiling *t)
+/* read_plan's working state over the two-example plan. */
+typedef struct {
+    cg_tiling *t;
+    const cg_plan *p;
+    uint8_t *dep;          /* t->example while reading: which examples a slot depends on */
+    uint8_t *is_step;      /* [slot] a step's output */
+    uint8_t *readers;      /* [slot] which examples the steps reading it depend on */
+    uint8_t *taken;        /* [slot] a second-example slot already twinned */
+    uint32_t *twin;        /* [slot] a first-example slot's twin in the second example */
+    size_t a, b;           /* the second example's steps */
+    int chain;             /* the losses are added by Python's sum() */
+} reading;
+
+/* Which examples each slot depends on (bits 1 and 2), and which examples read each leaf. */
+static const char *find_dependence(reading *r)
 {
-    const cg_plan *p = t->p2;
-    size_t n = p->n_steps;
-    uint8_t *dep = t->example;   /* first which examples a slot depends on, then its class */
-    uint8_t *is_step = calloc(p->n_slots + 1, 1), *readers = calloc(p->n_slots + 1, 1);
-    uint8_t *taken = calloc(p->n_slots + 1, 1);
-    uint32_t *twin = malloc((p->n_slots + 1) * sizeof *twin);
-    const char *why = NULL;
-    if (!is_step || !readers || !taken || !twin) {
-        why = "out of memory";
-        goto done;
-    }
+    const cg_tiling *t = r->t;
+    const cg_plan *p = r->p;
     for (size_t g = 0, at = 0; g < t->n_groups; at += 2 * t->widths[g], g++)
         for (size_t j = 0; j < t->widths[g]; j++) {
             uint32_t s0 = t->inputs[at + j], s1 = t->inputs[at + t->widths[g] + j];
-            if ((s0 == UINT32_MAX) != (s1 == UINT32_MAX)) {
-                why = "an input one example reads is not read for the other";
-                goto done;
-            }
+            if ((s0 == UINT32_MAX) != (s1 == UINT32_MAX))
+                return "an input one example reads is not read for the other";
             if (s0 != UINT32_MAX) {
-                dep[s0] = 1;
-                dep[s1] = 2;
+                r->dep[s0] = 1;
+                r->dep[s1] = 2;
             }
         }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < p->n_steps; i++) {
         const cg_step *s = &p->steps[i];
         uint8_t d = 0;
         for (uint32_t k = 0; k < link_count(s); k++)
-            d |= dep[link_at(p, s, k)];
-        dep[s->out] |= d;
-        is_step[s->out] = 1;
+            d |= r->dep[link_at(p, s, k)];
+        r->dep[s->out] |= d;
+        r->is_step[s->out] = 1;
     }
-    for (size_t i = 0; i < n; i++) {   /* a leaf other than an input: whose steps read it */
+    for (size_t i = 0; i < p->n_steps; i++) {
         const cg_step *s = &p->steps[i];
         for (uint32_t k = 0; k < link_count(s); k++)
-            readers[link_at(p, s, k)] |= dep[s->out];
+            r->readers[link_at(p, s, k)] |= r->dep[s->out];
     }
-    size_t first = 0, a = n, b = 0;
+    return NULL;
+}
+
+/* The second example's steps, [a, b): one run, after every first-example step and
+ * before every step reading both.  Then each slot's class. */
+static const char *find_blocks(reading *r)
+{
+    cg_tiling *t = r->t;
+    const cg_plan *p = r->p;
+    size_t n = p->n_steps, first = 0, a = n, b = 0;
     for (size_t i = 0; i < n; i++) {
-        uint8_t d = dep[p->steps[i].out];
+        uint8_t d = r->dep[p->steps[i].out];
         first += d == 1;
         if (d == 2) {
             a = i < a ? i : a;
@@ -191,81 +202,91 @@ static const char *read_plan(cg_tiling *t)
     /* Python's sum() over the losses, ((L0 + 0) + L1) + ...: its first add sits just
      * before the second example's steps (its first example's part), the next right
      * after them (the second example's: each copy adds its loss to the last sum). */
-    size_t chain = 0;
+    int chain = 0;
     if (b != 0 && a > 0 && b < n && first == b - a + 1) {
         const cg_step *c1 = &p->steps[a - 1], *c2 = &p->steps[b];
-        chain = dep[c1->out] == 1 && c1->op == CG_ADD && !c1->dense && c1->n_kids == 2
+        chain = r->dep[c1->out] == 1 && c1->op == CG_ADD && !c1->dense && c1->n_kids == 2
             && c2->op == CG_ADD && !c2->dense && c2->n_kids == 2
-            && kid_at(p, c2, 0) == c1->out && dep[kid_at(p, c2, 1)] == 2;
+            && kid_at(p, c2, 0) == c1->out && r->dep[kid_at(p, c2, 1)] == 2;
     }
-    if (b == 0 || b - a + chain != first) {
-        why = NOT_PER_EXAMPLE;
-        goto done;
-    }
-    for (size_t i = 0; i < n && !why; i++) {
-        uint8_t d = dep[p->steps[i].out];
+    if (b == 0 || b - a + (size_t)chain != first)
+        return NOT_PER_EXAMPLE;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t d = r->dep[p->steps[i].out];
         if ((i < a && d > 1) || (i >= a && i < b && d != 2) || (i >= b && (d == 1 || d == 2)))
-            why = NOT_PER_EXAMPLE;
+            return NOT_PER_EXAMPLE;
     }
-    if (why)
-        goto done;
-    for (uint32_t s = 0; s < p->n_slots; s++) {
-        uint8_t d = is_step[s] || dep[s] ? dep[s] : readers[s];
+    for (uint32_t s = 0; s < p->n_slots; s++) {   /* dep becomes t->example */
+        uint8_t d = r->is_step[s] || r->dep[s] ? r->dep[s] : r->readers[s];
         t->example[s] = d == 1 ? FIRST : d == 2 ? SECOND : SHARED;
     }
     t->chain_out = chain ? p->steps[b].out : UINT32_MAX;
     if (chain)
         t->example[t->chain_out] = SECOND;
-    /* Twins, step by step: the i-th first-example step and the i-th second-example one. */
+    r->a = a;
+    r->b = b;
+    r->chain = chain;
+    return NULL;
+}
+
+/* The i-th first-example step and the i-th second-example one: the same step over
+ * twin slots (inputs by position, steps by place, per-example constants by value). */
+static const char *match_twins(reading *r)
+{
+    cg_tiling *t = r->t;
+    const cg_plan *p = r->p;
     for (uint32_t s = 0; s < p->n_slots; s++)
-        twin[s] = UINT32_MAX;
+        r->twin[s] = UINT32_MAX;
     for (size_t g = 0, at = 0; g < t->n_groups; at += 2 * t->widths[g], g++)
         for (size_t j = 0; j < t->widths[g]; j++)
             if (t->inputs[at + j] != UINT32_MAX) {
-                twin[t->inputs[at + j]] = t->inputs[at + t->widths[g] + j];
-                taken[t->inputs[at + t->widths[g] + j]] = 1;
+                r->twin[t->inputs[at + j]] = t->inputs[at + t->widths[g] + j];
+                r->taken[t->inputs[at + t->widths[g] + j]] = 1;
             }
     uint32_t checked_x = UINT32_MAX;   /* a layer's dots read one input run */
-    for (size_t i = 0, j = a; i < a; i++) {
+    for (size_t i = 0, j = r->a; i < r->a; i++) {
         const cg_step *s0 = &p->steps[i];
-        if (t->example[s0->out] != FIRST || (chain && i + 1 == a))
+        if (t->example[s0->out] != FIRST || (r->chain && i + 1 == r->a))
             continue;
         const cg_step *s1 = &p->steps[j++];
         int same = same_step(s0, s1);
         for (uint32_t k = 0; same && k < link_count(s0); k++)
-            same = twins(t, twin, taken, link_at(p, s0, k), link_at(p, s1, k));
+            same = twins(t, r->twin, r->taken, link_at(p, s0, k), link_at(p, s1, k));
         if (same && s0->op == CG_DOT && s0->dense) {   /* a copy's runs stay runs */
             uint32_t m = dot_m(s1);
             same = one_class(t, s1->w, m) && (s1->x == checked_x || one_class(t, s1->x, m));
             checked_x = s1->x;
         }
-        if (!same || taken[s1->out]) {
-            why = NOT_PER_EXAMPLE;
-            goto done;
-        }
-        twin[s0->out] = s1->out;
-        taken[s1->out] = 1;
+        if (!same || r->taken[s1->out])
+            return NOT_PER_EXAMPLE;
+        r->twin[s0->out] = s1->out;
+        r->taken[s1->out] = 1;
     }
-    if (chain && twin[kid_at(p, &p->steps[a - 1], 0)] != kid_at(p, &p->steps[b], 1)) {
-        why = NOT_PER_EXAMPLE;   /* the sum does not add the examples' twin losses */
-        goto done;
-    }
-    b += chain;   /* the running sum's add is the second example's last step */
-    /* Each output is an example's, its twin the second example's (or one shared). */
+    if (r->chain   /* the running sum adds the examples' twin losses */
+        && r->twin[kid_at(p, &p->steps[r->a - 1], 0)] != kid_at(p, &p->steps[r->b], 1))
+        return NOT_PER_EXAMPLE;
+    r->b += (size_t)r->chain;   /* the running sum's add is the second example's last step */
+    /* each output is an example's, its twin the second example's (or one shared) */
     for (size_t i = 0; i < t->n_outputs; i++) {
         uint32_t o0 = t->outputs[i], o1 = t->outputs[t->n_outputs + i];
-        if (o0 == UINT32_MAX || !is_step[o0] || !(t->example[o0] == SHARED ? o1 == o0
-                                  : t->example[o0] == FIRST && twin[o0] == o1)) {
-            why = "the outputs are not one entry per example, computed the same way for "
-                  "every example";
-            goto done;
-        }
+        if (o0 == UINT32_MAX || !r->is_step[o0] || !(t->example[o0] == SHARED ? o1 == o0
+                                  : t->example[o0] == FIRST && r->twin[o0] == o1))
+            return "the outputs are not one entry per example, computed the same way for "
+                   "every example";
     }
-    /* Above the examples: one sum of their two losses reads them, nothing else does;
-     * without a loss, nothing does. */
+    return NULL;
+}
+
+/* Above the examples: one sum of their two losses reads them (or, with Python's sum(),
+ * the running sum), nothing else does; without a loss, nothing does.  The sum times
+ * 1/2 is a mean, to become 1/batch. */
+static const char *find_sum(reading *r)
+{
+    cg_tiling *t = r->t;
+    const cg_plan *p = r->p;
     t->sum = SIZE_MAX;
     t->mean = UINT32_MAX;
-    for (size_t i = b; i < n; i++) {
+    for (size_t i = r->b; i < p->n_steps; i++) {
         const cg_step *s = &p->steps[i];
         int reads_examples = 0, reads_sum = 0;
         for (uint32_t k = 0; k < link_count(s); k++) {
@@ -273,46 +294,60 @@ static const char *read_plan(cg_tiling *t)
             reads_sum |= kid == t->chain_out;
             reads_examples |= t->example[kid] != SHARED && kid != t->chain_out;
         }
-        if (reads_sum && (s->dense || row_count(s))) {
-            why = NOT_PER_EXAMPLE;   /* the running sum read through a run */
-            goto done;
-        }
+        if (reads_sum && (s->dense || row_count(s)))
+            return NOT_PER_EXAMPLE;   /* the running sum read through a run */
         if (!reads_examples)
             continue;
         if (p->n_backward == 0 || t->sum != SIZE_MAX || s->op != CG_SUM || s->n_kids != 2
-            || t->example[kid_at(p, s, 0)] != FIRST || !is_step[kid_at(p, s, 0)]
-            || twin[kid_at(p, s, 0)] != kid_at(p, s, 1)) {
-            why = NOT_PER_EXAMPLE;
-            goto done;
-        }
+            || t->example[kid_at(p, s, 0)] != FIRST || !r->is_step[kid_at(p, s, 0)]
+            || r->twin[kid_at(p, s, 0)] != kid_at(p, s, 1))
+            return NOT_PER_EXAMPLE;
         t->sum = i;
     }
-    if (t->sum == SIZE_MAX && !chain && p->n_backward) {
-        why = NOT_PER_EXAMPLE;
-        goto done;
-    }
-    uint32_t total = chain ? t->chain_out : t->sum != SIZE_MAX ? p->steps[t->sum].out
-                                                               : UINT32_MAX;
-    for (size_t i = b; i < n && p->n_backward; i++) {   /* mean = sum * (1 / batch) */
+    if (t->sum == SIZE_MAX && !r->chain && p->n_backward)
+        return NOT_PER_EXAMPLE;
+    uint32_t total = r->chain ? t->chain_out
+                   : t->sum != SIZE_MAX ? p->steps[t->sum].out : UINT32_MAX;
+    for (size_t i = r->b; i < p->n_steps && p->n_backward; i++) {
         const cg_step *s = &p->steps[i];
         if (s->op == CG_MUL && s->n_kids == 2 && kid_at(p, s, 0) == total) {
             uint32_t c = kid_at(p, s, 1);
-            if (!is_step[c] && is_constant(p, c) && p->slot_node[c]->data == 0.5)
+            if (!r->is_step[c] && is_constant(p, c) && p->slot_node[c]->data == 0.5)
                 t->mean = c;
         }
     }
-    for (uint32_t s = 0; s < p->n_slots; s++)
-        if (t->example[s] == SECOND) {
-            t->rank[s] = (uint32_t)t->n_second;
-            t->second[t->n_second++] = s;
-        }
-    t->a = a;
-    t->b = b;
-done:
-    free(is_step);
-    free(readers);
-    free(taken);
-    free(twin);
+    return NULL;
+}
+
+/* Classify the slots and check that the second example's steps copy the first's. */
+static const char *read_plan(cg_tiling *t)
+{
+    const cg_plan *p = t->p2;
+    reading r = {t, p, t->example, calloc(p->n_slots + 1, 1), calloc(p->n_slots + 1, 1),
+                 calloc(p->n_slots + 1, 1), malloc((p->n_slots + 1) * sizeof(uint32_t)),
+                 0, 0, 0};
+    const char *why = !r.is_step || !r.readers || !r.taken || !r.twin ? "out of memory" : NULL;
+    if (!why)
+        why = find_dependence(&r);
+    if (!why)
+        why = find_blocks(&r);
+    if (!why)
+        why = match_twins(&r);
+    if (!why)
+        why = find_sum(&r);
+    if (!why) {
+        for (uint32_t s = 0; s < p->n_slots; s++)
+            if (t->example[s] == SECOND) {
+                t->rank[s] = (uint32_t)t->n_second;
+                t->second[t->n_second++] = s;
+            }
+        t->a = r.a;
+        t->b = r.b;
+    }
+    free(r.is_step);
+    free(r.readers);
+    free(r.taken);
+    free(r.twin);
     return why;
 }
 
