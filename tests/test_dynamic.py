@@ -85,6 +85,7 @@ def test_equals_the_recorded_graph_and_eager_for_every_batch_size(kind, make_ste
         assert params_equal(dynamic, recorded) and params_equal(dynamic, eager), batch
     assert sorted(s[0][0] for s in d.graphs) == [1, 2, 3, 4, 5, 7, 16]
     assert list(d.templates) == [((nin,), Y.shape[1:])]
+    assert repr(d).endswith(", dynamic=True: 7 batch size(s) from 1 template(s))")
 
 
 def test_a_copied_graph_runs_the_recorded_graphs_layers():

@@ -106,6 +106,9 @@ class Compiled:
 
     def __repr__(self) -> str:
         name = getattr(self.fn, "__name__", "fn")
+        if self.dynamic:
+            return (f"cgrad.compile({name}, dynamic=True: {len(self.graphs)} batch "
+                    f"size(s) from {len(self.templates)} template(s))")
         return f"cgrad.compile({name}: {len(self.graphs)} shape(s) recorded)"
 
 
