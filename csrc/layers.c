@@ -216,7 +216,6 @@ static int make_layer(finder *f, const candidate *cands, size_t count, uint32_t 
     l->B = B;
     l->m = cands[0].m;
     l->has_bias = (cands[0].flags & CG_FLAG_HAS_BIAS) != 0;
-    l->dot_flags = cands[0].flags;
     l->w_run = malloc(K * sizeof *l->w_run);
     l->x_run = malloc(B * sizeof *l->x_run);
     l->out = malloc(count * sizeof *l->out);

@@ -40,7 +40,6 @@ typedef struct {
     uint32_t *x_run;        /* [B] first slot of example b's inputs */
     uint32_t *out;          /* [K * B] the slot of dot (j, b) */
     uint32_t *order;        /* [K * B] the cells in sweep order */
-    uint8_t dot_flags;      /* the dots' flags (CG_FLAG_ROWS, maybe CG_FLAG_HAS_BIAS) */
     /* An activation run with the layer (act_out != NULL): when every dot's only reader
      * is a unary op that cannot fail, one op for all, its forward runs right after the
      * dots and its backward right before theirs (nothing else touches the dots' slots). */
@@ -58,7 +57,6 @@ typedef int64_t cg_entry;
 
 struct cg_plan {
     size_t n_slots, n_steps, n_backward, n_leaves;
-    uint32_t root;         /* the loss's slot (with n_backward > 0) */
     /* The node each slot stands for: slot_node[s], except in a tiled plan (tile.c),
      * whose copies of one example's slots, [repeat_from, repeat_to), stand for the
      * nodes of the first copy (period slots each) and are not stored: cg_plan_node. */
@@ -98,12 +96,18 @@ struct cg_plan {
     int fell_back;
 };
 
+/* Slots not stored in slot_node: all copies' but the first. */
+static inline size_t cg_plan_unstored(const cg_plan *p)
+{
+    return p->repeat_to - p->repeat_from - p->period;
+}
+
 static inline cg_node *cg_plan_node(const cg_plan *p, size_t s)
 {
     if (s >= p->repeat_from && s < p->repeat_to)
         s = p->repeat_from + (s - p->repeat_from) % p->period;
     else if (s >= p->repeat_to)
-        s -= p->repeat_to - p->repeat_from - p->period;
+        s -= cg_plan_unstored(p);
     return p->slot_node[s];
 }
 
@@ -143,9 +147,9 @@ int cg_layers_mark_gradless(cg_plan *p, const uint8_t *gradless);
 int cg_plan_sort_by_node(cg_plan *p, uint32_t *slots, size_t count);
 void cg_plan_mark_batches(cg_plan *p);
 int cg_plan_find_interior_runs(cg_plan *p);
-/* Drop the steps the layers run (after cg_plan_find_interior_runs): a layer that meets
- * a number not finite runs its dots one by one from its tables.  0, or -1 out of
- * memory (the plan as it was). */
+/* Drop the steps the layers run (after cg_plan_find_interior_runs; the loss's step
+ * stays last of the first n_backward): a layer that meets a number not finite runs its
+ * dots one by one from its tables.  0, or -1 out of memory (the plan as it was). */
 int cg_plan_drop_layer_steps(cg_plan *p);
 
 #endif

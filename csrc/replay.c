@@ -405,7 +405,6 @@ cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward, cg_node **que
     }
     p->n_steps = p->n_synced = n;
     p->n_backward = p->n_synced_backward = n_backward;
-    p->root = n_backward ? p->steps[n_backward - 1].out : 0;
 
     /* Slots of nodes not in the list are leaves (or nodes treated as such). */
     uint8_t *interior = calloc(p->n_slots + 1, 1);
@@ -571,7 +570,7 @@ static cg_step layer_dot(const cg_layer *l, size_t cell)
     uint32_t j = (uint32_t)(cell % l->K), b = (uint32_t)(cell / l->K);
     s.out = l->out[cell];
     s.op = CG_DOT;
-    s.flags = l->dot_flags;
+    s.flags = (uint8_t)(CG_FLAG_ROWS | (l->has_bias ? CG_FLAG_HAS_BIAS : 0));
     s.dense = 1;
     s.n_kids = 2 * l->m + (uint32_t)(l->has_bias != 0);
     s.w = l->w_run[j];
@@ -752,7 +751,7 @@ cg_status cg_plan_backward(cg_plan *p, cg_node **failed)
     for (size_t r = 0; r < p->n_interior_runs; r++)
         memset(p->grad + p->interior_runs[2 * r], 0,
                p->interior_runs[2 * r + 1] * sizeof *p->grad);
-    p->grad[p->root] = 1.0;
+    p->grad[p->steps[nb - 1].out] = 1.0;
     p->fell_back = 0;
     if (p->n_layers) {
         st = run_schedule(p, p->backward_schedule, p->n_backward_entries, 1, failed);
@@ -962,7 +961,7 @@ void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
 int cg_plan_add_leaves(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
 {
     size_t added = 0, total = p->n_slots;
-    size_t stored = total - (p->repeat_to - p->repeat_from - p->period);  /* in slot_node */
+    size_t stored = total - cg_plan_unstored(p);   /* entries of slot_node */
     for (size_t i = 0; i < n; i++)
         added += slots[i] == UINT32_MAX;
     if (!added)
@@ -1035,7 +1034,7 @@ void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t 
 
 double cg_plan_root_value(const cg_plan *p)
 {
-    return p->n_backward ? p->val[p->root] : 0.0;
+    return p->n_backward ? p->val[p->steps[p->n_backward - 1].out] : 0.0;
 }
 
 void cg_gather(cg_node **nodes, size_t n, double *out)

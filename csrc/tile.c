@@ -541,7 +541,6 @@ cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,
             output_slots[to++] = e == 0 ? t->outputs[i] : e == 1 ? second
                                : slot_in(t, second, e);
         }
-    p->root = p->n_backward ? p->steps[n_steps - 1].out : 0;
     if (!find_layers)
         return p;
     if (cg_plan_layers(p) < 0 || cg_plan_find_interior_runs(p) < 0

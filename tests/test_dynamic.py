@@ -64,6 +64,13 @@ def params_equal(a, b):
                for p, q in zip(a.parameters(), b.parameters()))
 
 
+def steps_agree(d, r, od, orr, rng, kind, batches, nin, nout):
+    """d and r stepped over the same batches give the same losses."""
+    for batch in batches:
+        X, Y = data(rng, kind, batch, nin, nout)
+        assert d.step(X, Y, optimizer=od) == r.step(X, Y, optimizer=orr), batch
+
+
 @pytest.mark.parametrize("kind,make_step,nin,nouts,opt", CASES, ids=[c[0] for c in CASES])
 def test_equals_the_recorded_graph_and_eager_for_every_batch_size(kind, make_step, nin,
                                                                    nouts, opt):
@@ -135,10 +142,7 @@ def test_options_reach_the_copies(options):
     d = cgrad.compile(ce_step(a), dynamic=True, **options)
     r = cgrad.compile(ce_step(b), **options)
     oa, ob = Adam(a.parameters(), lr=0.01), Adam(b.parameters(), lr=0.01)
-    rng = np.random.default_rng(1)
-    for batch in (64, 9, 64):
-        X, Y = data(rng, "ce", batch, 30, 5)
-        assert d.step(X, Y, optimizer=oa) == r.step(X, Y, optimizer=ob)
+    steps_agree(d, r, oa, ob, np.random.default_rng(1), "ce", (64, 9, 64), 30, 5)
     assert params_equal(a, b)
 
 
@@ -162,10 +166,7 @@ def test_a_node_built_outside_fn_is_shared_by_every_example():
     (fa, _), (fb, _) = make(a), make(b)
     d, r = cgrad.compile(fa, dynamic=True), cgrad.compile(fb)
     oa, ob = SGD(a.parameters(), lr=0.01), SGD(b.parameters(), lr=0.01)
-    rng = np.random.default_rng(4)
-    for batch in (6, 6, 11):
-        X, Y = data(rng, "mse", batch, 3, 1)
-        assert d.step(X, Y, optimizer=oa) == r.step(X, Y, optimizer=ob)
+    steps_agree(d, r, oa, ob, np.random.default_rng(4), "mse", (6, 6, 11), 3, 1)
     assert params_equal(a, b)
 
 

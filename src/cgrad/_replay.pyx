@@ -482,7 +482,6 @@ cdef class Graph:
     cdef tuple made_with          # (inputs given as a tuple of groups, input_grads,
                                   # threads as given, exact): what pickling rebuilds it from
     cdef BatchTemplate tiled_from # a Graph copied for a batch size from a template
-    cdef size_t n_tiled_outputs   # its outputs (read from its plan: no nodes)
     cdef object __weakref__
 
     def __init__(self, loss=None, *, inputs=(), outputs=None, input_grads=True,
@@ -605,7 +604,7 @@ cdef class Graph:
                                        self.output_slots, 1)
         if self.plan == NULL:
             raise MemoryError(f"out of memory while copying the step for {batch} examples")
-        grouped, input_grads, threads, exact = two.made_with
+        threads, exact = two.made_with[2:]
         self.made_with = two.made_with
         self.tiled_from = template
         self.loss = two.loss
@@ -614,7 +613,6 @@ cdef class Graph:
         self.input_nodes = from_values([])
         self.output_nodes = from_values([])
         self.output_shape = (batch,) + template.out_rest if n_outputs else (0,)
-        self.n_tiled_outputs = n_outputs
         self.stray_inputs = from_values([])
         if cg_plan_skip_grads(self.plan, self.input_slots, n_inputs) < 0 \
                 or cg_plan_set_threads(self.plan, default_threads() if threads is None
@@ -777,7 +775,9 @@ cdef class Graph:
     def outputs(self):
         """The outputs' current data, as an array shaped like the outputs."""
         self.ready()
-        out = np.empty(self.output_nodes.size or self.n_tiled_outputs, dtype=np.float64)
+        cdef Py_ssize_t tiled_outputs = (0 if self.tiled_from is None
+                                         else math.prod(self.output_shape))
+        out = np.empty(self.output_nodes.size or tiled_outputs, dtype=np.float64)
         cdef double[::1] view = out
         cdef double *val
         cdef double *grad
@@ -786,7 +786,7 @@ cdef class Graph:
             wait_until_free([self])
             if self.tiled_from is not None:   # computed by its last run, in its plan
                 cg_plan_arrays(self.plan, &val, &grad)
-                for i in range(<Py_ssize_t>self.n_tiled_outputs):
+                for i in range(tiled_outputs):
                     view[i] = val[self.output_slots[i]]
                 return out.reshape(self.output_shape)
             flush(self)         # a graph sharing nodes may hold newer numbers
@@ -1021,10 +1021,10 @@ cdef class BatchTemplate:
     (a prediction).  ``graph(batch).outputs()`` are then ``batch`` rows.  The copy for
     three examples is checked step for step against ``three`` (which is not kept); a
     step that is not such a sum (a constant factor, a term over two examples) raises
-    ValueError saying so.  ``graph(batch)`` gives the Graph for that many examples: the steps the
-    graph over that batch would run, in the same order, so the same numbers bit for
-    bit, with no Value per example (its nodes are the parameters' alone: they stay in
-    step with it, as with any Graph)."""
+    ValueError saying so.  ``graph(batch)`` gives the Graph for that many examples: the
+    steps the graph over that batch would run, in the same order, so the same numbers
+    bit for bit, with no Value per example (its nodes are the parameters' alone: they
+    stay in step with it, as with any Graph)."""
     cdef cg_tiling *tiling
     cdef readonly Graph two
     cdef tuple rest            # each input's shape past the batch axis

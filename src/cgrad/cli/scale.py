@@ -85,29 +85,20 @@ def cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model, input_grads,
     from cgrad.optim import SGD, Adam
     params = model.parameters()
     opt = SGD(params, lr=LR["sgd"]) if opt_kind == "sgd" else Adam(params, lr=LR["adam"])
-    if dynamic:
-        if loss_kind == "hinge":
-            def fn(xs, ys):
-                return losses.hinge([model(x) for x in xs], ys) + losses.l2(params, 1e-4)
-            targets = y
-        else:
-            def fn(xs, ys):
-                return losses.softmax_cross_entropy([model(x) for x in xs], ys)
-            targets = np.eye(nouts[-1])[y]
-        step = cgrad.compile(fn, dynamic=True, threads=threads, exact=exact)
-        return lambda: step.step(X, targets, optimizer=opt)
-    xs = cgrad.inputs(batch, nin)
-    scores = [model(x) for x in xs]
     if loss_kind == "hinge":
-        ys = cgrad.inputs(batch)
-        loss = losses.hinge(scores, ys) + losses.l2(model.parameters(), 1e-4)
+        def fn(xs, ys):
+            return losses.hinge([model(x) for x in xs], ys) + losses.l2(params, 1e-4)
         targets = y
     else:
-        ys = cgrad.inputs(batch, nouts[-1])
-        loss = losses.softmax_cross_entropy(scores, ys)
+        def fn(xs, ys):
+            return losses.softmax_cross_entropy([model(x) for x in xs], ys)
         targets = np.eye(nouts[-1])[y]
-    graph = cgrad.Graph(loss, inputs=(xs, ys), input_grads=input_grads, threads=threads,
-                        exact=exact)
+    if dynamic:
+        step = cgrad.compile(fn, dynamic=True, threads=threads, exact=exact)
+        return lambda: step.step(X, targets, optimizer=opt)
+    xs, ys = cgrad.inputs(batch, nin), cgrad.inputs(*targets.shape)
+    graph = cgrad.Graph(fn(xs, ys), inputs=(xs, ys), input_grads=input_grads,
+                        threads=threads, exact=exact)
     if not input_grads:
         return lambda: graph.step(X, targets, optimizer=opt)
     first = xs[0][0]
