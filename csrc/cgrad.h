@@ -195,9 +195,14 @@ void cg_plan_arrays(cg_plan *p, double **val, double **grad);
  * slots; their numbers are read from the nodes.  0, or -1 out of memory (the plan as
  * it was). */
 int cg_plan_add_leaves(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots);
+/* The runs of consecutive slots in slots[0..n), UINT32_MAX slots left out: (first
+ * index, count) pairs into runs (room for 2 n).  Their number. */
+size_t cg_slot_runs(const uint32_t *slots, size_t n, uint32_t *runs);
 /* Fill slots with data as fresh leaves (grad 0: after cg_plan_skip_grads over these
- * slots their grads are 0 already); UINT32_MAX slots are skipped. */
-void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t n);
+ * slots their grads are 0 already), run by run: data[i] into slot slots[i] for the i
+ * of the n_runs runs (cg_slot_runs of these slots, found once per graph). */
+void cg_plan_load(cg_plan *p, const uint32_t *slots, const uint32_t *runs, size_t n_runs,
+                  const double *data);
 double cg_plan_root_value(const cg_plan *p);  /* the loss, after forward */
 
 /* Tiling (tile.c): the plan over any batch size copied from one recorded over two

@@ -609,17 +609,17 @@ typedef struct {
 } rank_job;
 
 /* Rows r0..r1 of `rows` (stride rs) from columns r0..r1 of `table` (n rows of `cols`),
- * in 8 x 8 blocks. */
+ * eight rows at a time: eight streams written in order while the table's rows are
+ * read a cache line each, a constant stride apart. */
 static void transpose_rows(const double *table, size_t n, size_t cols, size_t r0, size_t r1,
                            double *rows, size_t rs)
 {
-    for (size_t k0 = 0; k0 < n; k0 += 8)
-        for (size_t i0 = r0; i0 < r1; i0 += 8) {
-            size_t k1 = k0 + 8 < n ? k0 + 8 : n, i1 = i0 + 8 < r1 ? i0 + 8 : r1;
+    for (size_t i0 = r0; i0 < r1; i0 += 8) {
+        size_t i1 = i0 + 8 < r1 ? i0 + 8 : r1;
+        for (size_t k = 0; k < n; k++)
             for (size_t i = i0; i < i1; i++)
-                for (size_t k = k0; k < k1; k++)
-                    rows[i * rs + k] = table[k * cols + i];
-        }
+                rows[i * rs + k] = table[k * cols + i];
+    }
 }
 
 static void rank_part(void *arg, size_t part, size_t n)

@@ -1017,18 +1017,31 @@ void cg_plan_arrays(cg_plan *p, double **val, double **grad)
     *grad = p->grad;
 }
 
-void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t n)
+size_t cg_slot_runs(const uint32_t *slots, size_t n, uint32_t *runs)
 {
-    for (size_t i = 0; i < p->n_layers; i++)   /* fresh leaves: the last ones are dropped */
-        p->layers[i].inputs_pending = p->layers[i].weights_kept = 0;
-    for (size_t i = 0, j; i < n; i = j) {  /* run by run: an input row sits in a run */
+    size_t count = 0;
+    for (size_t i = 0, j; i < n; i = j) {
         for (j = i + 1; j < n && slots[i] != UINT32_MAX && slots[j] == slots[i] + (j - i); j++)
             ;
         if (slots[i] != UINT32_MAX) {
-            memcpy(p->val + slots[i], data + i, (j - i) * sizeof *data);
-            if (!p->inputs_gradless)
-                memset(p->grad + slots[i], 0, (j - i) * sizeof *p->grad);
+            runs[2 * count] = (uint32_t)i;
+            runs[2 * count + 1] = (uint32_t)(j - i);
+            count++;
         }
+    }
+    return count;
+}
+
+void cg_plan_load(cg_plan *p, const uint32_t *slots, const uint32_t *runs, size_t n_runs,
+                  const double *data)
+{
+    for (size_t i = 0; i < p->n_layers; i++)   /* fresh leaves: the last ones are dropped */
+        p->layers[i].inputs_pending = p->layers[i].weights_kept = 0;
+    for (size_t r = 0; r < n_runs; r++) {   /* an input row sits in a run */
+        uint32_t i = runs[2 * r], len = runs[2 * r + 1];
+        memcpy(p->val + slots[i], data + i, len * sizeof *data);
+        if (!p->inputs_gradless)
+            memset(p->grad + slots[i], 0, len * sizeof *p->grad);
     }
 }
 

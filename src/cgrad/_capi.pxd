@@ -102,7 +102,9 @@ cdef extern from "cgrad.h" nogil:
     void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
     void cg_plan_arrays(cg_plan *p, double **val, double **grad)
     int cg_plan_add_leaves(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
-    void cg_plan_load(cg_plan *p, const uint32_t *slots, const double *data, size_t n)
+    size_t cg_slot_runs(const uint32_t *slots, size_t n, uint32_t *runs)
+    void cg_plan_load(cg_plan *p, const uint32_t *slots, const uint32_t *runs, size_t n_runs,
+                      const double *data)
     double cg_plan_root_value(const cg_plan *p)
     int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n)
     int cg_plan_defer_input_grads(cg_plan *p, const uint32_t *slots, size_t n)

@@ -470,6 +470,8 @@ cdef class Graph:
     cdef object runner            # the thread running it (threading.get_ident())
     cdef bint broken              # was running in another thread when the process forked
     cdef uint32_t *input_slots    # where each input leaf sits in the plan
+    cdef uint32_t *input_runs     # their runs of consecutive slots (cg_slot_runs), input
+    cdef size_t *input_runs_end   # array by input array: runs_end[i] runs up to array i's end
     cdef uint32_t *output_slots   # where each output sits in the plan (-1: not in it)
     cdef NodeArray stray_inputs   # input leaves the plan does not touch (filled as nodes)
     cdef bint loaded              # the plan has read its nodes at loaded_epoch
@@ -583,6 +585,7 @@ cdef class Graph:
             made = cg_plan_skip_grads(self.plan, self.input_slots, self.input_nodes.size)
         if made < 0:
             raise MemoryError()
+        self.find_input_runs()
         self.partners = weakref.WeakSet()
         self.find_partners()
         LIVE_GRAPHS.add(self)
@@ -619,9 +622,26 @@ cdef class Graph:
                                        else threads) < 0:
             raise MemoryError()
         cg_plan_set_exact(self.plan, exact)
+        self.find_input_runs()
         self.partners = weakref.WeakSet()
         self.find_partners()
         LIVE_GRAPHS.add(self)
+        return 0
+
+    cdef int find_input_runs(self) except -1:
+        """The runs of consecutive slots each input array loads into (found once, not on
+        every load)."""
+        cdef size_t n_arrays = len(self.input_shapes), a, n, offset = 0, count = 0
+        cdef size_t n_inputs = sum(math.prod(shape) for shape in self.input_shapes)
+        self.input_runs = <uint32_t *>malloc((2 * n_inputs + 1) * sizeof(uint32_t))
+        self.input_runs_end = <size_t *>malloc((n_arrays + 1) * sizeof(size_t))
+        if self.input_runs == NULL or self.input_runs_end == NULL:
+            raise MemoryError()
+        for a in range(n_arrays):
+            n = math.prod(self.input_shapes[a])
+            count += cg_slot_runs(self.input_slots + offset, n, self.input_runs + 2 * count)
+            self.input_runs_end[a] = count
+            offset += n
         return 0
 
     cdef int find_partners(self) except -1:
@@ -655,6 +675,8 @@ cdef class Graph:
     def __dealloc__(self):
         cg_plan_free(self.plan)
         free(self.input_slots)
+        free(self.input_runs)
+        free(self.input_runs_end)
         free(self.output_slots)
         free(self.optimizer_slots)
 
@@ -952,14 +974,19 @@ cdef class Graph:
     cdef int load(self, list batch) except -1:
         """Fill the input leaves from convert()'s vectors (the caller holds RUN_LOCK and
         has called begin())."""
-        cdef Py_ssize_t offset = 0, n, i
+        cdef Py_ssize_t offset = 0, n, i, a = 0
+        cdef size_t runs_start = 0
         cdef const double[::1] view
         for data in batch[:len(batch) - 1]:
             n = data.size
             if n:
                 view = data
-                cg_plan_load(self.plan, self.input_slots + offset, &view[0], n)
+                cg_plan_load(self.plan, self.input_slots + offset,
+                             self.input_runs + 2 * runs_start,
+                             self.input_runs_end[a] - runs_start, &view[0])
+            runs_start = self.input_runs_end[a]
             offset += n
+            a += 1
         stray = batch[len(batch) - 1]
         if stray is not None:   # leaves no node of the graph reads: written as nodes,
             flush_graphs(self, False)   # after every other graph handed its numbers back
