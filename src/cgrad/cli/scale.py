@@ -177,6 +177,18 @@ def jax_step(loss_kind, opt_kind, X, y, model):
     return step
 
 
+def import_engine(engine):
+    """The modules an engine's step uses, imported before setup is timed (setup is
+    building and recording, or compiling: not loading modules, which this machine
+    compiles from source when PYTHONDONTWRITEBYTECODE is set)."""
+    if engine.startswith("cgrad"):
+        import cgrad.compiled, cgrad.losses, cgrad.optim  # noqa: F401
+    elif engine.startswith("torch"):
+        import torch.nn.functional, torch.optim  # noqa: F401
+    else:
+        import jax.numpy  # noqa: F401
+
+
 def make_step(engine, workload):
     """(step function, setup seconds)."""
     name, nin, nouts, batch, loss_kind, opt_kind = workload
@@ -184,6 +196,7 @@ def make_step(engine, workload):
     X, y = workload_data(nin, batch, loss_kind)
     random.seed(0)
     model = nn.MLP(nin, nouts)
+    import_engine(engine)
     start = time.perf_counter()
     if engine.startswith("cgrad"):
         step = cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model,
@@ -228,11 +241,10 @@ def setup_and_memory(engine, index, runs=3):
 def _child(engine, index):
     global DEFAULT_TORCH_THREADS
     import cgrad  # noqa: F401  (imports outside the measured growth)
+    import_engine(engine)
     if engine.startswith("torch"):
         import torch
         DEFAULT_TORCH_THREADS = torch.get_num_threads()
-    if engine.startswith("jax"):
-        import jax  # noqa: F401
     before = resident_bytes()
     step, setup, _ = make_step(engine, WORKLOADS[index])
     peak = resident_bytes()
