@@ -470,8 +470,8 @@ cdef class Graph:
     cdef object runner            # the thread running it (threading.get_ident())
     cdef bint broken              # was running in another thread when the process forked
     cdef uint32_t *input_slots    # where each input leaf sits in the plan
-    cdef uint32_t *input_runs     # their runs of consecutive slots (cg_slot_runs), input
-    cdef size_t *input_runs_end   # array by input array: runs_end[i] runs up to array i's end
+    cdef uint32_t *input_runs     # runs of consecutive input slots: (first, count) pairs
+    cdef size_t *input_runs_end   # input array i's runs end at input_runs_end[i]
     cdef uint32_t *output_slots   # where each output sits in the plan (-1: not in it)
     cdef NodeArray stray_inputs   # input leaves the plan does not touch (filled as nodes)
     cdef bint loaded              # the plan has read its nodes at loaded_epoch
