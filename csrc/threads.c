@@ -6,7 +6,7 @@
  * core busy with another program) never holds the caller up: the caller runs the parts
  * nobody claimed, and the job takes no longer than on one thread.
  *
- * The caller's wait spins up to CALLER_SPIN before it sleeps: a worker's part usually
+ * The caller's wait spins up to 200 us (caller_spin) before it sleeps: a worker's part usually
  * ends within tens of microseconds of the caller's, and waking a sleeping thread costs
  * about as much on a virtual machine (its idle core must be woken).  Measured
  * (`benchmarks/threads_vs_one.py`, Zen 4 VM): two threads against one at
@@ -21,6 +21,12 @@
 #include "threads.h"
 
 #ifdef _WIN32
+double cg_set_caller_spin(double seconds)
+{
+    (void)seconds;
+    return 0.0;
+}
+
 void cg_run_parts(size_t n_parts, cg_task task, void *arg)
 {
     for (size_t part = 0; part < n_parts; part++)
@@ -33,7 +39,14 @@ void cg_run_parts(size_t n_parts, cg_task task, void *arg)
 #include <unistd.h>
 
 enum { MAX_WORKERS = 63 };
-static const double CALLER_SPIN = 200e-6;   /* seconds */
+static double caller_spin = 200e-6;   /* seconds (tests set 0: cg_set_caller_spin) */
+
+double cg_set_caller_spin(double seconds)
+{
+    double old = caller_spin;
+    caller_spin = seconds < 0.0 ? 0.0 : seconds;
+    return old;
+}
 
 static double seconds(void)
 {
@@ -73,13 +86,13 @@ static void run_claimed_parts(void)
     }
 }
 
-/* With the lock held: wait for the other threads' parts, spinning up to CALLER_SPIN
+/* With the lock held: wait for the other threads' parts, spinning up to caller_spin
  * with the lock released before sleeping. */
 static void wait_for_parts(void)
 {
     if (pool.pending > 0) {
         pthread_mutex_unlock(&pool.lock);
-        double until = seconds() + CALLER_SPIN;
+        double until = seconds() + caller_spin;
         for (int i = 0; __atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) > 0; i++) {
             if ((i & 63) == 63 && seconds() > until)
                 break;

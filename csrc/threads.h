@@ -15,4 +15,8 @@ typedef void (*cg_task)(void *arg, size_t part, size_t n_parts);
  * calling thread, one after another. */
 void cg_run_parts(size_t n_parts, cg_task task, void *arg);
 
+/* For tests: how long the caller spins for the others' parts before it sleeps
+ * (default 200 us; 0: it sleeps at once); returns the previous setting. */
+double cg_set_caller_spin(double seconds);
+
 #endif

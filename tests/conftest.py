@@ -6,7 +6,7 @@ import pytest
 @pytest.fixture(autouse=True)
 def split_every_kernel():
     """With threads=N, every layer kernel of the tests' small models is split (by
-    default only kernels of 4M multiply-adds or more are), so that the parallel paths
+    default only kernels of 3M multiply-adds or more are: parts of 1.5M), so that the parallel paths
     run; the bits do not depend on it."""
     try:
         from cgrad._replay import _set_work_per_part

@@ -13,6 +13,7 @@ import pytest
 
 import cgrad
 from cgrad import Graph, Value, losses, nn
+from cgrad._replay import _set_caller_spin
 from cgrad.optim import SGD, Adam
 
 
@@ -55,8 +56,20 @@ def rebuilt_step(model, opt, X, one_hot, alpha):
     (5, [12, 3], 1, 0.0, lambda ps: SGD(ps, lr=0.2)),             # a batch of one
     (261, [133, 3], 131, 0.0, lambda ps: Adam(ps, lr=0.01)),      # sums across chunks
 ])
-@pytest.mark.parametrize("threads", [1, 3])
-def test_layers_replay_bit_for_bit(nin, nouts, batch, alpha, make_opt, threads, small_chunks):
+@pytest.mark.parametrize("threads, caller_spin", [(1, None), (3, None), (3, 0.0)])
+def test_layers_replay_bit_for_bit(nin, nouts, batch, alpha, make_opt, threads, caller_spin,
+                                   small_chunks):
+    """caller_spin 0: the caller sleeps at once for the workers' parts (by default it
+    spins up to 200 us first, and small parts end within that)."""
+    old = _set_caller_spin(caller_spin) if caller_spin is not None else None
+    try:
+        check_layers_replay_bit_for_bit(nin, nouts, batch, alpha, make_opt, threads)
+    finally:
+        if old is not None:
+            _set_caller_spin(old)
+
+
+def check_layers_replay_bit_for_bit(nin, nouts, batch, alpha, make_opt, threads):
     replayed, rebuilt = twins(nin, nouts)
     xs, ys = cgrad.inputs(batch, nin), cgrad.inputs(batch, nouts[-1])
     loss = losses.softmax_cross_entropy([replayed(x) for x in xs], ys)

@@ -33,6 +33,9 @@ cdef extern from "layer_kernels.h":
     size_t cg_set_work_per_part(size_t work)
     const char *cg_kernel_path(int exact)
 
+cdef extern from "threads.h":
+    double cg_set_caller_spin(double seconds)
+
 cdef extern from "cpu.h":
     """
     #ifndef CG_X86_COPIES
@@ -68,6 +71,12 @@ def _set_work_per_part(size_t work):
     """For tests: the fewest multiply-adds a layer kernel's part gets with threads=N
     (1: every kernel split, as small tests need); returns the previous setting."""
     return cg_set_work_per_part(work)
+
+
+def _set_caller_spin(double seconds):
+    """For tests: how long a job's caller spins for the other threads' parts before it
+    sleeps (default 200 us; 0: at once); returns the previous setting."""
+    return cg_set_caller_spin(seconds)
 
 
 def _set_kernel_chunk(size_t terms):
