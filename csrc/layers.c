@@ -736,7 +736,8 @@ cg_status cg_layer_backward(cg_plan *p, const cg_layer *l)
      * row of their own (each part its neurons): the kernel's six broadcasts then read
      * six rows in order rather than one row of the table 2 KiB on each term.  Zen 4,
      * MLP(784, [256, 128, 10]) b512, the first layer's update in place, copy included:
-     * exact 5.3-5.6 -> 5.0-5.3 ms, exact=False 4.9 -> 4.6-4.9.  The rows lie an odd
+     * exact 5.0-5.3 ms against 5.3-5.6 reading the table, exact=False 4.6-4.9 against
+     * 4.9.  The rows lie an odd
      * number of cache lines apart: at 4 KiB apart they would all fall in one L1 set. */
     int finite = rank_update(p, rows, K, sources, B, by_neuron, by_neuron_stride(B), 1, m,
                              saved, g);

@@ -10,8 +10,8 @@
  * ends within tens of microseconds of the caller's, and waking a sleeping thread costs
  * about as much on a virtual machine (its idle core must be woken).  Measured
  * (`benchmarks/threads_vs_one.py`, Zen 4 VM): two threads against one at
- * MLP(784, [128, 10]) b32 1.13x -> 1.30-1.37x, b128 1.43x -> 1.47-1.53x; beside a busy
- * loop 0.93-0.97x (0.94-0.99x sleeping at once).  Workers spinning for the next job as
+ * MLP(784, [128, 10]) b32 1.30-1.37x (1.13x with a caller that sleeps at once), b128
+ * 1.47-1.53x (1.43x); beside a busy loop 0.93-0.97x (0.94-0.99x).  Workers spinning for the next job as
  * well gained more alone (b32 1.43x) but fell to 0.75x beside a busy loop (a spinning
  * worker is a third runnable thread on two cores), and backing off to one thread when
  * a job's timing showed a lost core misfired on this VM's own noise.
