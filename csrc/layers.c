@@ -367,7 +367,9 @@ done:
 }
 
 /* Steps [0, n) sorted by level (ascending: the sweep; descending: forward), ties in
- * sweep order; a layer stands once, where its first step would. */
+ * sweep order; a layer stands once, where its first step would.  Rows are left out:
+ * their step copies the row node's data, 0.0 for good (a row is not reachable from
+ * Python), and passes no gradient. */
 static cg_entry *schedule(finder *f, size_t n, int sweep, size_t *len)
 {
     uint32_t max_level = 0;
@@ -393,7 +395,7 @@ static cg_entry *schedule(finder *f, size_t n, int sweep, size_t *len)
     for (size_t k = 0; k < n; k++) {
         uint32_t i = sorted[sweep ? k : n - 1 - k];
         int32_t layer = f->layer_of[i];
-        if (layer == -1)
+        if (layer == -1 && f->p->steps[i].op != CG_ROW)
             out[(*len)++] = i;
         else if (layer >= 0 && !emitted[layer]) {
             emitted[layer] = 1;

@@ -52,8 +52,19 @@ typedef struct {
  * to tell what it is, and a tiled plan drops such steps (cg_plan_drop_layer_steps). */
 enum { CG_IN_LAYER = 255 };
 
-/* An entry of a schedule: a step (>= 0) or a layer (-1 - its index). */
+/* A softmax cross-entropy over one row, as cgrad.losses builds it: the steps
+ * d = dot(t, z), mp = d * c, a_j = z_j + mp (j < m), l = logsumexp(a), consecutive in
+ * the plan (steps l_step - m - 2 .. l_step), run as one (fused_loss.c).  Its t, z and a
+ * slots are loss_slots[at ..], m of each. */
+typedef struct {
+    uint32_t m, d, mp, c, l, l_step;
+    size_t at;
+} cg_loss_row;
+
+/* An entry of a schedule: a step (>= 0 and below CG_LOSS_ENTRY), a loss row
+ * (CG_LOSS_ENTRY + its index) or a layer (-1 - its index). */
 typedef int64_t cg_entry;
+#define CG_LOSS_ENTRY ((cg_entry)1 << 40)
 
 struct cg_plan {
     size_t n_slots, n_steps, n_backward, n_leaves;
@@ -84,6 +95,9 @@ struct cg_plan {
     size_t threads;         /* parts a layer's kernels are split into (Graph threads=) */
     int exact;              /* the kernels keep eager's bits (else FMA: Graph exact=False) */
     double *panels;         /* the kernels' work buffers, CG_KERNEL_PANEL per part */
+    cg_loss_row *loss_rows; /* the loss rows the schedules run as one step each */
+    uint32_t *loss_slots;
+    size_t n_loss_rows;
 
     /* Leaves whose gradients are not computed (Graph(..., input_grads=False)): left at 0.
      * Backward re-zeroes those that steps outside the layers skipping them may write
@@ -129,6 +143,15 @@ cg_status cg_layer_backward(cg_plan *p, const cg_layer *l);
 void cg_layer_input_grads(cg_plan *p, cg_layer *l);
 void cg_plan_input_grads(cg_plan *p);
 void cg_plan_keep_weights(cg_plan *p);
+/* Finds the loss rows of a plan with layers and puts them in its schedules in place of
+ * their steps (fused_loss.c; after cg_plan_drop_layer_steps).  0, or -1 out of memory
+ * (the plan as it was).  A row runs forward or backward in one go: 0, or -1 with
+ * nothing written when some step of it would meet a number not finite (the caller then
+ * runs its steps one by one). */
+int cg_plan_fuse_losses(cg_plan *p);
+int cg_loss_row_forward(cg_plan *p, const cg_loss_row *r);
+int cg_loss_row_backward(cg_plan *p, const cg_loss_row *r);
+
 /* Splitting a plan's work over its threads (plan_parts.c).  How many parts work of
  * this many multiply-adds (or their equivalent) is cut into: at most the plan's
  * threads, none smaller than the work per part (cg_set_work_per_part).  Part `part` of

@@ -178,6 +178,8 @@ void cg_plan_free(cg_plan *p)
     free(p->interior_runs);
     free(p->gradless);
     free(p->written);
+    free(p->loss_rows);
+    free(p->loss_slots);
     cg_plan_free_layers(p);
     free(p);
 }
@@ -440,7 +442,8 @@ cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward, cg_node **que
         || cg_plan_sort_by_node(p, p->forward_out, n) < 0
         || cg_plan_sort_by_node(p, p->backward_out, n_backward) < 0)
         goto nomem;
-    if (cg_plan_layers(p) < 0 || cg_plan_find_interior_runs(p) < 0) {
+    if (cg_plan_layers(p) < 0 || cg_plan_find_interior_runs(p) < 0
+        || cg_plan_fuse_losses(p) < 0) {
         cg_plan_free(p);
         return NULL;
     }
@@ -599,15 +602,35 @@ static cg_status layer_steps(cg_plan *p, const cg_layer *l, int backward, cg_nod
     return CG_OK;
 }
 
-/* Run a schedule of steps and layers; a layer that meets a non-finite number is run
- * again step by step, which tells errors as they always are. */
+/* A loss row's steps one by one, in the order the sweep (or forward) meets them. */
+static cg_status loss_row_steps(cg_plan *p, const cg_loss_row *r, int backward,
+                                cg_node **failed)
+{
+    size_t first = r->l_step - r->m - 2, count = (size_t)r->m + 3;
+    for (size_t k = 0; k < count; k++) {
+        const cg_step *s = &p->steps[backward ? r->l_step - k : first + k];
+        cg_status st = backward ? backward_step(p, s) : forward_step(p, s);
+        if (st != CG_OK) {
+            *failed = cg_plan_node(p, s->out);
+            return st;
+        }
+    }
+    return CG_OK;
+}
+
+/* Run a schedule of steps, loss rows and layers; a layer or row that meets a non-finite
+ * number is run again step by step, which tells errors as they always are. */
 static cg_status run_schedule(cg_plan *p, const cg_entry *schedule, size_t n, int backward,
                               cg_node **failed)
 {
     cg_status st = CG_OK;
     for (size_t e = 0; e < n && st == CG_OK; e++) {
         cg_entry entry = schedule[e];
-        if (entry >= 0) {
+        if (entry >= CG_LOSS_ENTRY) {
+            const cg_loss_row *r = &p->loss_rows[entry - CG_LOSS_ENTRY];
+            if ((backward ? cg_loss_row_backward(p, r) : cg_loss_row_forward(p, r)) != 0)
+                st = loss_row_steps(p, r, backward, failed);
+        } else if (entry >= 0) {
             const cg_step *s = &p->steps[entry];
             st = backward ? backward_step(p, s) : forward_step(p, s);
             if (st != CG_OK)

@@ -544,7 +544,7 @@ cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,
     if (!find_layers)
         return p;
     if (cg_plan_layers(p) < 0 || cg_plan_find_interior_runs(p) < 0
-        || (p->n_layers && cg_plan_drop_layer_steps(p) < 0))
+        || (p->n_layers && cg_plan_drop_layer_steps(p) < 0) || cg_plan_fuse_losses(p) < 0)
         goto nomem;
     if (!p->n_layers)   /* else the layers run the dots */
         cg_plan_mark_batches(p);

@@ -714,6 +714,11 @@ cdef class Graph:
         self.ready()
         return cg_plan_deferring_layers(self.plan)
 
+    def _fused_loss_rows(self):
+        """How many cross-entropy rows of the loss run as one step each (tests)."""
+        self.ready()
+        return cg_plan_loss_row_count(self.plan)
+
     def __repr__(self):
         if self.plan == NULL:
             return "Graph(not built)"
