@@ -488,6 +488,8 @@ cdef class Graph:
     cdef bint ahead               # the plan holds numbers its nodes do not show yet
     cdef ParameterArray optimizer_params   # the optimizer whose parameters are in
     cdef uint32_t *optimizer_slots         # the plan, and their slots
+    cdef uint32_t *optimizer_runs          # those slots as runs (cg_slot_runs)
+    cdef size_t n_optimizer_runs
     cdef ParameterArray eager_optimizer_params   # one whose update runs on the nodes
     cdef object partners          # the Graphs whose plans touch some of the same nodes
     cdef tuple made_with          # (inputs given as a tuple of groups, input_grads,
@@ -688,6 +690,7 @@ cdef class Graph:
         free(self.input_runs_end)
         free(self.output_slots)
         free(self.optimizer_slots)
+        free(self.optimizer_runs)
 
     cdef int ready(self) except -1:
         if self.plan == NULL:
@@ -903,8 +906,15 @@ cdef class Graph:
             except BaseException:
                 free(slots)
                 raise
+        cdef uint32_t *runs = <uint32_t *>malloc((2 * params.size + 1) * sizeof(uint32_t))
+        if runs == NULL:
+            free(slots)
+            raise MemoryError()
         free(self.optimizer_slots)
+        free(self.optimizer_runs)
         self.optimizer_slots = slots
+        self.optimizer_runs = runs
+        self.n_optimizer_runs = cg_slot_runs(slots, params.size, runs)
         self.optimizer_params = params
         return True
 
@@ -1028,9 +1038,10 @@ cdef class Graph:
         try:
             with nogil:
                 cg_plan_arrays(self.plan, &val, &grad)
-                if update != NULL:
-                    for i in range(update.n):
-                        grad[update.slots[i]] = 0.0
+                if update != NULL:   # zero_grad() on the plan's copy: a memset a neuron
+                    for i in range(self.n_optimizer_runs):
+                        memset(grad + update.slots[self.optimizer_runs[2 * i]], 0,
+                               self.optimizer_runs[2 * i + 1] * sizeof(double))
                 if forward:
                     status = cg_plan_forward(self.plan, &failed)
                 if status == CG_OK and backward:
