@@ -247,28 +247,32 @@ void cg_gather(cg_node **nodes, size_t n, double *out);
  * SGD: g = grad + weight_decay * data; v = momentum * v + g; data -= lr * v
  * (with momentum 0 and no decay this is micrograd's `p.data -= lr * p.grad`).
  * Both return -1, or, writing nothing, the index of a finite parameter that the update
- * would make inf or NaN.  Each state array is followed by room for the update's scratch:
- * velocity by 2n doubles, v (Adam's second moments) by 3n. */
+ * would make inf or NaN.  `state` holds the update's state (SGD: the velocity, n
+ * doubles; Adam: the moments m then v, 2n); the update writes the new state into
+ * `next` (as many doubles) and the new values into `new_data` (n): once it went
+ * through, `next` is the state (the caller swaps the two; nothing is copied back). */
 long cg_sgd_step(cg_node **params, size_t n, double lr, double momentum,
-                 double weight_decay, double *velocity);
+                 double weight_decay, const double *state, double *next, double *new_data);
 
-/* Adam; step counts from 1.  m and v hold the moment estimates. */
+/* Adam; step counts from 1. */
 long cg_adam_step(cg_node **params, size_t n, double lr, double beta1, double beta2,
-                  double eps, double weight_decay, long step, double *m, double *v);
+                  double eps, double weight_decay, long step, const double *state,
+                  double *next, double *new_data);
 
 /* The same updates over parameters kept in a plan's arrays, at val[slots[i]], with the
  * hyperparameters in order (SGD: momentum, weight decay; Adam: the betas, eps, weight
- * decay) and the state as above (SGD: velocity; Adam: m then v).  In two passes over a
- * range [i0, i1) of the parameters: check keeps every new value in the scratch and
- * returns -1 or the first parameter it would break; write writes them.  Ranges may run
- * at once in threads; write only once every check of the update returned -1.  Each
- * number is computed as one pass over all the parameters computes it. */
+ * decay) and the state as above.  In two passes over a range [i0, i1) of the
+ * parameters: check writes the new state and values and returns -1 or the first
+ * parameter it would break; write writes the values.  Ranges may run at once in
+ * threads; write only once every check of the update returned -1.  Each number is
+ * computed as one pass over all the parameters computes it. */
 enum { CG_UPDATE_SGD = 1, CG_UPDATE_ADAM = 2 };
 typedef struct {
     int kind;
     double lr, h1, h2, h3, h4;
     long step;              /* Adam's, from 1 */
-    double *state;
+    const double *state;
+    double *next, *new_data;
     size_t n;
     const uint32_t *slots;
 } cg_update;

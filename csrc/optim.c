@@ -52,43 +52,46 @@ static adam_rates rates(double lr, double beta1, double beta2, double eps,
     } while (0)
 #define ADAM_STEP(r, data, m, v) ((data) - (r).step_size * (m) / (sqrt(v) / (r).bias2_sqrt + (r).eps))
 
-/* New values of a block of parameters (data d, gradients g with decay added) into out;
- * their moments are not written.  Whether some new value is not finite. */
+/* New values of a block of parameters (data d, gradients g with decay added) into out,
+ * their new moments into nm and nv.  Whether some new value is not finite. */
 #define ADAM_BLOCK_BODY                                                               \
     int not_finite = 0;                                                               \
     for (size_t k = 0; k < len; k++) {                                                \
         double mk = m[k], vk = v[k];                                                  \
         ADAM_MOMENTS(r, g[k], mk, vk);                                                \
+        nm[k] = mk;                                                                   \
+        nv[k] = vk;                                                                   \
         out[k] = ADAM_STEP(r, d[k], mk, vk);                                          \
     }                                                                                 \
     for (size_t k = 0; k < len; k++)                                                  \
         not_finite |= !(fabs(out[k]) <= DBL_MAX);                                     \
     return not_finite;
 
-static int adam_block_baseline(const double *restrict d, const double *restrict g,
-                               const double *restrict m, const double *restrict v,
-                               size_t len, adam_rates r, double *restrict out)
+#define ADAM_BLOCK_ARGS                                                               \
+    const double *restrict d, const double *restrict g, const double *restrict m,     \
+        const double *restrict v, size_t len, adam_rates r, double *restrict out,     \
+        double *restrict nm, double *restrict nv
+
+static int adam_block_baseline(ADAM_BLOCK_ARGS)
 {
     ADAM_BLOCK_BODY
 }
 
 #ifdef CG_X86_COPIES
-CG_TARGET_AVX2 static int adam_block_avx2(const double *restrict d, const double *restrict g,
-                                          const double *restrict m, const double *restrict v,
-                                          size_t len, adam_rates r, double *restrict out)
+CG_TARGET_AVX2 static int adam_block_avx2(ADAM_BLOCK_ARGS)
 {
     ADAM_BLOCK_BODY
 }
 #endif
 
 static int adam_block(const double *d, const double *g, const double *m, const double *v,
-                      size_t len, adam_rates r, double *out)
+                      size_t len, adam_rates r, double *out, double *nm, double *nv)
 {
 #ifdef CG_X86_COPIES
     if (cg_has_avx2())
-        return adam_block_avx2(d, g, m, v, len, r, out);
+        return adam_block_avx2(d, g, m, v, len, r, out, nm, nv);
 #endif
-    return adam_block_baseline(d, g, m, v, len, r, out);
+    return adam_block_baseline(d, g, m, v, len, r, out, nm, nv);
 }
 
 /* g + weight_decay * d, the gradient Adam's moments see */
@@ -171,21 +174,21 @@ static long first_broken(size_t i0, size_t len, const double *d, const double *g
     return -1;
 }
 
-/* Each update in two passes over a range of its parameters: pass one (check) keeps
- * every new value in the scratch and returns -1 or the first parameter it would break;
- * pass two (write) writes them, only if no check refused (nothing is written then).
- * Parts of the parameters may run each pass at once: every number is computed as one
- * pass over all of them computes it. */
+/* Each update in two passes over a range of its parameters: pass one (check) writes
+ * every new value and the new state into the rows given for them and returns -1 or the
+ * first parameter it would break; pass two (write) writes the new values, only if no
+ * check refused (nothing is written then).  The caller then takes the new state's rows
+ * for the state (a pointer swap: nothing is copied back).  Parts of the parameters may
+ * run each pass at once: every number is computed as one pass over all of them
+ * computes it. */
 typedef struct {
     const storage *s;
-    size_t n;               /* all the parameters: the scratch is laid out for n */
     size_t start, end;      /* this range */
 } span;
 
 static long sgd_check(span r, double lr, double momentum, double weight_decay,
-                      const double *velocity, double *scratch)
+                      const double *velocity, double *new_velocity, double *new_data)
 {
-    double *new_data = scratch, *new_velocity = scratch + r.n;
     FOR_EACH_BLOCK(r.s, r.start, r.end, i0, len, d, g, {
         int not_finite = 0;
         double *restrict nd = new_data + i0, *restrict nv = new_velocity + i0;
@@ -204,28 +207,17 @@ static long sgd_check(span r, double lr, double momentum, double weight_decay,
     return -1;
 }
 
-static void sgd_write(span r, double *velocity, const double *scratch)
-{
-    const double *new_data = scratch, *new_velocity = scratch + r.n;
-    FOR_EACH_BLOCK(r.s, r.start, r.end, i0, len, d, g, {
-        (void)g;
-        write_block(r.s, i0, len, d, new_data + i0);
-        for (size_t k = 0; k < len; k++)
-            velocity[i0 + k] = new_velocity[i0 + k];
-    })
-}
-
 #define DECAYED(rates, d, g, len, buf)                                                \
     ((rates).weight_decay == 0.0 ? (g)                                                \
                                  : (decay_block(d, g, len, (rates).weight_decay, buf), buf))
 
 static long adam_check(span r, adam_rates rates, const double *m, const double *v,
-                       double *scratch)
+                       double *new_m, double *new_v, double *new_data)
 {
-    double *new_data = scratch, decayed[BLOCK];
+    double decayed[BLOCK];
     FOR_EACH_BLOCK(r.s, r.start, r.end, i0, len, d, g, {
         int not_finite = adam_block(d, DECAYED(rates, d, g, len, decayed), m + i0, v + i0,
-                                    len, rates, new_data + i0);
+                                    len, rates, new_data + i0, new_m + i0, new_v + i0);
         long broken = first_broken(i0, len, d, g, new_data + i0, not_finite);
         if (broken >= 0)
             return broken;
@@ -233,40 +225,35 @@ static long adam_check(span r, adam_rates rates, const double *m, const double *
     return -1;
 }
 
-/* Recomputes the moments from the gradients (pass one's arithmetic, so the same bits:
- * cheaper than keeping them), then writes the values. */
-static void adam_write(span r, adam_rates rates, double *m, double *v, const double *scratch)
+static void write_values(span r, const double *new_data)
 {
-    double decayed[BLOCK];
     FOR_EACH_BLOCK(r.s, r.start, r.end, i0, len, d, g, {
-        const double *restrict dg = DECAYED(rates, d, g, len, decayed);
-        double *restrict mb = m + i0, *restrict vb = v + i0;
-        for (size_t k = 0; k < len; k++)
-            ADAM_MOMENTS(rates, dg[k], mb[k], vb[k]);
-        write_block(r.s, i0, len, d, scratch + i0);
+        (void)g;
+        write_block(r.s, i0, len, d, new_data + i0);
     })
 }
 
 long cg_sgd_step(cg_node **params, size_t n, double lr, double momentum,
-                 double weight_decay, double *velocity)
+                 double weight_decay, const double *state, double *next, double *new_data)
 {
     storage s = {params, NULL, NULL, NULL};
-    span all = {&s, n, 0, n};
-    long broken = sgd_check(all, lr, momentum, weight_decay, velocity, velocity + n);
+    span all = {&s, 0, n};
+    long broken = sgd_check(all, lr, momentum, weight_decay, state, next, new_data);
     if (broken < 0)
-        sgd_write(all, velocity, velocity + n);
+        write_values(all, new_data);
     return broken;
 }
 
 long cg_adam_step(cg_node **params, size_t n, double lr, double beta1, double beta2,
-                  double eps, double weight_decay, long step, double *m, double *v)
+                  double eps, double weight_decay, long step, const double *state,
+                  double *next, double *new_data)
 {
     storage s = {params, NULL, NULL, NULL};
-    span all = {&s, n, 0, n};
+    span all = {&s, 0, n};
     adam_rates r = rates(lr, beta1, beta2, eps, weight_decay, step);
-    long broken = adam_check(all, r, m, v, v + n);
+    long broken = adam_check(all, r, state, state + n, next, next + n, new_data);
     if (broken < 0)
-        adam_write(all, r, m, v, v + n);
+        write_values(all, new_data);
     return broken;
 }
 
@@ -274,26 +261,20 @@ long cg_update_check(const cg_update *u, double *val, const double *grad, size_t
                      size_t i1)
 {
     storage s = {NULL, val, grad, u->slots};
-    span part = {&s, u->n, i0, i1};
-    double *state = u->state;
+    span part = {&s, i0, i1};
     if (u->kind == CG_UPDATE_SGD)
-        return sgd_check(part, u->lr, u->h1, u->h2, state, state + u->n);
+        return sgd_check(part, u->lr, u->h1, u->h2, u->state, u->next, u->new_data);
     adam_rates r = rates(u->lr, u->h1, u->h2, u->h3, u->h4, u->step);
-    return adam_check(part, r, state, state + u->n, state + 2 * u->n);
+    return adam_check(part, r, u->state, u->state + u->n, u->next, u->next + u->n,
+                      u->new_data);
 }
 
 void cg_update_write(const cg_update *u, double *val, const double *grad, size_t i0,
                      size_t i1)
 {
     storage s = {NULL, val, grad, u->slots};
-    span part = {&s, u->n, i0, i1};
-    double *state = u->state;
-    if (u->kind == CG_UPDATE_SGD) {
-        sgd_write(part, state, state + u->n);
-        return;
-    }
-    adam_rates r = rates(u->lr, u->h1, u->h2, u->h3, u->h4, u->step);
-    adam_write(part, r, state, state + u->n, state + 2 * u->n);
+    span part = {&s, i0, i1};
+    write_values(part, u->new_data);
 }
 
 void cg_zero_grads(cg_node **params, size_t n)

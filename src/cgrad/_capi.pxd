@@ -136,9 +136,11 @@ cdef extern from "node_ops.h" nogil:
 
 cdef extern from "cgrad.h" nogil:
     long cg_sgd_step(cg_node **params, size_t n, double lr, double momentum,
-                     double weight_decay, double *velocity)
+                     double weight_decay, const double *state, double *next,
+                     double *new_data)
     long cg_adam_step(cg_node **params, size_t n, double lr, double beta1, double beta2,
-                      double eps, double weight_decay, long step, double *m, double *v)
+                      double eps, double weight_decay, long step, const double *state,
+                      double *next, double *new_data)
     enum:
         CG_UPDATE_SGD
         CG_UPDATE_ADAM
@@ -146,7 +148,9 @@ cdef extern from "cgrad.h" nogil:
         int kind
         double lr, h1, h2, h3, h4
         long step
-        double *state
+        const double *state
+        double *next
+        double *new_data
         size_t n
         const uint32_t *slots
     long cg_plan_update(cg_plan *p, const cg_update *u)

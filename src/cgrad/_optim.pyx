@@ -27,10 +27,13 @@ cdef class ParameterArray:
         self.size = len(self.values)
         self.n_state = n_state
         self.nodes = <cg_node **>calloc(max(self.size, 1), sizeof(cg_node *))
-        # the state rows, then scratch rows for the update (see cg_sgd_step/cg_adam_step)
-        self.state = <double *>calloc(max(self.size * (n_state + 3), 1), sizeof(double))
-        if self.nodes == NULL or self.state == NULL:
+        # the state rows, the rows the next state goes to, the new values (cg_adam_step)
+        self.buffer = <double *>calloc(max(self.size * (2 * n_state + 1), 1), sizeof(double))
+        if self.nodes == NULL or self.buffer == NULL:
             raise MemoryError()
+        self.state = self.buffer
+        self.next_state = self.buffer + self.size * n_state
+        self.new_data = self.next_state + self.size * n_state
         for i in range(self.size):
             self.nodes[i] = &(<Value>self.values[i]).node
         if has_repeats(self.nodes, self.size):
@@ -38,7 +41,7 @@ cdef class ParameterArray:
 
     def __dealloc__(self):
         free(self.nodes)
-        free(self.state)
+        free(self.buffer)
 
     def __reduce__(self):
         """The parameters and the update's state (velocity, moments): a pickled
@@ -60,7 +63,7 @@ cdef class ParameterArray:
         sync_nodes()
         nodes_changed()
         self.check(cg_sgd_step(self.nodes, self.size, lr, momentum, weight_decay,
-                               self.state), "SGD", lr)
+                               self.state, self.next_state, self.new_data), "SGD", lr)
 
     def adam_step(self, double lr, double beta1, double beta2, double eps,
                   double weight_decay, long step):
@@ -69,10 +72,16 @@ cdef class ParameterArray:
         sync_nodes()
         nodes_changed()
         self.check(cg_adam_step(self.nodes, self.size, lr, beta1, beta2, eps, weight_decay,
-                                step, self.state, self.state + self.size), "Adam", lr)
+                                step, self.state, self.next_state, self.new_data), "Adam", lr)
+
+    cdef void took_next_state(self) noexcept:
+        """After an update went through: the rows it wrote are the state now."""
+        self.state, self.next_state = self.next_state, self.state
 
     cdef int check(self, long broken, str name, double lr) except -1:
-        if broken >= 0:
+        if broken < 0:
+            self.took_next_state()
+        else:
             p = self.values[broken]
             raise OverflowError(
                 f"{name} step refused: parameter {broken} ({p!r}) would become inf or nan "

@@ -798,9 +798,13 @@ cdef class Graph:
             update.h3, update.h4 = hyper[3], hyper[4]
             update.step = optimizer.steps + 1
         update.state = params.state
+        update.next = params.next_state
+        update.new_data = params.new_data
         update.n = params.size
         update.slots = self.optimizer_slots
         cdef long broken = self.run(True, True, &update)
+        if broken < 0:
+            params.took_next_state()
         loss = self.loss_value()
         if broken >= 0:
             raise OverflowError(
