@@ -69,13 +69,13 @@ def test_recorded_rows_run_fused_and_every_node_is_eagers(classes, soft, scale, 
     assert graph._fused_loss_rows() == size
     opt_replay, opt_rebuild = Adam(replayed.parameters(), lr=0.05), \
         Adam(rebuilt.parameters(), lr=0.05)
+    parameters = {id(p) for p in replayed.parameters()}   # stepped since: below
+    input_leaves = {id(v) for row in xs + ys for v in row}
     for step in range(4):
         X, T = batch(step, size, 7, classes, soft, scale)
         got = graph.step(X, T, optimizer=opt_replay)
-        want, rows, targets = eager_step(rebuilt, opt_rebuild, X, T)
+        want, _, _ = eager_step(rebuilt, opt_rebuild, X, T)
         assert got == want.data
-        parameters = {id(p) for p in replayed.parameters()}   # stepped since: below
-        input_leaves = {id(v) for row in xs + ys for v in row}
         compared = 0
         for a, b in paired_nodes(loss, want):
             if id(a) in parameters:
