@@ -24,7 +24,8 @@ static inline int cg_vec_push(cg_vec *v, void *item)  /* 0, or -1 out of memory 
 }
 
 /* Whether a pointer appears twice among items[0..n): 1, 0, or -1 out of memory (a
- * hash set: Python's set of 235,000 ids took 50 ms). */
+ * bitmap over the range they span, or a hash set where that range is sparse: Python's
+ * set of 235,000 ids took 50 ms). */
 int cg_has_repeats(void *const *items, size_t n);
 
 #endif

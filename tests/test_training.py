@@ -156,6 +156,22 @@ def test_optimizer_refuses_a_parameter_twice(make):
     make(ps + [Value(617.0)])           # equal numbers are different parameters
 
 
+@pytest.mark.parametrize("make", [SGD, Adam])
+def test_optimizer_finds_a_repeat_among_parameters_far_apart(make):
+    # The repeat check keeps a bit per 16 bytes of the range the nodes span, or a hash
+    # table when that range is sparse: here 2 + 3 parameters around 400k other Values.
+    first = [Value(1.0), Value(2.0)]
+    between = [Value(0.0) for _ in range(400_000)]
+    last = [Value(3.0), Value(4.0), Value(5.0)]
+    with pytest.raises(ValueError, match="appears twice"):
+        make(first + last + [first[1]])
+    with pytest.raises(ValueError, match="appears twice"):
+        make(first + last + [last[2]])
+    make(first + last)
+    make(first + between[::1000] + last)
+    del between
+
+
 def test_optimizer_refuses_non_values():
     with pytest.raises(TypeError, match="cgrad Values"):
         SGD([1.0, 2.0])
