@@ -222,3 +222,25 @@ def test_rows_meeting_odd_numbers_agree_with_eager(seed):
         assert bits(got) == bits(want.data), (trial, X, T)
         assert [bits(p.grad) for p in replayed.parameters()] == \
             [bits(p.grad) for p in rebuilt.parameters()], (trial, X, T)
+
+
+def test_a_copied_row_that_overflows_fails_as_eagerly():
+    # The same forward overflow in a step copied for its batch size (compile(dynamic=
+    # True)): the row falls back to its steps, which name the failing node.
+    replayed, rebuilt = twins(3, [2])
+    for model in (replayed, rebuilt):
+        last_layer_reading_feature_0(model)
+    step = cgrad.compile(lambda xs, ys: losses.softmax_cross_entropy(
+        [replayed(x) for x in xs], ys), dynamic=True)
+    X, T = np.zeros((5, 3)), np.eye(2)[[0, 1, 0, 1, 1]]
+    step(X, T)
+    assert step.graphs[(X.shape, T.shape)]._fused_loss_rows() == 5
+    X[3, 0], T[3] = 1e10, [0.0, 1e300]
+    with pytest.raises(OverflowError) as eager_error:
+        losses.softmax_cross_entropy([rebuilt([Value(v) for v in r]) for r in X.tolist()],
+                                     [[Value(v) for v in r] for r in T.tolist()])
+    with pytest.raises(OverflowError, match=re.escape(str(eager_error.value))):
+        step(X, T)
+    X[3, 0], T[3] = 0.5, [0.0, 1.0]
+    want = losses.softmax_cross_entropy([rebuilt(r) for r in X.tolist()], T.tolist())
+    assert step(X, T) == want.data
