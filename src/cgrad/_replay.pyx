@@ -470,6 +470,8 @@ cdef class Graph:
     """
     cdef cg_plan *plan
     cdef list held                # every node the plan touches, kept alive by the Graph
+                                  # (not only through the loss: a Value given __init__
+                                  # again lets go of its old kids, which the plan reads)
     cdef NodeArray input_nodes
     cdef NodeArray output_nodes
     cdef readonly object loss
