@@ -440,3 +440,23 @@ def test_overflow_in_a_replayed_dot_backward_raises_as_eagerly():
     graph.forward([1.0])
     graph.backward()
     assert x.grad == 1e-300 * 1e300
+
+
+def test_a_node_given_init_again_leaves_the_graph_on_its_recorded_kids():
+    # Re-initialising a Value lets go of its kids; the plan still reads them (which
+    # nodes exist is fixed at build time), so the Graph keeps them alive: under the
+    # sanitizers, freeing them would be a use after free here.
+    x = cgrad.inputs(3)
+    a = Value(2.0)
+    h = x[0] * a
+    loss = h + x[1] * x[2]
+    graph = Graph(loss, inputs=x)
+    X = np.array([1.0, 2.0, 3.0])
+    assert graph.forward(X) == 8.0
+    h.__init__(5.0)
+    del a
+    gc.collect()
+    for _ in range(3):
+        assert graph.forward(X) == 1.0 * 2.0 + 2.0 * 3.0
+        graph.backward()
+        assert [v.grad for v in x] == [2.0, 3.0, 2.0]
