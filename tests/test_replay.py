@@ -443,20 +443,25 @@ def test_overflow_in_a_replayed_dot_backward_raises_as_eagerly():
 
 
 def test_a_node_given_init_again_leaves_the_graph_on_its_recorded_kids():
-    # Re-initialising a Value lets go of its kids; the plan still reads them (which
-    # nodes exist is fixed at build time), so the Graph keeps them alive: under the
-    # sanitizers, freeing them would be a use after free here.
+    # Re-initialising a Value lets go of its kids; the plan still reads and writes them
+    # (which nodes exist is fixed at build time), so the Graph keeps them alive.  Were
+    # `a` freed, its memory would go to new Values (it sits alone in its 64 KiB slab,
+    # which is then reused) and the plan would read 7.0 and write its numbers there.
     x = cgrad.inputs(3)
+    padding = [Value(0.0) for _ in range(2000)]     # on past x's slab
     a = Value(2.0)
+    padding += [Value(0.0) for _ in range(2000)]    # a's slab filled, then more
     h = x[0] * a
     loss = h + x[1] * x[2]
     graph = Graph(loss, inputs=x)
     X = np.array([1.0, 2.0, 3.0])
     assert graph.forward(X) == 8.0
     h.__init__(5.0)
-    del a
+    del a, padding
     gc.collect()
+    fresh = [Value(7.0) for _ in range(10_000)]
     for _ in range(3):
         assert graph.forward(X) == 1.0 * 2.0 + 2.0 * 3.0
         graph.backward()
         assert [v.grad for v in x] == [2.0, 3.0, 2.0]
+        assert all(v.data == 7.0 and v.grad == 0.0 for v in fresh)
