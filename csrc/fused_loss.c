@@ -23,25 +23,6 @@
  * mp's m readers are counted in a byte). */
 enum { MAX_CLASSES = 128 };
 
-static uint32_t dot_width(const cg_step *s)
-{
-    return (s->n_kids - (uint32_t)((s->flags & CG_FLAG_HAS_BIAS) != 0)) / 2;
-}
-
-/* Slot of a dot's weight (i < m) or input (m + i), dense or listed. */
-static uint32_t dot_kid(const cg_plan *p, const cg_step *s, uint32_t i)
-{
-    uint32_t m = dot_width(s);
-    if (s->dense)
-        return i < m ? s->w + i : s->x + i - m;
-    return p->kid_slots[s->kids + i];
-}
-
-static uint32_t kid(const cg_plan *p, const cg_step *s, uint32_t i)
-{
-    return p->kid_slots[s->kids + i];
-}
-
 /* Whether steps l - m - 2 .. l are a row's d, mp, a_0 .. a_{m-1}, l (the order recording
  * lists them in); fills r's slots (but `at`). */
 static int is_row(const cg_plan *p, size_t l, cg_loss_row *r)
@@ -53,19 +34,20 @@ static int is_row(const cg_plan *p, size_t l, cg_loss_row *r)
         return 0;
     const cg_step *D = &p->steps[l - m - 2], *MP = &p->steps[l - m - 1];
     if (D->op != CG_DOT || D->batch == CG_IN_LAYER || (D->flags & CG_FLAG_HAS_BIAS)
-        || dot_width(D) != m || MP->op != CG_MUL || MP->n_kids != 2
-        || kid(p, MP, 0) != D->out)
+        || cg_step_dot_length(D) != m || MP->op != CG_MUL || MP->n_kids != 2
+        || cg_step_kid(p, MP, 0) != D->out)
         return 0;
     for (uint32_t j = 0; j < m; j++) {
         const cg_step *A = &p->steps[l - m + j];
-        if (A->op != CG_ADD || kid(p, L, j) != A->out || kid(p, A, 0) != dot_kid(p, D, m + j)
-            || kid(p, A, 1) != MP->out)
+        if (A->op != CG_ADD || cg_step_kid(p, L, j) != A->out
+            || cg_step_kid(p, A, 0) != cg_step_kid(p, D, m + j)
+            || cg_step_kid(p, A, 1) != MP->out)
             return 0;
     }
     r->m = m;
     r->d = D->out;
     r->mp = MP->out;
-    r->c = kid(p, MP, 1);
+    r->c = cg_step_kid(p, MP, 1);
     r->l = L->out;
     r->l_step = (uint32_t)l;
     return 1;
@@ -98,12 +80,8 @@ static uint8_t *count_readers(const cg_plan *p)
         const cg_step *s = &p->steps[entry];
         if (CG_OP_INFO[s->op].flags & CG_OPF_NO_MATH)
             continue;   /* rows, opaque nodes: they neither read numbers nor pass gradients */
-        if (s->op == CG_DOT)
-            for (uint32_t i = 0; i < s->n_kids; i++)
-                count(reads, i == 2 * dot_width(s) ? s->bias : dot_kid(p, s, i));
-        else
-            for (uint32_t i = 0; i < s->n_kids; i++)
-                count(reads, kid(p, s, i));
+        for (uint32_t i = 0; i < s->n_kids; i++)
+            count(reads, cg_step_kid(p, s, i));
     }
     return reads;
 }
@@ -176,8 +154,8 @@ int cg_plan_fuse_losses(cg_plan *p)
         r.at = at;
         const cg_step *D = &p->steps[r.l_step - r.m - 2];
         for (uint32_t j = 0; j < r.m; j++) {
-            p->loss_slots[at + j] = dot_kid(p, D, j);
-            p->loss_slots[at + r.m + j] = dot_kid(p, D, r.m + j);
+            p->loss_slots[at + j] = cg_step_kid(p, D, j);
+            p->loss_slots[at + r.m + j] = cg_step_kid(p, D, r.m + j);
             p->loss_slots[at + 2 * r.m + j] = p->steps[r.l_step - r.m + j].out;
         }
         at += 3 * (size_t)r.m;

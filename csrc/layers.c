@@ -29,16 +29,11 @@ static int is_row_dot(const cg_step *s)
     return s->op == CG_DOT && s->dense && (s->flags & CG_FLAG_ROWS);
 }
 
-static uint32_t dot_len(const cg_step *s)
-{
-    return (s->n_kids - (uint32_t)((s->flags & CG_FLAG_HAS_BIAS) != 0)) / 2;
-}
-
 /* Calls visit(slot) for every slot a step adds gradient to directly (not via rows). */
 #define FOR_EACH_DIRECT_KID(p, s, slot, body)                                         \
     do {                                                                              \
         if ((s)->op == CG_DOT && (s)->dense) {                                        \
-            uint32_t m_ = dot_len(s);                                                 \
+            uint32_t m_ = cg_step_dot_length(s);                                      \
             for (uint32_t i_ = 0; i_ < 2 * m_; i_++) {                                \
                 uint32_t slot = i_ < m_ ? (s)->w + i_ : (s)->x + i_ - m_;             \
                 body;                                                                 \
@@ -324,7 +319,7 @@ static int find_layers(finder *f)
     for (size_t i = limit; i-- > 0;) {
         const cg_step *s = &p->steps[i];
         if (is_row_dot(s))
-            cands[count++] = (candidate){f->level[i], dot_len(s), s->flags,
+            cands[count++] = (candidate){f->level[i], cg_step_dot_length(s), s->flags,
                                          (uint32_t)(limit - 1 - i), (uint32_t)i};
     }
     qsort(cands, count, sizeof *cands, by_level_then_pos);

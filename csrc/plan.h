@@ -61,6 +61,12 @@ typedef struct {
     size_t at;
 } cg_loss_row;
 
+/* A dot step's length m: it reads m weights and m inputs (and its bias, if it has one). */
+static inline uint32_t cg_step_dot_length(const cg_step *s)
+{
+    return (s->n_kids - (uint32_t)((s->flags & CG_FLAG_HAS_BIAS) != 0)) / 2;
+}
+
 /* An entry of a schedule: a step (>= 0 and below CG_LOSS_ENTRY), a loss row
  * (CG_LOSS_ENTRY + its index) or a layer (-1 - its index). */
 typedef int64_t cg_entry;
@@ -109,6 +115,17 @@ struct cg_plan {
                             * grads are 0 whenever a run starts (nothing to clear) */
     int fell_back;
 };
+
+/* A step's i-th kid: a dense dot names runs (weights, inputs, then its bias), others
+ * list their kids in plan->kid_slots. */
+static inline uint32_t cg_step_kid(const cg_plan *p, const cg_step *s, uint32_t i)
+{
+    if (s->op == CG_DOT && s->dense) {
+        uint32_t m = cg_step_dot_length(s);
+        return i < m ? s->w + i : i < 2 * m ? s->x + (i - m) : s->bias;
+    }
+    return p->kid_slots[s->kids + i];
+}
 
 /* Slots not stored in slot_node: all copies' but the first. */
 static inline size_t cg_plan_unstored(const cg_plan *p)

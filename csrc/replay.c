@@ -108,11 +108,6 @@ static int is_dense_dot(const cg_step *s)
     return s->op == CG_DOT && s->dense;
 }
 
-static uint32_t dot_length(const cg_step *s)
-{
-    return (s->n_kids - (uint32_t)((s->flags & CG_FLAG_HAS_BIAS) != 0)) / 2;
-}
-
 /* An activation that cannot fail, applied to the dot just before it. */
 static int is_activation_of(const cg_plan *p, const cg_step *act, const cg_step *dot)
 {
@@ -122,7 +117,7 @@ static int is_activation_of(const cg_plan *p, const cg_step *act, const cg_step 
 
 static int reads_slot(const cg_step *dot, uint32_t slot)
 {
-    uint32_t m = dot_length(dot);
+    uint32_t m = cg_step_dot_length(dot);
     return (slot >= dot->w && slot < dot->w + m) || (slot >= dot->x && slot < dot->x + m)
         || ((dot->flags & CG_FLAG_HAS_BIAS) && slot == dot->bias);
 }
@@ -143,7 +138,7 @@ void cg_plan_mark_batches(cg_plan *p)
         while (end < p->n_steps && dots < BATCH_DOTS) {
             const cg_step *d = &p->steps[end];
             if (!is_dense_dot(d) || d->x != first->x || d->flags != first->flags
-                || dot_length(d) != dot_length(first))
+                || cg_step_dot_length(d) != cg_step_dot_length(first))
                 break;
             end++;
             if (end < p->n_steps && is_activation_of(p, &p->steps[end], d))
@@ -231,43 +226,32 @@ int cg_plan_sort_by_node(cg_plan *p, uint32_t *slots, size_t count)
         high = address > high ? address : high;
         aligned &= address % GRAIN == 0;
     }
+    int packed = !count || (aligned && (high - low) / GRAIN <= UINT32_MAX);
+    size_t entry = packed ? sizeof(uint64_t) : sizeof(slot_address);
     size_t *start = malloc(BUCKETS * sizeof *start);
-    if (!start)
+    void *buffer = malloc(2 * (count + 1) * entry);   /* from, then to */
+    if (!start || !buffer) {
+        free(start);
+        free(buffer);
         return -1;
-    if (!count || (aligned && (high - low) / GRAIN <= UINT32_MAX)) {
-        uint64_t *from = malloc((count + 1) * sizeof *from);
-        uint64_t *to = malloc((count + 1) * sizeof *to);
-        if (!from || !to) {
-            free(from);
-            free(to);
-            free(start);
-            return -1;
-        }
+    }
+    if (packed) {
+        uint64_t *from = buffer, *to = from + count + 1;
         for (size_t i = 0; i < count; i++)
             from[i] = (uint64_t)(((uintptr_t)cg_plan_node(p, slots[i]) - low) / GRAIN) << 32
                     | slots[i];
         RADIX_SORT(uint64_t, count, from, to, start, PACKED_KEY, (uint64_t)(high - low) / GRAIN);
         for (size_t i = 0; i < count; i++)
             slots[i] = (uint32_t)from[i];
-        free(from);
-        free(to);
     } else {
-        slot_address *from = malloc((count + 1) * sizeof *from);
-        slot_address *to = malloc((count + 1) * sizeof *to);
-        if (!from || !to) {
-            free(from);
-            free(to);
-            free(start);
-            return -1;
-        }
+        slot_address *from = buffer, *to = from + count + 1;
         for (size_t i = 0; i < count; i++)
             from[i] = (slot_address){(uintptr_t)cg_plan_node(p, slots[i]) - low, slots[i]};
         RADIX_SORT(slot_address, count, from, to, start, WIDE_KEY, high - low);
         for (size_t i = 0; i < count; i++)
             slots[i] = from[i].slot;
-        free(from);
-        free(to);
     }
+    free(buffer);
     free(start);
     return 0;
 }
@@ -540,7 +524,7 @@ static cg_status forward_step(cg_plan *p, const cg_step *s)
     double *val = p->val;
     const uint32_t *k = p->kid_slots + s->kids;
     int has_bias = (s->flags & CG_FLAG_HAS_BIAS) != 0;
-    uint32_t m = dot_length(s);
+    uint32_t m = cg_step_dot_length(s);
     if (s->op == CG_DOT && s->dense) {
         return cg_dot_values(val + s->w, val + s->x, m, has_bias ? val[s->bias] : 0.0,
                              &val[s->out]);
@@ -583,7 +567,7 @@ static cg_status forward_batch(cg_plan *p, const cg_step *steps, size_t n)
         sum[d] = has_bias ? val[dot->bias] : 0.0;
     }
     const double *x = val + dots[0]->x;
-    uint32_t m = dot_length(dots[0]);
+    uint32_t m = cg_step_dot_length(dots[0]);
     cg_dot_values_side_by_side(w, x, m, sum);
     for (int d = 0; d < count; d++)
         if (!isfinite(sum[d]))
@@ -732,7 +716,7 @@ static CG_NOINLINE int step_data_finite(const cg_plan *p, const cg_step *s)
     if (!isfinite(val[s->out]))
         return 0;
     if (s->op == CG_DOT && s->dense) {
-        uint32_t m = dot_length(s);
+        uint32_t m = cg_step_dot_length(s);
         for (uint32_t i = 0; i < m; i++)
             if (!isfinite(val[s->w + i]) || !isfinite(val[s->x + i]))
                 return 0;
@@ -769,7 +753,7 @@ static cg_status backward_step(cg_plan *p, const cg_step *s)
     double *val = p->val, *grad = p->grad, g = grad[s->out], da, db;
     const uint32_t *k = p->kid_slots + s->kids;
     int has_bias = (s->flags & CG_FLAG_HAS_BIAS) != 0, bad = 0;
-    uint32_t m = dot_length(s);
+    uint32_t m = cg_step_dot_length(s);
     if (CG_OP_INFO[s->op].flags & CG_OPF_NO_MATH)
         return CG_OK;
     if (s->op == CG_DOT && s->dense) {   /* two runs of slots: a vector loop each */

@@ -53,21 +53,6 @@ struct cg_tiling {
     size_t n_outputs;        /* an example's */
 };
 
-static uint32_t dot_m(const cg_step *s)
-{
-    return (s->n_kids - (uint32_t)((s->flags & CG_FLAG_HAS_BIAS) != 0)) / 2;
-}
-
-/* A step's i-th kid: dense dots name runs (weights, inputs, bias), others list them. */
-static uint32_t kid_at(const cg_plan *p, const cg_step *s, uint32_t i)
-{
-    if (s->op == CG_DOT && s->dense) {
-        uint32_t m = dot_m(s);
-        return i < m ? s->w + i : i < 2 * m ? s->x + (i - m) : s->bias;
-    }
-    return p->kid_slots[s->kids + i];
-}
-
 /* The rows a dot over rows names besides its kids (0 or 2). */
 static uint32_t row_count(const cg_step *s)
 {
@@ -84,7 +69,7 @@ static uint32_t link_count(const cg_step *s)
 
 static uint32_t link_at(const cg_plan *p, const cg_step *s, uint32_t i)
 {
-    return row_count(s) ? s->rows[i] : kid_at(p, s, i);
+    return row_count(s) ? s->rows[i] : cg_step_kid(p, s, i);
 }
 
 /* Whether the m slots from `first` are all of one example (or all shared). */
@@ -207,7 +192,7 @@ static const char *find_blocks(reading *r)
         const cg_step *c1 = &p->steps[a - 1], *c2 = &p->steps[b];
         chain = r->dep[c1->out] == 1 && c1->op == CG_ADD && !c1->dense && c1->n_kids == 2
             && c2->op == CG_ADD && !c2->dense && c2->n_kids == 2
-            && kid_at(p, c2, 0) == c1->out && r->dep[kid_at(p, c2, 1)] == 2;
+            && cg_step_kid(p, c2, 0) == c1->out && r->dep[cg_step_kid(p, c2, 1)] == 2;
     }
     if (b == 0 || b - a + (size_t)chain != first)
         return NOT_PER_EXAMPLE;
@@ -253,7 +238,7 @@ static const char *match_twins(reading *r)
         for (uint32_t k = 0; same && k < link_count(s0); k++)
             same = twins(t, r->twin, r->taken, link_at(p, s0, k), link_at(p, s1, k));
         if (same && s0->op == CG_DOT && s0->dense) {   /* a copy's runs stay runs */
-            uint32_t m = dot_m(s1);
+            uint32_t m = cg_step_dot_length(s1);
             same = one_class(t, s1->w, m) && (s1->x == checked_x || one_class(t, s1->x, m));
             checked_x = s1->x;
         }
@@ -263,7 +248,7 @@ static const char *match_twins(reading *r)
         r->taken[s1->out] = 1;
     }
     if (r->chain   /* the running sum adds the examples' twin losses */
-        && r->twin[kid_at(p, &p->steps[r->a - 1], 0)] != kid_at(p, &p->steps[r->b], 1))
+        && r->twin[cg_step_kid(p, &p->steps[r->a - 1], 0)] != cg_step_kid(p, &p->steps[r->b], 1))
         return NOT_PER_EXAMPLE;
     r->b += (size_t)r->chain;   /* the running sum's add is the second example's last step */
     /* each output is an example's, its twin the second example's (or one shared) */
@@ -299,8 +284,8 @@ static const char *find_sum(reading *r)
         if (!reads_examples)
             continue;
         if (p->n_backward == 0 || t->sum != SIZE_MAX || s->op != CG_SUM || s->n_kids != 2
-            || t->example[kid_at(p, s, 0)] != FIRST || !r->is_step[kid_at(p, s, 0)]
-            || r->twin[kid_at(p, s, 0)] != kid_at(p, s, 1))
+            || t->example[cg_step_kid(p, s, 0)] != FIRST || !r->is_step[cg_step_kid(p, s, 0)]
+            || r->twin[cg_step_kid(p, s, 0)] != cg_step_kid(p, s, 1))
             return NOT_PER_EXAMPLE;
         t->sum = i;
     }
@@ -310,8 +295,8 @@ static const char *find_sum(reading *r)
                    : t->sum != SIZE_MAX ? p->steps[t->sum].out : UINT32_MAX;
     for (size_t i = r->b; i < p->n_steps && p->n_backward; i++) {
         const cg_step *s = &p->steps[i];
-        if (s->op == CG_MUL && s->n_kids == 2 && kid_at(p, s, 0) == total) {
-            uint32_t c = kid_at(p, s, 1);
+        if (s->op == CG_MUL && s->n_kids == 2 && cg_step_kid(p, s, 0) == total) {
+            uint32_t c = cg_step_kid(p, s, 1);
             if (!r->is_step[c] && is_constant(p, c) && p->slot_node[c]->data == 0.5)
                 t->mean = c;
         }
@@ -488,7 +473,7 @@ cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,
                         continue;
                     d->kids = used;
                     for (uint32_t k = 0; k < s->n_kids; k++)
-                        p->kid_slots[used++] = slot_in(t, kid_at(p2, s, k), c);
+                        p->kid_slots[used++] = slot_in(t, cg_step_kid(p2, s, k), c);
                     if (s->out == t->chain_out)   /* adds to the last copy's sum */
                         p->kid_slots[d->kids] = slot_in(t, t->chain_out, c - 1);
                 }
@@ -502,13 +487,13 @@ cg_plan *cg_tiling_plan(const cg_tiling *t, size_t batch, uint32_t *input_slots,
             continue;
         d->kids = used;
         for (uint32_t k = 0; k < s->n_kids; k++) {   /* above the examples: the last sum */
-            uint32_t kid = kid_at(p2, s, k);
+            uint32_t kid = cg_step_kid(p2, s, k);
             p->kid_slots[used++] = i >= t->b && kid == t->chain_out && batch > 2
                                  ? slot_in(t, kid, batch - 1) : kid;
         }
         if (i == t->sum) {   /* the sum of every example's loss, in example order */
             for (size_t c = 2; c < batch; c++)
-                p->kid_slots[used++] = slot_in(t, kid_at(p2, s, 1), c);
+                p->kid_slots[used++] = slot_in(t, cg_step_kid(p2, s, 1), c);
             d->n_kids = (uint32_t)batch;
         }
     }
