@@ -105,3 +105,20 @@ def test_the_parallel_bench_runs_two_loops_both_ways():
     assert r["serial_s"] > 0 and r["threads_s"] > 0 and r["speedup"] > 0
     assert "MLP(64, [128, 10]) b32" in r["workload"]
     assert r["workload"] in parallel_bench.table(r)
+
+
+def test_the_microgpt_table_has_every_variant_and_its_ratios():
+    from cgrad.cli import microgpt_bench
+    run = microgpt_bench.measure(n_embd=8, block_size=8, steps=2, rounds=1)
+    assert list(run["variants"]) == list(microgpt_bench.variants())
+    assert all(r["wall"] > 0 and r["cpu"] > 0 for r in run["variants"].values())
+    assert run["setup"]["lengths"] >= 1
+    text = microgpt_bench.table([run])
+    rows = [line for line in text.splitlines() if line.startswith("| n_embd 8")]
+    assert len(rows) == len(run["variants"]) + 1          # and the replay's setup
+    base = run["variants"]["microgpt on its own Value"]["wall"]
+    replayed = run["variants"]["cgrad.gpt replayed"]["wall"]
+    row = next(r for r in rows if "| cgrad.gpt replayed |" in r)
+    assert f"| {base / replayed:.3g}x |" in row
+    torch_run = run["variants"].get("PyTorch (the same model)")
+    assert (f"| {torch_run['wall'] / replayed:.3g}x |" if torch_run else "| - |") in row

@@ -66,6 +66,27 @@ def test_replayed_and_eager_cgrad_way_agree_bit_for_bit():
     assert train_cgrad_way(docs, 10, True)[:2] == train_cgrad_way(docs, 10, False)[:2]
 
 
+def test_the_benchmarks_pytorch_port_trains_as_microgpt_does():
+    """bench --microgpt's PyTorch variant does microgpt's work: the same losses and
+    weights (float64; attention over every position at once, so the sums round
+    differently in the last bits)."""
+    pytest.importorskip("torch")
+    from cgrad.cli.microgpt_torch import make_step
+    docs = make_names(300, seed=5)
+    steps = 30
+    reference = run(Value, docs, num_steps=steps, num_samples=0, **SIZES)
+    random.seed(42)
+    docs = list(docs)
+    random.shuffle(docs)
+    uchars, bos, vocab = tokenizer(docs)
+    model = MicroGPT(vocab, SIZES["n_embd"], SIZES["block_size"], 1, SIZES["n_head"])
+    step = make_step(model, steps)
+    losses_ = [step(k, *document_arrays(docs[k % len(docs)], uchars, bos,
+                                        SIZES["block_size"])) for k in range(steps)]
+    assert losses_ == pytest.approx(reference["losses"], rel=1e-12)
+    assert losses_[-1] < losses_[0]
+
+
 def test_the_example_runs_and_prints_json_steps():
     out = subprocess.run([sys.executable, str(EXAMPLE), "--json", "--steps", "3",
                           "--n-embd", "8", "--n-head", "2", "--block-size", "8"],

@@ -7,7 +7,10 @@
 - cgrad.gpt eager: the model written with cgrad.dot / logsumexp and cgrad's Adam, each
   step rebuilt;
 - cgrad.gpt replayed: the same, each document length recorded once (cgrad.compile) and
-  replayed; its setup (recording every length met) is reported apart.
+  replayed; its setup (recording every length met) is reported apart;
+- PyTorch: the same model, weights and updates written as a PyTorch user would (every
+  position of a document at once, float64, torch.optim.Adam; microgpt_torch.py), when
+  torch is installed: what the tool people would otherwise pick costs.
 
 Every variant trains on the same documents for the same steps, from microgpt's seed.
 Rounds interleave the variants; a figure is the median over rounds of each round's
@@ -21,7 +24,16 @@ import time
 from cgrad.datasets import make_names
 
 VARIANTS = ("microgpt on its own Value", "microgpt on cgrad.Value", "cgrad.gpt eager",
-            "cgrad.gpt replayed")
+            "cgrad.gpt replayed", "PyTorch (the same model)")
+
+
+def variants():
+    """The variants this machine can run (PyTorch's only where torch is installed)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return VARIANTS[:4]
+    return VARIANTS
 
 
 def run_program(value_class, docs, steps, n_embd, block_size):
@@ -45,17 +57,39 @@ def intervals(marks):
     return [(b[0] - a[0], b[1] - a[1], None) for a, b in zip(marks, marks[1:])]
 
 
-def run_cgrad_way(docs, steps, n_embd, block_size, replay):
-    """Step times of cgrad.gpt, eager or replayed; for replay also the setup: one pass
-    over the documents that records every length (its steps train too)."""
-    import cgrad
-    from cgrad.gpt import MicroGPT, document_arrays, tokenizer
-    from cgrad.optim import Adam
+def microgpt_start(docs, n_embd, block_size):
+    """microgpt's shuffled documents, tokenizer and starting weights (cgrad.gpt's draw
+    from microgpt's seed): (docs, uchars, bos, model)."""
+    from cgrad.gpt import MicroGPT, tokenizer
     random.seed(42)
     docs = list(docs)
     random.shuffle(docs)
     uchars, bos, vocab_size = tokenizer(docs)
-    model = MicroGPT(vocab_size, n_embd, block_size, 1, 4)
+    return docs, uchars, bos, MicroGPT(vocab_size, n_embd, block_size, 1, 4)
+
+
+def run_torch(docs, steps, n_embd, block_size):
+    """Step times of the same model in PyTorch (its threads as the user gets them)."""
+    from cgrad.cli.microgpt_torch import make_step
+    from cgrad.gpt import document_arrays
+    docs, uchars, bos, model = microgpt_start(docs, n_embd, block_size)
+    step = make_step(model, steps)
+    batches = [document_arrays(docs[k % len(docs)], uchars, bos, block_size)
+               for k in range(steps)]
+    marks = [(time.perf_counter(), time.thread_time())]
+    for k, (X, Y) in enumerate(batches):
+        step(k, X, Y)
+        marks.append((time.perf_counter(), time.thread_time()))
+    return intervals(marks)
+
+
+def run_cgrad_way(docs, steps, n_embd, block_size, replay):
+    """Step times of cgrad.gpt, eager or replayed; for replay also the setup: one pass
+    over the documents that records every length (its steps train too)."""
+    import cgrad
+    from cgrad.gpt import document_arrays
+    from cgrad.optim import Adam
+    docs, uchars, bos, model = microgpt_start(docs, n_embd, block_size)
     optimizer = Adam(model.params, lr=0.01, betas=(0.85, 0.99), eps=1e-8)
     step_fn = cgrad.compile(model.loss, input_grads=False)
     batches = [document_arrays(docs[k % len(docs)], uchars, bos, block_size)
@@ -92,13 +126,16 @@ def measure(n_embd, block_size, steps, rounds, progress=None):
     import cgrad
     from cgrad.programs.microgpt import MicrogptValue
     docs = make_names(2000)
-    per_round = {v: [] for v in VARIANTS}
+    chosen = variants()
+    per_round = {v: [] for v in chosen}
     setup = None
     run_program(MicrogptValue, docs, 2, n_embd, block_size)   # warm-up, not timed: a
     run_program(cgrad.Value, docs, 2, n_embd, block_size)     # process's first steps
     run_cgrad_way(docs, 2, n_embd, block_size, True)          # fault in fresh memory
+    if VARIANTS[4] in chosen:
+        run_torch(docs, 2, n_embd, block_size)                # (and load torch's kernels)
     for r in range(rounds):
-        for variant in VARIANTS:
+        for variant in chosen:
             if progress:
                 print(f"  microgpt n_embd {n_embd}, round {r + 1}/{rounds}: {variant} ...",
                       file=progress, flush=True)
@@ -106,6 +143,8 @@ def measure(n_embd, block_size, steps, rounds, progress=None):
                 times = run_program(MicrogptValue, docs, steps, n_embd, block_size)
             elif variant == VARIANTS[1]:
                 times = run_program(cgrad.Value, docs, steps, n_embd, block_size)
+            elif variant == VARIANTS[4]:
+                times = run_torch(docs, steps, n_embd, block_size)
             else:
                 times, s = run_cgrad_way(docs, steps, n_embd, block_size,
                                          variant == VARIANTS[3])
@@ -129,9 +168,10 @@ def measure(n_embd, block_size, steps, rounds, progress=None):
 
 def table(runs):
     lines = ["| model | variant | ms per step (wall) | ms per step (thread CPU) | spread (IQR) "
-             "| vs microgpt on its own Value |", "|---|---|---|---|---|---|"]
+             "| vs microgpt on its own Value | vs PyTorch |", "|---|---|---|---|---|---|---|"]
     for run in runs:
         base = run["variants"][VARIANTS[0]]["wall"]
+        torch_run = run["variants"].get(VARIANTS[4])
         label = (f"n_embd {run['n_embd']}, block {run['block_size']}, 1 layer, 4 heads, "
                  f"{run['steps']} steps")
         base_fb = run["variants"][VARIANTS[0]]["forward_backward"]
@@ -140,19 +180,22 @@ def table(runs):
             if r["forward_backward"]:
                 fb = (f" (forward + backward {r['forward_backward'] * 1e3:.3g} ms: "
                       f"{base_fb / r['forward_backward']:.3g}x)")
+            vs_torch = f"{torch_run['wall'] / r['wall']:.3g}x" if torch_run else "-"
             lines.append(f"| {label} | {variant} | {r['wall'] * 1e3:.3g} | {r['cpu'] * 1e3:.3g} "
-                         f"| {r['spread'] * 100:.0f}% | {base / r['wall']:.3g}x{fb} |")
+                         f"| {r['spread'] * 100:.0f}% | {base / r['wall']:.3g}x{fb} "
+                         f"| {vs_torch} |")
         s = run["setup"]
         if s:
             replayed = run["variants"][VARIANTS[3]]["wall"]
             lines.append(f"| {label} | replay setup: {s['lengths']} lengths recorded | "
                          f"{s['seconds'] * 1e3:.3g} total | | | "
-                         f"= {s['seconds'] / replayed:.0f} replayed steps |")
+                         f"= {s['seconds'] / replayed:.0f} replayed steps | |")
     lines.append("\nKey: a step is forward, backward and Adam on one document (a made-up "
                  "name, 2-13 tokens); wall and thread-CPU medians over rounds of each round's "
                  "median step; spread: interquartile range of the rounds' medians over their "
-                 "median; ratios: wall time of microgpt on its own pure-Python Value over "
-                 "this variant's, in the same run.")
+                 "median; ratios: the wall time of microgpt on its own pure-Python Value, "
+                 "or of the same model in PyTorch (float64, its default threads), over this "
+                 "variant's, in the same run (above 1x: this variant is faster).")
     return "\n".join(lines)
 
 

@@ -257,7 +257,8 @@ def main(args):
     if results:
         print(table(results))
     if microgpt:
-        print("\nmicrograd's successor, microgpt (Karpathy's scalar GPT), four ways:\n")
+        print("\nmicrograd's successor, microgpt (Karpathy's scalar GPT), four ways, and "
+              "PyTorch:\n")
         print(microgpt_bench.table(microgpt))
     if args.json:
         with open(args.json, "w") as f:
