@@ -45,8 +45,9 @@ def main(argv=None):
                        help="first build and backward() on fresh, recycled and fragmented "
                             "heaps, 1e3 to 1e7 nodes, one process per cell")
     bench.add_argument("--microgpt", action="store_true",
-                       help="only Karpathy's microgpt: on its own Value, on cgrad.Value, and "
-                            "written the cgrad way, eager and replayed")
+                       help="only Karpathy's microgpt: on its own Value, on cgrad.Value, "
+                            "written the cgrad way (eager and replayed), and the same model "
+                            "in PyTorch")
     bench.add_argument("--parallel", action="store_true",
                        help="two independent training loops: one after the other, then "
                             "in two threads")

@@ -1,4 +1,4 @@
-"""`python -m cgrad bench --microgpt`: Karpathy's microgpt four ways, in one run.
+"""`python -m cgrad bench --microgpt`: Karpathy's microgpt four ways, and in PyTorch, in one run.
 
 - microgpt on its own Value: the program as written (cgrad.programs.microgpt), its
   pure-Python engine: the baseline every ratio is taken against;
