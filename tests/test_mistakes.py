@@ -40,6 +40,32 @@ def test_recording_a_graph_over_another_width_raises():
         [model(x) for x in xs]
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_hidden_layer_of_one_neuron_feeds_the_next(fused):
+    random.seed(3)
+    model = nn.MLP(3, [1, 2], fused=fused)
+    x = [0.5, -1.0, 2.0]
+    out = model(x)
+    (h_neuron,), last = model.layers[0].neurons, model.layers[1].neurons
+    h = max(0.0, sum((w.data * xi for w, xi in zip(h_neuron.w, x)), h_neuron.b.data))
+    assert [o.data for o in out] == [n.w[0].data * h + n.b.data for n in last]
+    sum(out).backward()                                   # and it trains
+    assert h_neuron.w[0].grad == (x[0] * sum(n.w[0].data for n in last) if h > 0 else 0.0)
+    xs = cgrad.inputs(4, 3)                               # and records
+    graph = Graph(cgrad.sum([o * o for xi in xs for o in model(xi)]), inputs=xs)
+    assert graph.forward(np.ones((4, 3))) == \
+        cgrad.sum([o * o for _ in range(4) for o in model([1.0, 1.0, 1.0])]).data
+
+
+def test_a_single_value_given_to_a_layer_says_what_to_pass():
+    layer, one = nn.Layer(1, 3), nn.Layer(2, 1)(([1.0, 2.0]))
+    with pytest.raises(TypeError, match=r"not a single Value .*pass \[value\]"):
+        layer(one)
+    assert len(layer([one])) == 3
+    with pytest.raises(TypeError, match="sum.. must be a list of Values or numbers"):
+        cgrad.sum(one)
+
+
 def test_the_row_cache_is_not_reachable():
     n = nn.Neuron(3)
     n([1.0, 2.0, 3.0])

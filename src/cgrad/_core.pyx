@@ -1383,6 +1383,11 @@ def _restore(data, grad, label, op, arg, flags, kids, op_text):
 cdef list values_of(values, str what):
     """The items of values as Values (numbers become leaves)."""
     cdef list out = []
+    if isinstance(values, Value):   # not iterable: say what it is
+        hint = (" (a layer of one neuron returns its Value alone, as micrograd's does: "
+                "pass [value] to a layer after it)" if what == "a layer's inputs" else "")
+        raise TypeError(f"{what} must be a list of Values or numbers, not a single "
+                        f"Value{hint}")
     for v in values:
         k = as_value(v)
         if k is None:

@@ -320,10 +320,13 @@ class MLP(Module):
                        for i in range(len(nouts))]
 
     def __call__(self, x: Sequence[Any]) -> Any:
-        """The last layer's output for inputs x."""
-        for layer in self.layers:
+        """The last layer's output for inputs x.  A hidden layer of one neuron hands the
+        next its Value as a list of one (micrograd's MLP raises TypeError there)."""
+        for layer in self.layers[:-1]:
             x = layer(x)
-        return x
+            if not isinstance(x, list):
+                x = [x]
+        return self.layers[-1](x)
 
     def parameters(self) -> list[Value]:
         """Every layer's parameters, layer by layer (micrograd's order)."""
