@@ -15,6 +15,11 @@ def draws(n, seed):
     return [rng.uniform(-2, 2) for _ in range(n)]
 
 
+def combine(outs):
+    """A linear map's outputs as one number, weighted so that each one's gradient shows."""
+    return outs[0] + outs[1] * -2.0 + outs[2] * 0.5
+
+
 # name -> (fused function of a list of Values, the same written with the reference's ops)
 FUSED = {
     'dot': (lambda v: cgrad.dot(v[:4], v[4:8], v[8]),
@@ -24,6 +29,9 @@ FUSED = {
     'dot_shared': (lambda v: cgrad.dot([v[0], v[1], v[0]], [v[1], v[0], v[2]], v[0]),
                    lambda v: sum((w * x for w, x in zip([v[0], v[1], v[0]],
                                                         [v[1], v[0], v[2]])), v[0])),
+    'linear': (lambda v: combine(cgrad.linear([v[:3], v[3:6], [v[0], v[6], v[7]]], v[6:9])),
+               lambda v: combine([sum(w * x for w, x in zip(row, v[6:9]))
+                                  for row in (v[:3], v[3:6], [v[0], v[6], v[7]])])),
     'sum': (lambda v: cgrad.sum(v) * v[0],
             lambda v: sum(v) * v[0]),
     'sum_numbers': (lambda v: cgrad.sum([v[0], 2.5, v[1], -1]) ** 2,
@@ -103,3 +111,23 @@ def test_fused_nodes_show_their_children():
         cgrad.logsumexp([w, "x"])
     with pytest.raises(TypeError, match="Values or numbers"):
         cgrad.sum(v for v in [w, None])
+
+
+def test_linear_is_flat_dots_bit_for_bit_and_checks_widths():
+    rows = [[Value(w) for w in draws(5, seed)] for seed in range(4)]
+    x = [Value(v) for v in draws(5, 9)]
+    out = cgrad.linear(rows, x)
+    flat = [cgrad.dot(row, x) for row in rows]
+    assert [o.data for o in out] == [f.data for f in flat]
+    assert [o._op for o in out] == ["dot"] * 4
+    cgrad.sum(out).backward()
+    grads = [v.grad for v in x] + [w.grad for row in rows for w in row]
+    for v in x + [w for row in rows for w in row]:
+        v.grad = 0.0
+    cgrad.sum(flat).backward()
+    assert grads == [v.grad for v in x] + [w.grad for row in rows for w in row]
+    assert cgrad.linear([], x) == []
+    with pytest.raises(ValueError, match="takes 5 inputs, got 4"):
+        cgrad.linear(rows, x[:4])
+    with pytest.raises(TypeError, match="linear.. inputs must be a list"):
+        cgrad.linear(rows, x[0])

@@ -61,6 +61,13 @@ def test_the_cgrad_way_trains_as_microgpt_does(replay):
                                            for d in shuffled[:steps]})
 
 
+def test_the_replayed_steps_run_the_matrices_as_layers():
+    """Each matrix runs over a document's positions as one product: q and k together,
+    v, the attention's output, the MLP's two and the head (6 per layer)."""
+    step_fn = train_cgrad_way(make_names(50, seed=7), 4, True)[2]
+    assert [g.n_layers for g in step_fn.graphs.values()] == [6] * len(step_fn.graphs)
+
+
 def test_replayed_and_eager_cgrad_way_agree_bit_for_bit():
     docs = make_names(100, seed=6)
     assert train_cgrad_way(docs, 10, True)[:2] == train_cgrad_way(docs, 10, False)[:2]

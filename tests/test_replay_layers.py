@@ -503,3 +503,37 @@ def test_a_refused_update_in_the_plan_names_the_first_parameter_as_eagerly(threa
     with pytest.raises(OverflowError, match=re.escape(str(eager_error.value))):
         graph.step(X, optimizer=SGD(replayed.parameters(), lr=1e308))
     assert replayed.get_parameters().tolist() == before
+
+
+@pytest.mark.parametrize("row_type, layers", [(list, 0), (nn.ParameterList, 2)])
+def test_linear_over_a_batch_replays_as_layers_bit_for_bit(row_type, layers):
+    """cgrad.linear builds what nn.Layer builds, without biases: a recorded batch of
+    such calls runs as layers, with the numbers of rebuilding it.  Rows as plain lists
+    get a row node per call, which the layers cannot share: step by step then."""
+    def model():
+        random.seed(4)
+        return ([row_type([Value(random.uniform(-1, 1)) for _ in range(6)]) for _ in range(5)],
+                [row_type([Value(random.uniform(-1, 1)) for _ in range(5)]) for _ in range(3)])
+
+    def forward(weights, x):
+        hidden = [h.tanh() for h in cgrad.linear(weights[0], x)]
+        return cgrad.linear(weights[1], hidden)
+
+    replayed, rebuilt = model(), model()
+    params = [w for m in replayed for row in m for w in row]
+    twin = [w for m in rebuilt for row in m for w in row]
+    xs, ys = cgrad.inputs(4, 6), cgrad.inputs(4, 3)
+    graph = Graph(losses.softmax_cross_entropy([forward(replayed, x) for x in xs], ys),
+                  inputs=(xs, ys))
+    assert graph.n_layers == layers
+    opt, twin_opt = Adam(params, lr=0.01), Adam(twin, lr=0.01)
+    for step in range(4):
+        X, one_hot = data(step, 4, 6, 3)
+        got = graph.step(X, one_hot, optimizer=opt)
+        twin_opt.zero_grad()
+        want = losses.softmax_cross_entropy([forward(rebuilt, list(x)) for x in X],
+                                            [list(t) for t in one_hot])
+        want.backward()
+        twin_opt.step()
+        assert got == want.data
+    assert [p.data for p in params] == [p.data for p in twin]

@@ -1,10 +1,10 @@
 """cgrad: micrograd's scalar autograd engine, with its graph in C."""
-from cgrad._core import Value, dot, logsumexp, vsum as sum
+from cgrad._core import Value, dot, linear, logsumexp, vsum as sum
 from cgrad.autograd import grad, hessian, hvp
 from cgrad._version import __version__
 from cgrad.gradcheck import GradcheckError, gradcheck
 
-__all__ = ["Value", "dot", "sum", "logsumexp", "Graph", "BatchTemplate", "inputs", "compile",
+__all__ = ["Value", "dot", "linear", "sum", "logsumexp", "Graph", "BatchTemplate", "inputs", "compile",
            "gradcheck", "GradcheckError", "grad", "hessian", "hvp", "sweep", "__version__"]
 
 

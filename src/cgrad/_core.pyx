@@ -1571,22 +1571,24 @@ cdef Value row_node(items):
 
 
 cdef Value weight_row(object weights, Value bias, Py_ssize_t n_inputs):
-    """The row of a neuron's weights and bias: remembered on its ParameterList, else
-    built for this call.  Every call checks the width: a neuron fed more or fewer
-    inputs than it has weights is an error, never a read past the row."""
+    """The row of a neuron's weights and bias (None: no bias): remembered on its
+    ParameterList, else built for this call.  Every call checks the width: a neuron fed
+    more or fewer inputs than it has weights is an error, never a read past the row."""
     cdef ParameterList cached = weights if type(weights) is ParameterList else None
     cdef Value row
+    cdef uint32_t extra = bias is not None
     # the remembered row, if the list still has its length (list.append(w, v) called
     # on the base class bypasses the forgetting) and the width fits; else built anew,
     # which raises for a width that does not fit
     if cached is not None and cached.row is not None and cached.row_bias is bias \
-            and cached.row.node.n_kids == <uint32_t>len(cached) + 1 \
-            and cached.row.node.n_kids == <uint32_t>n_inputs + 1:
+            and cached.row.node.n_kids == <uint32_t>len(cached) + extra \
+            and cached.row.node.n_kids == <uint32_t>n_inputs + extra:
         return cached.row
     cdef list items = values_of(weights, "a neuron's weights")
     if len(items) != n_inputs:
         raise ValueError(f"this neuron takes {len(items)} inputs, got {n_inputs}")
-    items.append(bias)
+    if bias is not None:
+        items.append(bias)
     row = row_node(items)
     if cached is not None:
         cached.row = row
@@ -1594,12 +1596,12 @@ cdef Value weight_row(object weights, Value bias, Py_ssize_t n_inputs):
     return row
 
 
-cdef Value row_dot(Value weights, Value inputs):
-    """The dot node of a weight row (ending with the bias) and an input row, not yet
-    computed (see evaluate_row_dots)."""
+cdef Value row_dot(Value weights, Value inputs, bint has_bias):
+    """The dot node of a weight row (ending with the bias, if it has one) and an input
+    row, not yet computed (see evaluate_row_dots)."""
     cdef Value out = Value.__new__(Value)
     out.node.op = CG_DOT
-    out.node.flags = CG_FLAG_ROWS | CG_FLAG_HAS_BIAS
+    out.node.flags = CG_FLAG_ROWS | (CG_FLAG_HAS_BIAS if has_bias else 0)
     out.node.n_kids = 2
     out.node.kids.pair[0] = &weights.node
     out.node.kids.pair[1] = &inputs.node
@@ -1625,6 +1627,23 @@ cdef int evaluate_row_dots(list dots) except -1:
     if status != CG_OK:
         raise_status(status, &(<Value>dots[failed]).node, False)
     return 0
+
+
+def linear(rows, x):
+    """``[dot(w, x) for w in rows]``: one vector x times each row of a weight matrix,
+    with no bias, each sum taken as ``dot()`` takes it (the same bits).  Built as an
+    ``nn.Layer`` builds its neurons, one dot node per row over the row's weights and
+    one row of inputs that the call's dots share, so that a recorded Graph can run such
+    calls over a batch (or a sequence's positions) as matrix products.  That takes
+    rows given as ``nn.ParameterList``s (``nn.Neuron.w`` is one), which keep their row
+    node from one call to the next; a plain list's row is built anew at each call, and
+    a recorded graph over such calls runs step by step (the same numbers)."""
+    cdef Value inputs = row_node(values_of(x, "linear() inputs"))
+    cdef list dots = []
+    for weights in rows:
+        dots.append(row_dot(weight_row(weights, None, inputs.node.n_kids), inputs, False))
+    evaluate_row_dots(dots)
+    return dots
 
 
 def fused_layer(specs, x):
@@ -1655,7 +1674,7 @@ def fused_layer(specs, x):
         bias = as_value(b)
         if bias is None:
             raise TypeError(f"a neuron's bias must be a Value, not {type(b).__name__}")
-        dots.append(row_dot(weight_row(weights, bias, inputs.node.n_kids), inputs))
+        dots.append(row_dot(weight_row(weights, bias, inputs.node.n_kids), inputs, True))
         activations.append(activation)
     finish_neurons(dots, activations, out)
     return out

@@ -1,13 +1,22 @@
 """microgpt's model (Karpathy's one-layer GPT) written with cgrad's tools.
 
 The same parameters, drawn in microgpt's order (so the same seed gives microgpt's exact
-starting point), and the same forward pass, with `cgrad.dot` for every weighted sum and
-softmax through `cgrad.logsumexp` (no max taken in Python, so a recorded graph stays
-right whatever the numbers).  Its losses equal microgpt's to ~1e-15 relative over
-training (tests/test_gpt.py).  `loss()` takes tokens as one-hot rows, so that a
-recorded step (`cgrad.compile`) takes each document's tokens as an input array: the
-embedding of a token is a dot of its one-hot row with a column of the table, which is
-exactly the table's entry (every other term is 0 * w).  examples/microgpt.py trains it.
+starting point), and the same forward pass: `cgrad.linear` for the matrices (the
+nodes `nn.Layer` builds, so that a recorded step runs each matrix over all of a
+document's positions as one matrix product), `cgrad.dot` for attention, and softmax
+through `cgrad.logsumexp` (no max taken in Python, so a recorded graph stays right
+whatever the numbers).  Its losses equal microgpt's to ~1e-15 relative over training
+(tests/test_gpt.py).  `loss()` takes tokens as one-hot rows, so that a recorded step
+(`cgrad.compile`) takes each document's tokens as an input array: the embedding of a
+token is a dot of its one-hot row with a column of the table, which is exactly the
+table's entry (every other term is 0 * w).  examples/microgpt.py trains it.
+
+Two choices keep every gradient's sum order what replay's layers need (csrc/layers.c:
+a row's dots at one distance from the loss, each number's contributions arriving in
+order of that distance): v reads its own rmsnorm of x (the same numbers as q's and
+k's, computed twice), since k's path to the loss runs through the softmax's
+logsumexp and v's does not; and the loss is `losses.cross_entropy`'s
+`logsumexp(z - z[target])`, whose terms reach the logits nearest first.
 """
 import math
 import random
@@ -15,7 +24,8 @@ import random
 import numpy as np
 
 import cgrad
-from cgrad._core import Value
+from cgrad._core import ParameterList, Value
+from cgrad.losses import cross_entropy
 
 
 class MicroGPT:
@@ -24,8 +34,9 @@ class MicroGPT:
     def __init__(self, vocab_size, n_embd, block_size, n_layer, n_head):
         self.vocab_size, self.n_embd, self.block_size = vocab_size, n_embd, block_size
         self.n_layer, self.n_head, self.head_dim = n_layer, n_head, n_embd // n_head
-        matrix = lambda nout, nin, std=0.08: [[Value(random.gauss(0, std)) for _ in range(nin)]
-                                              for _ in range(nout)]
+        matrix = lambda nout, nin, std=0.08: [
+            ParameterList([Value(random.gauss(0, std)) for _ in range(nin)])
+            for _ in range(nout)]
         sd = {'wte': matrix(vocab_size, n_embd), 'wpe': matrix(block_size, n_embd),
               'lm_head': matrix(vocab_size, n_embd)}
         for i in range(n_layer):
@@ -38,6 +49,7 @@ class MicroGPT:
         self.sd = sd
         self.params = [p for mat in sd.values() for row in mat for p in row]
         self.wte_columns = [[row[j] for row in sd['wte']] for j in range(n_embd)]
+        self.qk_rows = [sd[f'layer{i}.attn_wq'] + sd[f'layer{i}.attn_wk'] for i in range(n_layer)]
 
     def embed_one_hot(self, row):
         """A token given as a one-hot row of Values (a replay input): dots with the
@@ -49,7 +61,7 @@ class MicroGPT:
 
     @staticmethod
     def linear(x, w):
-        return [cgrad.dot(wo, x) for wo in w]
+        return cgrad.linear(w, x)
 
     @staticmethod
     def rmsnorm(x):
@@ -64,10 +76,9 @@ class MicroGPT:
         x = self.rmsnorm(x)
         for li in range(self.n_layer):
             x_residual = x
-            x = self.rmsnorm(x)
-            q = self.linear(x, sd[f'layer{li}.attn_wq'])
-            k = self.linear(x, sd[f'layer{li}.attn_wk'])
-            v = self.linear(x, sd[f'layer{li}.attn_wv'])
+            qk = self.linear(self.rmsnorm(x), self.qk_rows[li])   # one row over x
+            q, k = qk[:self.n_embd], qk[self.n_embd:]
+            v = self.linear(self.rmsnorm(x), sd[f'layer{li}.attn_wv'])  # another (above)
             keys[li].append(k)
             values[li].append(v)
             x_attn = []
@@ -96,7 +107,7 @@ class MicroGPT:
         losses = []
         for pos_id, (tok, tgt) in enumerate(zip(tokens, targets)):
             logits = self.logits(self.embed_one_hot(tok), pos_id, keys, values)
-            losses.append(cgrad.logsumexp(logits) - cgrad.dot(tgt, logits))
+            losses.append(cross_entropy(logits, tgt))
         return cgrad.sum(losses) * (1 / len(losses))
 
     def sample(self, bos, temperature=0.5):
