@@ -114,6 +114,12 @@ struct cg_plan {
     int inputs_gradless;   /* the inputs cg_plan_load fills are the gradless slots: their
                             * grads are 0 whenever a run starts (nothing to clear) */
     int fell_back;
+
+    /* The slots of the optimizer bound to the plan (cg_plan_mark_params), a bit each for
+     * the first param_bits_slots slots: a hand-over between two plans bound to one
+     * optimizer moves them from plan to plan, past the nodes. */
+    uint8_t *param_bits;
+    size_t param_bits_slots;
 };
 
 /* A step's i-th kid: a dense dot names runs (weights, inputs, then its bias), others

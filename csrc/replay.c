@@ -173,6 +173,7 @@ void cg_plan_free(cg_plan *p)
     free(p->interior_runs);
     free(p->gradless);
     free(p->written);
+    free(p->param_bits);
     free(p->loss_rows);
     free(p->loss_slots);
     cg_plan_free_layers(p);
@@ -901,12 +902,20 @@ int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n)
     return 0;
 }
 
-void cg_plan_reload(cg_plan *p, int interior)
+static int is_param(const cg_plan *p, uint32_t slot)
+{
+    return slot < p->param_bits_slots && (p->param_bits[slot >> 3] >> (slot & 7)) & 1;
+}
+
+static void reload(cg_plan *p, int interior, int except_params)
 {
     for (size_t j = 0; j < p->n_leaves; j++) {
-        cg_node *n = cg_plan_node(p, p->leaf_slots[j]);
-        p->val[p->leaf_slots[j]] = n->data;
-        p->grad[p->leaf_slots[j]] = n->grad;
+        uint32_t s = p->leaf_slots[j];
+        if (except_params && is_param(p, s))
+            continue;
+        cg_node *n = cg_plan_node(p, s);
+        p->val[s] = n->data;
+        p->grad[s] = n->grad;
     }
     for (size_t j = 0; interior && j < p->n_synced; j++)
         p->val[p->forward_out[j]] = cg_plan_node(p, p->forward_out[j])->data;
@@ -914,18 +923,52 @@ void cg_plan_reload(cg_plan *p, int interior)
         p->grad[p->gradless[i]] = 0.0;
 }
 
-void cg_plan_sync(cg_plan *p)
+static void sync(cg_plan *p, int except_params)
 {
     cg_plan_input_grads(p);
     for (size_t j = 0; j < p->n_leaves; j++) {
-        cg_node *n = cg_plan_node(p, p->leaf_slots[j]);
-        n->data = p->val[p->leaf_slots[j]];
-        n->grad = p->grad[p->leaf_slots[j]];
+        uint32_t s = p->leaf_slots[j];
+        if (except_params && is_param(p, s))
+            continue;
+        cg_node *n = cg_plan_node(p, s);
+        n->data = p->val[s];
+        n->grad = p->grad[s];
     }
     for (size_t j = 0; j < p->n_synced; j++)
         cg_plan_node(p, p->forward_out[j])->data = p->val[p->forward_out[j]];
     for (size_t i = 0; i < p->n_synced_backward; i++)
         cg_plan_node(p, p->backward_out[i])->grad = p->grad[p->backward_out[i]];
+}
+
+void cg_plan_reload(cg_plan *p, int interior) { reload(p, interior, 0); }
+void cg_plan_sync(cg_plan *p) { sync(p, 0); }
+void cg_plan_reload_except_params(cg_plan *p, int interior) { reload(p, interior, 1); }
+void cg_plan_sync_except_params(cg_plan *p) { sync(p, 1); }
+
+int cg_plan_mark_params(cg_plan *p, const uint32_t *slots, size_t n)
+{
+    free(p->param_bits);
+    p->param_bits_slots = 0;
+    p->param_bits = calloc(p->n_slots / 8 + 1, 1);
+    if (!p->param_bits)
+        return -1;
+    p->param_bits_slots = p->n_slots;
+    for (size_t i = 0; i < n; i++)
+        if (slots[i] < p->n_slots)
+            p->param_bits[slots[i] >> 3] |= (uint8_t)(1u << (slots[i] & 7));
+    return 0;
+}
+
+void cg_plan_take_params(cg_plan *to, const uint32_t *to_slots, const cg_plan *from,
+                         const uint32_t *from_slots, size_t n)
+{
+    double *restrict val = to->val, *restrict grad = to->grad;
+    const double *restrict from_val = from->val, *restrict from_grad = from->grad;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t t = to_slots[i], f = from_slots[i];
+        val[t] = from_val[f];
+        grad[t] = from_grad[f];
+    }
 }
 
 /* The slot of node n among slots[0..count), sorted by node address; UINT32_MAX if absent. */

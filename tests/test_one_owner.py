@@ -64,6 +64,7 @@ class World:
         self.sgd = SGD(self.model.parameters(), lr=0.05, momentum=0.5)
         self.adam = Adam(self.other.parameters(), lr=0.01)
         self.shared = Value(0.3)      # a parameter of g_shared, and a stray input of g_stray
+        self.last_loss1 = loss_of(self.model, np.zeros((3, 3)), np.zeros((3, 2))).data
         if replay:
             self.g1 = recorded(self.model, 3, 3, 2)
             self.g2 = recorded(self.model, 2, 3, 2)      # the same parameters
@@ -76,8 +77,23 @@ class World:
     # each action: the replayed way, or the rebuilt way, with the same numbers
     def step1(self, X, Y):
         if self.replay:
-            return self.g1.step(X, Y, optimizer=self.sgd)
+            self.last_loss1 = self.g1.step(X, Y, optimizer=self.sgd)
+        else:
+            self.last_loss1 = eager_step(self.model, self.sgd, X, Y)
+        return self.last_loss1
+
+    def step2(self, X, Y):
+        """g2 shares g1's parameters and optimizer: a step after g1's takes them from
+        g1's plan directly, and g1's other numbers reach their nodes."""
+        if self.replay:
+            return self.g2.step(X, Y, optimizer=self.sgd)
         return eager_step(self.model, self.sgd, X, Y)
+
+    def loss1(self):
+        """g1's loss node, as g1's last run left it (forward or step)."""
+        if self.replay:
+            return self.g1.loss.data
+        return self.last_loss1
 
     def forward_backward2(self, X, Y):
         if self.replay:
@@ -146,7 +162,7 @@ class World:
         return p.data, p.grad, repr(p), p < 0.0, 0.0 >= p
 
 
-ACTIONS = ["step1", "forward_backward2", "step3", "shared_and_stray",
+ACTIONS = ["step1", "step2", "loss1", "forward_backward2", "step3", "shared_and_stray",
            "closure_runs_a_graph", "eager_backward", "write", "in_a_thread", "sgd_only",
            "read", "read_one", "read_one"]
 
@@ -160,7 +176,7 @@ def test_a_random_program_gives_the_numbers_it_gives_without_replay(seed):
         action = chooser.choice(ACTIONS)
         outs = []
         for world, rng in ((replayed, rng_r), (rebuilt, rng_e)):
-            if action in ("step1", "forward_backward2", "closure_runs_a_graph",
+            if action in ("step1", "step2", "forward_backward2", "closure_runs_a_graph",
                           "in_a_thread"):
                 X, Y = batch(rng, 3 if action in ("step1", "in_a_thread") else 2, 3, 2)
                 outs.append(getattr(world, action)(X, Y))
@@ -417,3 +433,31 @@ def test_reading_every_node_one_by_one_after_a_step_reads_what_the_eager_step_gi
         read = loss.data, numbers(replayed)   # one node, then 132 reads: past the budget
         eager_loss = eager_step(rebuilt, opts[1], X, Y)   # (an eager op syncs every node)
         assert read == (stepped, numbers(rebuilt)) and stepped == eager_loss
+
+
+def test_a_step_taking_parameters_from_another_graph_leaves_it_readable():
+    """Two Graphs of one model and optimizer, stepped in turn: the second takes the
+    parameters from the first's plan, the first's other numbers (its loss, its input
+    gradients) reach their nodes; both match the eager steps."""
+    replayed, rebuilt = model_pair((3, [4, 2]), 5)
+    opt, twin_opt = Adam(replayed.parameters(), lr=0.01), Adam(rebuilt.parameters(), lr=0.01)
+    xs1, ys1 = cgrad.inputs(3, 3), cgrad.inputs(3, 2)
+    g1 = cgrad.Graph(loss_of(replayed, xs1, ys1), inputs=(xs1, ys1))
+    g2 = recorded(replayed, 2, 3, 2)
+    rng = np.random.RandomState(1)
+    for k in range(3):
+        X1, Y1 = batch(rng, 3, 3, 2)
+        X2, Y2 = batch(rng, 2, 3, 2)
+        got1 = g1.step(X1, Y1, optimizer=opt)
+        got2 = g2.step(X2, Y2, optimizer=opt)        # g1's parameters, plan to plan
+        loss1, grads1 = g1.loss.data, [v.grad for x in xs1 for v in x]
+        twin_opt.zero_grad()                         # eager work flushes every graph:
+        rows = [[Value(v) for v in x] for x in X1]   # only after both steps
+        want1 = loss_of(rebuilt, rows, Y1)
+        want1.backward()
+        twin_opt.step()
+        want2 = eager_step(rebuilt, twin_opt, X2, Y2)
+        assert (got1, got2) == (want1.data, want2)
+        assert loss1 == want1.data                   # g1's numbers reached its nodes
+        assert grads1 == [v.grad for x in rows for v in x]
+    assert numbers(replayed) == numbers(rebuilt)

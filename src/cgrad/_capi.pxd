@@ -100,6 +100,11 @@ cdef extern from "cgrad.h" nogil:
     void cg_plan_reload(cg_plan *p, int interior)
     void cg_plan_sync(cg_plan *p)
     int cg_plan_sync_node(cg_plan *p, cg_node *n)
+    int cg_plan_mark_params(cg_plan *p, const uint32_t *slots, size_t n)
+    void cg_plan_sync_except_params(cg_plan *p)
+    void cg_plan_reload_except_params(cg_plan *p, int interior)
+    void cg_plan_take_params(cg_plan *to, const uint32_t *to_slots, const cg_plan *frm,
+                             const uint32_t *from_slots, size_t n)
     void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
     void cg_plan_arrays(cg_plan *p, double **val, double **grad)
     int cg_plan_add_leaves(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)

@@ -788,9 +788,9 @@ cdef class Graph:
             optimizer.step()
             return loss
         hyper = optimizer.hyperparameters()  # checked before anything changes
-        self.begin(True)
-        self.load(batch)
         cdef ParameterArray params = self.optimizer_params
+        self.begin(True, params)
+        self.load(batch)
         cdef cg_update update
         update.kind = CG_UPDATE_SGD if type(optimizer) is SGD else CG_UPDATE_ADAM
         update.lr, update.h1, update.h2 = hyper[0], hyper[1], hyper[2]
@@ -921,6 +921,9 @@ cdef class Graph:
         self.optimizer_slots = slots
         self.optimizer_runs = runs
         self.n_optimizer_runs = cg_slot_runs(slots, params.size, runs)
+        self.optimizer_params = None
+        if cg_plan_mark_params(self.plan, slots, params.size) < 0:
+            raise MemoryError()
         self.optimizer_params = params
         return True
 
@@ -938,31 +941,61 @@ cdef class Graph:
         self.find_partners()   # it may share nodes with more graphs now
         return 0
 
-    cdef int begin(self, bint forward) except -1:
+    cdef int begin(self, bint forward, ParameterArray params=None) except -1:
         """Before a run (the caller holds RUN_LOCK): other graphs' numbers reach their
         nodes, and this plan reads its nodes again if anything wrote to them since it
         last did (the leaves only, for a run that starts with forward: it recomputes
-        the rest)."""
+        the rest).  With `params` (a step's optimizer, bound to this plan): a graph
+        ahead bound to the same optimizer hands its parameters to this plan directly,
+        plan to plan, and the rest of its numbers to the nodes (a loop over graphs of
+        one model, such as cgrad.compile's per document length, then never writes the
+        parameters to their nodes nor reads them back)."""
         if self.broken:
             raise RuntimeError("this Graph was running in another thread when the "
                                "process forked: its numbers are incomplete here.  Build "
                                "it again in this process")
         global single_reads
         wait_until_free([self] + list(self.partners))   # not running elsewhere, nor
+        cdef Graph donor = None if params is None or self.ahead else self.param_donor(params)
+        if donor is not None:       # all but the parameters reach the nodes
+            STALE_NODES.discard(donor)
+            cg_plan_sync_except_params(donor.plan)
+            donor.ahead = False
+            nodes_changed()
+            donor.loaded_epoch = node_epoch()   # its parameters: as this plan's, below
         flush(self)                 # its partners, whose numbers reach the nodes
         single_reads = 0            # this run's numbers are new: a fresh budget of reads
         if self.ahead:
             return 0                # nothing wrote to a node since this plan last ran
         if not self.loaded or self.loaded_epoch != node_epoch():
-            cg_plan_reload(self.plan, not forward)
+            if donor is not None:
+                cg_plan_reload_except_params(self.plan, not forward)
+            else:
+                cg_plan_reload(self.plan, not forward)
             self.loaded = True
             self.loaded_epoch = node_epoch()
+        if donor is not None:       # the parameters' nodes are behind: this plan holds them
+            cg_plan_take_params(self.plan, self.optimizer_slots, donor.plan,
+                                donor.optimizer_slots, params.size)
         # From here the plan owns its numbers: anything that reads or writes one of its
         # nodes waits for the lock and takes them back first (_core.sync_nodes).
         self.ahead = True
         STALE_NODES.add(self)
         replay_pending()
         return 0
+
+    cdef Graph param_donor(self, ParameterArray params):
+        """The graph ahead of its nodes that holds this optimizer's parameters and is
+        bound to it as this one is, if any (two graphs ahead share no node: at most
+        one)."""
+        cdef Graph graph
+        if params is not self.optimizer_params:
+            return None
+        for graph in STALE_NODES:
+            if graph is not self and graph.optimizer_params is params \
+                    and graph in self.partners:
+                return graph
+        return None
 
     cdef list convert(self, tuple arrays):
         """The input arrays as contiguous float64 vectors, checked against the input
