@@ -4,8 +4,8 @@ The same model, data order, initialisation (microgpt's seed and draw order: the 
 starting parameters) and Adam schedule as microgpt (cgrad.programs.microgpt); the model
 (cgrad.gpt.MicroGPT) is written with `cgrad.linear`, `cgrad.dot` and `cgrad.logsumexp`,
 the update is cgrad's Adam in C, and `cgrad.compile` records the training step once
-per document length and replays it in C for every later document of that length.  Tokens enter a
-recorded step as one-hot rows.  Sampling runs eagerly at the end.
+per document length and replays it in C for every later document of that length.
+Tokens enter a recorded step as one-hot rows.  Sampling runs eagerly at the end.
 
     python examples/microgpt.py --steps 200
     python examples/microgpt.py --eager --steps 20      # no replay: each step rebuilt
