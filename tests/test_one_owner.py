@@ -375,6 +375,42 @@ def test_graphs_sharing_parameters_in_two_threads_keep_every_update():
     assert numbers(model) == numbers(twin)
 
 
+def test_graphs_of_one_optimizer_in_two_threads_keep_every_update():
+    """Two Graphs over one model stepped from two threads with one cgrad SGD, whose
+    update runs in the plans: each step takes the parameters from the other graph's
+    plan.  The order the steps ran in is read back from their losses (each is the loss
+    at the parameters the steps before it left); the parameters are those of the same
+    steps run eagerly in that order."""
+    model, twin = model_pair((8, [64, 3]), 6)
+    g1, g2 = recorded(model, 16, 8, 3), recorded(model, 12, 8, 3)
+    rng = np.random.RandomState(6)
+    work = {g1: [batch(rng, 16, 8, 3) for _ in range(15)],
+            g2: [batch(rng, 12, 8, 3) for _ in range(15)]}
+    opt = SGD(model.parameters(), lr=0.05, momentum=0.5)
+    got = {g1: [], g2: []}
+
+    def run(graph):
+        for X, Y in work[graph]:
+            got[graph].append(graph.step(X, Y, optimizer=opt))
+    threads = [threading.Thread(target=run, args=(g,)) for g in (g1, g2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    twin_opt = SGD(twin.parameters(), lr=0.05, momentum=0.5)
+    done = {g1: 0, g2: 0}
+    for _ in range(30):       # the next step is whichever graph's loss matches
+        for graph in (g1, g2):
+            k = done[graph]
+            if k < 15 and loss_of(twin, *work[graph][k]).data == got[graph][k]:
+                eager_step(twin, twin_opt, *work[graph][k])
+                done[graph] += 1
+                break
+        else:
+            pytest.fail(f"no step's loss matches after {done[g1]} + {done[g2]} steps")
+    assert numbers(model) == numbers(twin)
+
+
 def graph_nodes(root):
     """Every node root depends on, kids first (read without syncing: _children does
     not)."""
