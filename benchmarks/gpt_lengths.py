@@ -2,7 +2,8 @@
 one length, and on documents as they come (a new length most steps, so each step
 takes the parameters from the previous length's graph).  Made-up names, microgpt's
 seed and Adam, n_embd 16 and 64; the median ms per step over rounds of 60 documents,
-after every length has been recorded.  Also the layers each recorded step runs.
+after every length has been recorded.  Also the layers each recorded step runs, and
+the resident memory the recorded graphs added (each holds its eager graph and plan).
 
     python benchmarks/gpt_lengths.py
 """
@@ -11,6 +12,7 @@ import statistics
 import time
 
 import cgrad
+from cgrad.cli.scale import resident_bytes
 from cgrad.datasets import make_names
 from cgrad.gpt import MicroGPT, document_arrays, tokenizer
 from cgrad.optim import Adam
@@ -26,8 +28,10 @@ def main(rounds=5):
         opt = Adam(model.params, lr=0.01, betas=(0.85, 0.99), eps=1e-8)
         step = cgrad.compile(model.loss, input_grads=False)
         arrays = [document_arrays(d, uchars, bos, n_embd) for d in docs[:400]]
+        before = resident_bytes()
         for X, Y in arrays:                           # every length recorded
             step.step(X, Y, optimizer=opt)
+        grown = resident_bytes() - before
         one_length = [a for a in arrays if len(a[0]) == 7][:60]
         as_they_come = arrays[:60]
         times = {"one length (7 tokens)": [], "as they come": []}
@@ -43,7 +47,8 @@ def main(rounds=5):
         layers = sorted({g.n_layers for g in step.graphs.values()})
         print(f"n_embd {n_embd}: " + ", ".join(
             f"{name} {1e3 * statistics.median(t):.3f} ms" for name, t in times.items())
-            + f"; layers per recorded step: {layers}")
+            + f"; layers per recorded step: {layers}; {len(step.graphs)} graphs, "
+            f"+{grown / 1e6:.0f} MB")
 
 
 if __name__ == "__main__":

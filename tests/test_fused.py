@@ -127,7 +127,9 @@ def test_linear_is_flat_dots_bit_for_bit_and_checks_widths():
     cgrad.sum(flat).backward()
     assert grads == [v.grad for v in x] + [w.grad for row in rows for w in row]
     assert cgrad.linear([], x) == []
-    with pytest.raises(ValueError, match="takes 5 inputs, got 4"):
+    with pytest.raises(ValueError, match="row 0 does not fit x, which has 4 numbers"):
         cgrad.linear(rows, x[:4])
+    with pytest.raises(ValueError, match="row 1 does not fit x"):
+        cgrad.linear([[1.0, 2.0], [3.0]], [0.5, 0.25])
     with pytest.raises(TypeError, match="linear.. inputs must be a list"):
         cgrad.linear(rows, x[0])

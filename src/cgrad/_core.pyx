@@ -1640,8 +1640,13 @@ def linear(rows, x):
     a recorded graph over such calls runs step by step (the same numbers)."""
     cdef Value inputs = row_node(values_of(x, "linear() inputs"))
     cdef list dots = []
-    for weights in rows:
-        dots.append(row_dot(weight_row(weights, None, inputs.node.n_kids), inputs, False))
+    for i, weights in enumerate(rows):
+        try:
+            row = weight_row(weights, None, inputs.node.n_kids)
+        except ValueError as error:
+            raise ValueError(f"linear(): row {i} does not fit x, which has "
+                             f"{inputs.node.n_kids} numbers ({error})") from None
+        dots.append(row_dot(row, inputs, False))
     evaluate_row_dots(dots)
     return dots
 
