@@ -112,10 +112,11 @@ def test_the_microgpt_table_has_every_variant_and_its_ratios():
     run = microgpt_bench.measure(n_embd=8, block_size=8, steps=2, rounds=1)
     assert list(run["variants"]) == list(microgpt_bench.variants())
     assert all(r["wall"] > 0 and r["cpu"] > 0 for r in run["variants"].values())
-    assert run["setup"]["lengths"] >= 1
+    assert run["setup"]["cgrad.gpt replayed"]["lengths"] >= 1
+    assert set(run["setup"]) <= {"cgrad.gpt replayed", "JAX jit (the same model)"}
     text = microgpt_bench.table([run])
     rows = [line for line in text.splitlines() if line.startswith("| n_embd 8")]
-    assert len(rows) == len(run["variants"]) + 1          # and the replay's setup
+    assert len(rows) == len(run["variants"]) + len(run["setup"])   # and the setups
     base = run["variants"]["microgpt on its own Value"]["wall"]
     replayed = run["variants"]["cgrad.gpt replayed"]["wall"]
     row = next(r for r in rows if "| cgrad.gpt replayed |" in r)

@@ -73,12 +73,14 @@ def test_replayed_and_eager_cgrad_way_agree_bit_for_bit():
     assert train_cgrad_way(docs, 10, True)[:2] == train_cgrad_way(docs, 10, False)[:2]
 
 
-def test_the_benchmarks_pytorch_port_trains_as_microgpt_does():
-    """bench --microgpt's PyTorch variant does microgpt's work: the same losses and
-    weights (float64; attention over every position at once, so the sums round
-    differently in the last bits)."""
-    pytest.importorskip("torch")
-    from cgrad.cli.microgpt_torch import make_step
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_the_benchmarks_ports_train_as_microgpt_does(framework):
+    """bench --microgpt's PyTorch and JAX variants do microgpt's work: the same losses
+    (float64; attention over every position at once, so the sums round differently in
+    the last bits)."""
+    pytest.importorskip(framework)
+    import importlib
+    make_step = importlib.import_module(f"cgrad.cli.microgpt_{framework}").make_step
     docs = make_names(300, seed=5)
     steps = 30
     reference = run(Value, docs, num_steps=steps, num_samples=0, **SIZES)

@@ -47,7 +47,7 @@ def main(argv=None):
     bench.add_argument("--microgpt", action="store_true",
                        help="only Karpathy's microgpt: on its own Value, on cgrad.Value, "
                             "written the cgrad way (eager and replayed), and the same model "
-                            "in PyTorch")
+                            "in PyTorch and JAX")
     bench.add_argument("--parallel", action="store_true",
                        help="two independent training loops: one after the other, then "
                             "in two threads")

@@ -1,4 +1,5 @@
-"""`python -m cgrad bench --microgpt`: Karpathy's microgpt four ways, and in PyTorch, in one run.
+"""`python -m cgrad bench --microgpt`: Karpathy's microgpt four ways, and in PyTorch
+and JAX, in one run.
 
 - microgpt on its own Value: the program as written (cgrad.programs.microgpt), its
   pure-Python engine: the baseline every ratio is taken against;
@@ -10,7 +11,10 @@
   replayed; its setup (recording every length met) is reported apart;
 - PyTorch: the same model, weights and updates written as a PyTorch user would (every
   position of a document at once, float64, torch.optim.Adam; microgpt_torch.py), when
-  torch is installed: what the tool people would otherwise pick costs.
+  torch is installed: what the tool people would otherwise pick costs;
+- JAX: the same in JAX, jit-compiled once per document length (microgpt_jax.py), when
+  jax is installed; its setup (compiling every length met) is reported apart, as
+  replay's is.
 
 Every variant trains on the same documents for the same steps, from microgpt's seed.
 Rounds interleave the variants; a figure is the median over rounds of each round's
@@ -24,16 +28,21 @@ import time
 from cgrad.datasets import make_names
 
 VARIANTS = ("microgpt on its own Value", "microgpt on cgrad.Value", "cgrad.gpt eager",
-            "cgrad.gpt replayed", "PyTorch (the same model)")
+            "cgrad.gpt replayed", "PyTorch (the same model)", "JAX jit (the same model)")
+PEER_MODULES = {VARIANTS[4]: "torch", VARIANTS[5]: "jax"}
 
 
 def variants():
-    """The variants this machine can run (PyTorch's only where torch is installed)."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return VARIANTS[:4]
-    return VARIANTS
+    """The variants this machine can run (PyTorch's and JAX's where installed)."""
+    chosen = []
+    for variant in VARIANTS:
+        try:
+            if variant in PEER_MODULES:
+                __import__(PEER_MODULES[variant])
+        except ImportError:
+            continue
+        chosen.append(variant)
+    return tuple(chosen)
 
 
 def run_program(value_class, docs, steps, n_embd, block_size):
@@ -68,19 +77,32 @@ def microgpt_start(docs, n_embd, block_size):
     return docs, uchars, bos, MicroGPT(vocab_size, n_embd, block_size, 1, 4)
 
 
-def run_torch(docs, steps, n_embd, block_size):
-    """Step times of the same model in PyTorch (its threads as the user gets them)."""
-    from cgrad.cli.microgpt_torch import make_step
+def run_peer(variant, docs, steps, n_embd, block_size):
+    """Step times of the same model in PyTorch or JAX (their threads as the user gets
+    them); for JAX also the setup: one pass over the documents that compiles every
+    length (its steps train too), as replay's records every length."""
+    import importlib
     from cgrad.gpt import document_arrays
+    framework = PEER_MODULES[variant]
+    make_step = importlib.import_module(f"cgrad.cli.microgpt_{framework}").make_step
     docs, uchars, bos, model = microgpt_start(docs, n_embd, block_size)
     step = make_step(model, steps)
     batches = [document_arrays(docs[k % len(docs)], uchars, bos, block_size)
                for k in range(steps)]
+    setup = None
+    if framework == "jax":
+        t0 = time.perf_counter()
+        seen = set()
+        for k, (X, Y) in enumerate(batches):
+            if X.shape not in seen:
+                seen.add(X.shape)
+                step(k, X, Y)
+        setup = (time.perf_counter() - t0, len(seen))
     marks = [(time.perf_counter(), time.thread_time())]
     for k, (X, Y) in enumerate(batches):
         step(k, X, Y)
         marks.append((time.perf_counter(), time.thread_time()))
-    return intervals(marks)
+    return intervals(marks), setup
 
 
 def run_cgrad_way(docs, steps, n_embd, block_size, replay):
@@ -128,12 +150,13 @@ def measure(n_embd, block_size, steps, rounds, progress=None):
     docs = make_names(2000)
     chosen = variants()
     per_round = {v: [] for v in chosen}
-    setup = None
+    setups = {}
     run_program(MicrogptValue, docs, 2, n_embd, block_size)   # warm-up, not timed: a
     run_program(cgrad.Value, docs, 2, n_embd, block_size)     # process's first steps
     run_cgrad_way(docs, 2, n_embd, block_size, True)          # fault in fresh memory
-    if VARIANTS[4] in chosen:
-        run_torch(docs, 2, n_embd, block_size)                # (and load torch's kernels)
+    for variant in chosen:                                    # (and load the peers'
+        if variant in PEER_MODULES:                           # kernels)
+            run_peer(variant, docs, 2, n_embd, block_size)
     for r in range(rounds):
         for variant in chosen:
             if progress:
@@ -143,12 +166,13 @@ def measure(n_embd, block_size, steps, rounds, progress=None):
                 times = run_program(MicrogptValue, docs, steps, n_embd, block_size)
             elif variant == VARIANTS[1]:
                 times = run_program(cgrad.Value, docs, steps, n_embd, block_size)
-            elif variant == VARIANTS[4]:
-                times = run_torch(docs, steps, n_embd, block_size)
+            elif variant in PEER_MODULES:
+                times, s = run_peer(variant, docs, steps, n_embd, block_size)
+                setups[variant] = s or setups.get(variant)
             else:
                 times, s = run_cgrad_way(docs, steps, n_embd, block_size,
                                          variant == VARIANTS[3])
-                setup = s or setup
+                setups[variant] = s or setups.get(variant)
             per_round[variant].append((
                 statistics.median(t[0] for t in times), statistics.median(t[1] for t in times),
                 statistics.median(t[2] for t in times) if times[0][2] is not None else None))
@@ -163,7 +187,8 @@ def measure(n_embd, block_size, steps, rounds, progress=None):
                         if figures[0][2] is not None else None}
     return {"n_embd": n_embd, "block_size": block_size, "steps": steps, "rounds": rounds,
             "variants": out,
-            "setup": {"seconds": setup[0], "lengths": setup[1]} if setup else None}
+            "setup": {variant: {"seconds": setup[0], "lengths": setup[1]}
+                      for variant, setup in setups.items() if setup}}
 
 
 def table(runs):
@@ -184,12 +209,12 @@ def table(runs):
             lines.append(f"| {label} | {variant} | {r['wall'] * 1e3:.3g} | {r['cpu'] * 1e3:.3g} "
                          f"| {r['spread'] * 100:.0f}% | {base / r['wall']:.3g}x{fb} "
                          f"| {vs_torch} |")
-        s = run["setup"]
-        if s:
-            replayed = run["variants"][VARIANTS[3]]["wall"]
-            lines.append(f"| {label} | replay setup: {s['lengths']} lengths recorded | "
-                         f"{s['seconds'] * 1e3:.3g} total | | | "
-                         f"= {s['seconds'] / replayed:.0f} replayed steps | |")
+        for variant, s in run["setup"].items():   # cgrad's recording, JAX's compiling
+            what = "recorded" if variant == VARIANTS[3] else "compiled"
+            lines.append(f"| {label} | {variant}: setup, {s['lengths']} lengths {what} | "
+                         f"{s['seconds'] * 1e3:.3g} total | | | = "
+                         f"{s['seconds'] / run['variants'][variant]['wall']:.0f} of its "
+                         f"steps | |")
     lines.append("\nKey: a step is forward, backward and Adam on one document (a made-up "
                  "name, 2-13 tokens); wall and thread-CPU medians over rounds of each round's "
                  "median step; spread: interquartile range of the rounds' medians over their "

@@ -258,7 +258,7 @@ def main(args):
         print(table(results))
     if microgpt:
         print("\nmicrograd's successor, microgpt (Karpathy's scalar GPT), four ways, and "
-              "PyTorch:\n")
+              "in PyTorch and JAX:\n")
         print(microgpt_bench.table(microgpt))
     if args.json:
         with open(args.json, "w") as f:
