@@ -489,29 +489,49 @@ size_t cg_plan_deferring_layers(const cg_plan *p)
     return count;
 }
 
-/* Whether two lists of slots, sorted by node address, name a node in common. */
+static int is_param(const cg_plan *p, uint32_t slot)
+{
+    return slot < p->param_bits_slots && (p->param_bits[slot >> 3] >> (slot & 7)) & 1;
+}
+
+/* Whether two lists of slots, sorted by node address, name a node in common (with
+ * skip_params, none of a's optimizer parameters counted, nor rows, whose numbers are
+ * 0 for good: a layer's shared weight row). */
 static int meet(const cg_plan *a, const uint32_t *sa, size_t na, const cg_plan *b,
-                const uint32_t *sb, size_t nb)
+                const uint32_t *sb, size_t nb, int skip_params)
 {
     size_t i = 0, j = 0;
     while (i < na && j < nb) {
         uintptr_t x = (uintptr_t)cg_plan_node(a, sa[i]), y = (uintptr_t)cg_plan_node(b, sb[j]);
-        if (x == y)
-            return 1;
-        if (x < y)
+        if (x == y) {
+            if (!skip_params || !(is_param(a, sa[i])
+                                  || cg_base_op(cg_plan_node(a, sa[i])) == CG_ROW))
+                return 1;
             i++;
-        else
             j++;
+        } else if (x < y) {
+            i++;
+        } else {
+            j++;
+        }
     }
     return 0;
 }
 
-int cg_plans_share_nodes(const cg_plan *a, const cg_plan *b)
+static int share(const cg_plan *a, const cg_plan *b, int skip_params)
 {
-    return meet(a, a->leaf_slots, a->n_leaves, b, b->leaf_slots, b->n_leaves)
-        || meet(a, a->leaf_slots, a->n_leaves, b, b->forward_out, b->n_synced)
-        || meet(a, a->forward_out, a->n_synced, b, b->leaf_slots, b->n_leaves)
-        || meet(a, a->forward_out, a->n_synced, b, b->forward_out, b->n_synced);
+    return meet(a, a->leaf_slots, a->n_leaves, b, b->leaf_slots, b->n_leaves, skip_params)
+        || meet(a, a->leaf_slots, a->n_leaves, b, b->forward_out, b->n_synced, skip_params)
+        || meet(a, a->forward_out, a->n_synced, b, b->leaf_slots, b->n_leaves, skip_params)
+        || meet(a, a->forward_out, a->n_synced, b, b->forward_out, b->n_synced,
+                skip_params);
+}
+
+int cg_plans_share_nodes(const cg_plan *a, const cg_plan *b) { return share(a, b, 0); }
+
+int cg_plans_share_nodes_beyond_params(const cg_plan *a, const cg_plan *b)
+{
+    return share(a, b, 1);
 }
 
 size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes)
@@ -902,11 +922,6 @@ int cg_plan_skip_grads(cg_plan *p, const uint32_t *slots, size_t n)
     return 0;
 }
 
-static int is_param(const cg_plan *p, uint32_t slot)
-{
-    return slot < p->param_bits_slots && (p->param_bits[slot >> 3] >> (slot & 7)) & 1;
-}
-
 static void reload(cg_plan *p, int interior, int except_params)
 {
     for (size_t j = 0; j < p->n_leaves; j++) {
@@ -959,6 +974,15 @@ int cg_plan_mark_params(cg_plan *p, const uint32_t *slots, size_t n)
     return 0;
 }
 
+void cg_plan_reload_params(cg_plan *p, const uint32_t *slots, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        cg_node *node = cg_plan_node(p, slots[i]);
+        p->val[slots[i]] = node->data;
+        p->grad[slots[i]] = node->grad;
+    }
+}
+
 void cg_plan_take_params(cg_plan *to, const uint32_t *to_slots, const cg_plan *from,
                          const uint32_t *from_slots, size_t n)
 {
@@ -1003,9 +1027,11 @@ static int awaits_input_grad(const cg_plan *p, uint32_t slot)
     return 0;
 }
 
-int cg_plan_sync_node(cg_plan *p, cg_node *n)
+static int sync_node(cg_plan *p, cg_node *n, int except_params)
 {
     uint32_t slot = find_slot(p, p->leaf_slots, p->n_leaves, n);
+    if (slot != UINT32_MAX && except_params && is_param(p, slot))
+        return 0;   /* another plan holds it */
     if (slot != UINT32_MAX) {
         if (awaits_input_grad(p, slot))
             cg_plan_input_grads(p);
@@ -1021,6 +1047,10 @@ int cg_plan_sync_node(cg_plan *p, cg_node *n)
         n->grad = p->grad[slot];
     return 1;
 }
+
+int cg_plan_sync_node(cg_plan *p, cg_node *n) { return sync_node(p, n, 0); }
+
+int cg_plan_sync_node_except_params(cg_plan *p, cg_node *n) { return sync_node(p, n, 1); }
 
 /* Over the slots kept in step with their nodes: a recorded plan's every slot, a tiled
  * plan's parameters (its other slots stand for a template's nodes). */

@@ -108,8 +108,14 @@ def test_the_parallel_bench_runs_two_loops_both_ways():
 
 
 def test_the_microgpt_table_has_every_variant_and_its_ratios():
+    """Measured in a child process: JAX's threads would make this process's later
+    fork() tests unsafe."""
     from cgrad.cli import microgpt_bench
-    run = microgpt_bench.measure(n_embd=8, block_size=8, steps=2, rounds=1)
+    code = ("import json; from cgrad.cli import microgpt_bench; print(json.dumps("
+            "microgpt_bench.measure(n_embd=8, block_size=8, steps=2, rounds=1)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    run = json.loads(out.strip().splitlines()[-1])
     assert list(run["variants"]) == list(microgpt_bench.variants())
     assert all(r["wall"] > 0 and r["cpu"] > 0 for r in run["variants"].values())
     assert run["setup"]["cgrad.gpt replayed"]["lengths"] >= 1

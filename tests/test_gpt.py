@@ -1,6 +1,7 @@
 """microgpt written the cgrad way (cgrad.gpt, examples/microgpt.py) against Karpathy's
 program (cgrad.programs.microgpt on cgrad.Value, itself bit for bit microgpt's own
 Value: tests/test_microgpt.py); and cgrad.compile, a graph per input shape."""
+import importlib.util
 import json
 import random
 import subprocess
@@ -73,25 +74,36 @@ def test_replayed_and_eager_cgrad_way_agree_bit_for_bit():
     assert train_cgrad_way(docs, 10, True)[:2] == train_cgrad_way(docs, 10, False)[:2]
 
 
+PORT_LOSSES = """
+import json, random, sys
+from cgrad.datasets import make_names
+from cgrad.gpt import MicroGPT, document_arrays, tokenizer
+from cgrad.cli.microgpt_{framework} import make_step
+n_embd, n_head, block_size, steps = {n_embd}, {n_head}, {block_size}, {steps}
+docs = make_names(300, seed=5)
+random.seed(42)
+random.shuffle(docs)
+uchars, bos, vocab = tokenizer(docs)
+step = make_step(MicroGPT(vocab, n_embd, block_size, 1, n_head), steps)
+print(json.dumps([step(k, *document_arrays(docs[k % len(docs)], uchars, bos, block_size))
+                  for k in range(steps)]))
+"""
+
+
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_the_benchmarks_ports_train_as_microgpt_does(framework):
     """bench --microgpt's PyTorch and JAX variants do microgpt's work: the same losses
     (float64; attention over every position at once, so the sums round differently in
-    the last bits)."""
-    pytest.importorskip(framework)
-    import importlib
-    make_step = importlib.import_module(f"cgrad.cli.microgpt_{framework}").make_step
-    docs = make_names(300, seed=5)
+    the last bits).  Run in a child process: JAX's threads would make this process's
+    later fork() tests unsafe."""
+    if importlib.util.find_spec(framework) is None:   # not imported here (see above)
+        pytest.skip(f"{framework} is not installed")
     steps = 30
-    reference = run(Value, docs, num_steps=steps, num_samples=0, **SIZES)
-    random.seed(42)
-    docs = list(docs)
-    random.shuffle(docs)
-    uchars, bos, vocab = tokenizer(docs)
-    model = MicroGPT(vocab, SIZES["n_embd"], SIZES["block_size"], 1, SIZES["n_head"])
-    step = make_step(model, steps)
-    losses_ = [step(k, *document_arrays(docs[k % len(docs)], uchars, bos,
-                                        SIZES["block_size"])) for k in range(steps)]
+    reference = run(Value, make_names(300, seed=5), num_steps=steps, num_samples=0, **SIZES)
+    code = PORT_LOSSES.format(framework=framework, steps=steps, **SIZES)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    losses_ = json.loads(out.strip().splitlines()[-1])
     assert losses_ == pytest.approx(reference["losses"], rel=1e-12)
     assert losses_[-1] < losses_[0]
 

@@ -68,6 +68,8 @@ class World:
         if replay:
             self.g1 = recorded(self.model, 3, 3, 2)
             self.g2 = recorded(self.model, 2, 3, 2)      # the same parameters
+            xs = cgrad.inputs(2, 3)                      # and a prediction over them
+            self.g_predict = cgrad.Graph(inputs=xs, outputs=[self.model(x) for x in xs])
             self.g3 = recorded(self.other, 2, 2, 2)
             (x,) = cgrad.inputs(1)
             self.g_shared = cgrad.Graph(self.shared * x, inputs=[x])
@@ -88,6 +90,13 @@ class World:
         if self.replay:
             return self.g2.step(X, Y, optimizer=self.sgd)
         return eager_step(self.model, self.sgd, X, Y)
+
+    def predict(self, X):
+        """A third graph over the model's parameters, no optimizer: it reads them from
+        whichever graph holds them (handed back to their nodes)."""
+        if self.replay:
+            return self.g_predict.forward(X).tolist()
+        return [[o.data for o in self.model(list(x))] for x in X]
 
     def loss1(self):
         """g1's loss node, as g1's last run left it (forward or step)."""
@@ -162,9 +171,9 @@ class World:
         return p.data, p.grad, repr(p), p < 0.0, 0.0 >= p
 
 
-ACTIONS = ["step1", "step2", "loss1", "forward_backward2", "step3", "shared_and_stray",
-           "closure_runs_a_graph", "eager_backward", "write", "in_a_thread", "sgd_only",
-           "read", "read_one", "read_one"]
+ACTIONS = ["step1", "step2", "loss1", "predict", "forward_backward2", "step3",
+           "shared_and_stray", "closure_runs_a_graph", "eager_backward", "write",
+           "in_a_thread", "sgd_only", "read", "read_one", "read_one"]
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -180,6 +189,8 @@ def test_a_random_program_gives_the_numbers_it_gives_without_replay(seed):
                           "in_a_thread"):
                 X, Y = batch(rng, 3 if action in ("step1", "in_a_thread") else 2, 3, 2)
                 outs.append(getattr(world, action)(X, Y))
+            elif action == "predict":
+                outs.append(world.predict(rng.uniform(-1, 1, (2, 3))))
             elif action == "step3":
                 outs.append(world.step3(*batch(rng, 2, 2, 2)))
             elif action == "shared_and_stray":
@@ -496,4 +507,26 @@ def test_a_step_taking_parameters_from_another_graph_leaves_it_readable():
         assert (got1, got2) == (want1.data, want2)
         assert loss1 == want1.data                   # g1's numbers reached its nodes
         assert grads1 == [v.grad for x in rows for v in x]
+    assert numbers(replayed) == numbers(rebuilt)
+
+
+def test_a_graph_whose_parameters_went_back_to_their_nodes_reads_them_there():
+    """g1 gives its parameters to g2 (plan to plan) and keeps its other numbers; a
+    prediction over the same parameters takes them back from g2 to their nodes but
+    needs nothing else of g1; g1's next step reads them from the nodes."""
+    replayed, rebuilt = model_pair((3, [4, 2]), 8)
+    opt, twin_opt = SGD(replayed.parameters(), lr=0.1), SGD(rebuilt.parameters(), lr=0.1)
+    g1, g2 = recorded(replayed, 3, 3, 2), recorded(replayed, 2, 3, 2)
+    xs = cgrad.inputs(2, 3)
+    predict = cgrad.Graph(inputs=xs, outputs=[replayed(x) for x in xs])
+    rng = np.random.RandomState(8)
+    work = [batch(rng, 3, 3, 2), batch(rng, 2, 3, 2)] * 2 \
+        + [rng.uniform(-1, 1, (2, 3)), batch(rng, 3, 3, 2)]
+    got = [g1.step(*work[0], optimizer=opt), g2.step(*work[1], optimizer=opt),  # bound
+           g1.step(*work[2], optimizer=opt), g2.step(*work[3], optimizer=opt),  # given
+           predict.forward(work[4]).tolist(), g1.step(*work[5], optimizer=opt)]
+    want = [eager_step(rebuilt, twin_opt, *w) for w in work[:4]] \
+        + [[[o.data for o in rebuilt(list(x))] for x in work[4]],
+           eager_step(rebuilt, twin_opt, *work[5])]
+    assert got == want
     assert numbers(replayed) == numbers(rebuilt)

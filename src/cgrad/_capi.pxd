@@ -102,7 +102,10 @@ cdef extern from "cgrad.h" nogil:
     int cg_plan_sync_node(cg_plan *p, cg_node *n)
     int cg_plan_mark_params(cg_plan *p, const uint32_t *slots, size_t n)
     void cg_plan_sync_except_params(cg_plan *p)
+    int cg_plan_sync_node_except_params(cg_plan *p, cg_node *n)
     void cg_plan_reload_except_params(cg_plan *p, int interior)
+    void cg_plan_reload_params(cg_plan *p, const uint32_t *slots, size_t n)
+    int cg_plans_share_nodes_beyond_params(const cg_plan *a, const cg_plan *b)
     void cg_plan_take_params(cg_plan *to, const uint32_t *to_slots, const cg_plan *frm,
                              const uint32_t *from_slots, size_t n)
     void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)

@@ -137,14 +137,17 @@ cdef int flush_graphs(Graph keep, bint only_partners) except -1:
     with RUN_LOCK:
         while True:
             graphs = [graph for graph in STALE_NODES
-                      if graph is not keep and (not only_partners or graph in keep.partners)]
+                      if graph is not keep and (not only_partners or keep_reads(keep, graph))]
             if not any(busy_elsewhere(graph) for graph in graphs):
                 break
             RUN_LOCK.wait()   # a graph holding newer numbers is running: they are not done
         for graph in graphs:
             STALE_NODES.discard(graph)
-            cg_plan_sync(graph.plan)
-            graph.ahead = False
+            if graph.params_given:   # another plan holds the parameters' numbers
+                cg_plan_sync_except_params(graph.plan)
+            else:
+                cg_plan_sync(graph.plan)
+            graph.ahead = graph.params_given = False
         if graphs:
             nodes_changed()
         for graph in graphs:   # their plans and nodes agree now
@@ -154,6 +157,14 @@ cdef int flush_graphs(Graph keep, bint only_partners) except -1:
         else:
             replay_settled()
     return 0
+
+
+cdef bint keep_reads(Graph keep, Graph graph) except -1:
+    """Whether `keep` may read numbers that `graph` (ahead) holds: it shares a node with
+    it, other than parameters it gave away."""
+    if graph not in keep.partners:
+        return False
+    return not graph.params_given or graph.shares_beyond_params(keep)
 
 
 # Reads of single nodes since a graph last ran: past a budget (a few thousand at a
@@ -179,8 +190,9 @@ def flush_node(Value node):
         if single_reads > max(64, slots >> 9):
             flush_graphs(None, False)
             return
-        for graph in STALE_NODES:
-            if cg_plan_sync_node(graph.plan, &node.node):
+        for graph in STALE_NODES:   # a graph's given parameters: the holder's
+            if (cg_plan_sync_node_except_params(graph.plan, &node.node) if graph.params_given
+                    else cg_plan_sync_node(graph.plan, &node.node)):
                 return
 
 
@@ -196,7 +208,7 @@ def _after_fork_in_child():
         if graph.running:
             graph.running = False
             graph.broken = True
-            graph.ahead = False
+            graph.ahead = graph.params_given = False
             STALE_NODES.discard(graph)
     if not STALE_NODES:
         replay_settled()
@@ -488,6 +500,11 @@ cdef class Graph:
     cdef bint loaded              # the plan has read its nodes at loaded_epoch
     cdef unsigned long loaded_epoch
     cdef bint ahead               # the plan holds numbers its nodes do not show yet
+    cdef bint params_given        # ahead, but its optimizer's parameters are held by
+                                  # another graph's plan (taken plan to plan): its own
+                                  # copies of them are behind
+    cdef object beyond_params     # {partner: whether this plan shares a node with it
+                                  # other than its optimizer's parameters}, as found
     cdef ParameterArray optimizer_params   # the optimizer whose parameters are in
     cdef uint32_t *optimizer_slots         # the plan, and their slots
     cdef uint32_t *optimizer_runs          # those slots as runs (cg_slot_runs)
@@ -834,6 +851,8 @@ cdef class Graph:
                 for i in range(tiled_outputs):
                     view[i] = val[self.output_slots[i]]
                 return out.reshape(self.output_shape)
+            if self.params_given:   # its parameters are in another plan: all to nodes
+                flush_graphs(None, False)
             flush(self)         # a graph sharing nodes may hold newer numbers
             if self.output_nodes.size:
                 cg_gather(self.output_nodes.nodes, self.output_nodes.size, &view[0])
@@ -916,12 +935,14 @@ cdef class Graph:
         if runs == NULL:
             free(slots)
             raise MemoryError()
+        flush_graphs(None, False)   # no plan holds parameters for the old binding
         free(self.optimizer_slots)
         free(self.optimizer_runs)
         self.optimizer_slots = slots
         self.optimizer_runs = runs
         self.n_optimizer_runs = cg_slot_runs(slots, params.size, runs)
         self.optimizer_params = None
+        self.forget_sharing()
         if cg_plan_mark_params(self.plan, slots, params.size) < 0:
             raise MemoryError()
         self.optimizer_params = params
@@ -938,6 +959,7 @@ cdef class Graph:
         for i in range(params.size):
             if slots[i] >= first_new:
                 self.held.append(params.values[i])
+        self.forget_sharing()
         self.find_partners()   # it may share nodes with more graphs now
         return 0
 
@@ -945,38 +967,45 @@ cdef class Graph:
         """Before a run (the caller holds RUN_LOCK): other graphs' numbers reach their
         nodes, and this plan reads its nodes again if anything wrote to them since it
         last did (the leaves only, for a run that starts with forward: it recomputes
-        the rest).  With `params` (a step's optimizer, bound to this plan): a graph
-        ahead bound to the same optimizer hands its parameters to this plan directly,
-        plan to plan, and the rest of its numbers to the nodes (a loop over graphs of
-        one model, such as cgrad.compile's per document length, then never writes the
-        parameters to their nodes nor reads them back)."""
+        the rest).  With `params` (a step's optimizer, bound to this plan), or if this
+        plan gave its parameters away: the graph ahead that holds them, bound to the
+        same optimizer, hands them over plan to plan and keeps the rest of its numbers
+        (a loop over graphs of one model, such as cgrad.compile's per document length,
+        then never writes the parameters to their nodes nor reads them back)."""
         if self.broken:
             raise RuntimeError("this Graph was running in another thread when the "
                                "process forked: its numbers are incomplete here.  Build "
                                "it again in this process")
         global single_reads
         wait_until_free([self] + list(self.partners))   # not running elsewhere, nor
-        cdef Graph donor = None if params is None or self.ahead else self.param_donor(params)
-        if donor is not None:       # all but the parameters reach the nodes
-            STALE_NODES.discard(donor)
-            cg_plan_sync_except_params(donor.plan)
-            donor.ahead = False
-            nodes_changed()
-            donor.loaded_epoch = node_epoch()   # its parameters: as this plan's, below
+        cdef ParameterArray wanted = params if params is not None or not self.params_given \
+            else self.optimizer_params
+        cdef Graph holder = None
+        if wanted is not None and wanted is self.optimizer_params \
+                and (not self.ahead or self.params_given):
+            holder = self.param_holder(wanted)
+            if holder is not None:
+                holder.params_given = True   # it keeps the rest of its numbers
         flush(self)                 # its partners, whose numbers reach the nodes
         single_reads = 0            # this run's numbers are new: a fresh budget of reads
-        if self.ahead:
-            return 0                # nothing wrote to a node since this plan last ran
+        if self.ahead:              # nothing wrote to a node since this plan last ran
+            if self.params_given:   # but its parameters are elsewhere
+                if holder is not None:
+                    self.take_params(holder)
+                else:               # handed back to their nodes meanwhile
+                    cg_plan_reload_params(self.plan, self.optimizer_slots,
+                                          self.optimizer_params.size)
+                self.params_given = False
+            return 0
         if not self.loaded or self.loaded_epoch != node_epoch():
-            if donor is not None:
+            if holder is not None:
                 cg_plan_reload_except_params(self.plan, not forward)
             else:
                 cg_plan_reload(self.plan, not forward)
             self.loaded = True
             self.loaded_epoch = node_epoch()
-        if donor is not None:       # the parameters' nodes are behind: this plan holds them
-            cg_plan_take_params(self.plan, self.optimizer_slots, donor.plan,
-                                donor.optimizer_slots, params.size)
+        if holder is not None:      # the parameters' nodes are behind: this plan holds them
+            self.take_params(holder)
         # From here the plan owns its numbers: anything that reads or writes one of its
         # nodes waits for the lock and takes them back first (_core.sync_nodes).
         self.ahead = True
@@ -984,18 +1013,39 @@ cdef class Graph:
         replay_pending()
         return 0
 
-    cdef Graph param_donor(self, ParameterArray params):
+    cdef int take_params(self, Graph holder) except -1:
+        cg_plan_take_params(self.plan, self.optimizer_slots, holder.plan,
+                            holder.optimizer_slots, self.optimizer_params.size)
+        return 0
+
+    cdef Graph param_holder(self, ParameterArray params):
         """The graph ahead of its nodes that holds this optimizer's parameters and is
-        bound to it as this one is, if any (two graphs ahead share no node: at most
-        one)."""
+        bound to it as this one is, if any (at most one holds a node)."""
         cdef Graph graph
-        if params is not self.optimizer_params:
-            return None
         for graph in STALE_NODES:
             if graph is not self and graph.optimizer_params is params \
-                    and graph in self.partners:
+                    and not graph.params_given and graph in self.partners:
                 return graph
         return None
+
+    cdef bint shares_beyond_params(self, Graph other) except -1:
+        """Whether this plan shares a node with other's besides its optimizer's
+        parameters (found once per pair, until either binds or gains leaves)."""
+        if self.beyond_params is None:
+            self.beyond_params = weakref.WeakKeyDictionary()
+        found = self.beyond_params.get(other)
+        if found is None:
+            found = bool(cg_plans_share_nodes_beyond_params(self.plan, other.plan))
+            self.beyond_params[other] = found
+        return found
+
+    cdef int forget_sharing(self) except -1:
+        cdef Graph partner
+        self.beyond_params = None
+        for partner in list(self.partners):
+            if partner.beyond_params is not None:
+                partner.beyond_params.pop(self, None)
+        return 0
 
     cdef list convert(self, tuple arrays):
         """The input arrays as contiguous float64 vectors, checked against the input

@@ -21,6 +21,8 @@ Rounds interleave the variants; a figure is the median over rounds of each round
 median step (wall and thread CPU time).  A step is the forward pass, backward and the
 Adam update (microgpt's own Python loop for the first two variants).
 """
+import importlib
+import importlib.util
 import random
 import statistics
 import time
@@ -33,16 +35,10 @@ PEER_MODULES = {VARIANTS[4]: "torch", VARIANTS[5]: "jax"}
 
 
 def variants():
-    """The variants this machine can run (PyTorch's and JAX's where installed)."""
-    chosen = []
-    for variant in VARIANTS:
-        try:
-            if variant in PEER_MODULES:
-                __import__(PEER_MODULES[variant])
-        except ImportError:
-            continue
-        chosen.append(variant)
-    return tuple(chosen)
+    """The variants this machine can run (PyTorch's and JAX's where installed; found
+    without importing them)."""
+    return tuple(v for v in VARIANTS
+                 if v not in PEER_MODULES or importlib.util.find_spec(PEER_MODULES[v]))
 
 
 def run_program(value_class, docs, steps, n_embd, block_size):
@@ -81,7 +77,6 @@ def run_peer(variant, docs, steps, n_embd, block_size):
     """Step times of the same model in PyTorch or JAX (their threads as the user gets
     them); for JAX also the setup: one pass over the documents that compiles every
     length (its steps train too), as replay's records every length."""
-    import importlib
     from cgrad.gpt import document_arrays
     framework = PEER_MODULES[variant]
     make_step = importlib.import_module(f"cgrad.cli.microgpt_{framework}").make_step
