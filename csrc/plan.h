@@ -120,6 +120,10 @@ struct cg_plan {
      * optimizer moves them from plan to plan, past the nodes. */
     uint8_t *param_bits;
     size_t param_bits_slots;
+    /* The nodes it keeps in step with but those parameters and rows (whose numbers
+     * are 0 for good), by address: what it may hold that another plan reads. */
+    uintptr_t *own_nodes;
+    size_t n_own_nodes;
 };
 
 /* A step's i-th kid: a dense dot names runs (weights, inputs, then its bias), others

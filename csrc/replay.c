@@ -174,6 +174,7 @@ void cg_plan_free(cg_plan *p)
     free(p->gradless);
     free(p->written);
     free(p->param_bits);
+    free(p->own_nodes);
     free(p->loss_rows);
     free(p->loss_slots);
     cg_plan_free_layers(p);
@@ -494,44 +495,97 @@ static int is_param(const cg_plan *p, uint32_t slot)
     return slot < p->param_bits_slots && (p->param_bits[slot >> 3] >> (slot & 7)) & 1;
 }
 
-/* Whether two lists of slots, sorted by node address, name a node in common (with
- * skip_params, none of a's optimizer parameters counted, nor rows, whose numbers are
- * 0 for good: a layer's shared weight row). */
+/* Whether two lists of slots, sorted by node address, name a node in common. */
 static int meet(const cg_plan *a, const uint32_t *sa, size_t na, const cg_plan *b,
-                const uint32_t *sb, size_t nb, int skip_params)
+                const uint32_t *sb, size_t nb)
 {
     size_t i = 0, j = 0;
     while (i < na && j < nb) {
         uintptr_t x = (uintptr_t)cg_plan_node(a, sa[i]), y = (uintptr_t)cg_plan_node(b, sb[j]);
-        if (x == y) {
-            if (!skip_params || !(is_param(a, sa[i])
-                                  || cg_base_op(cg_plan_node(a, sa[i])) == CG_ROW))
-                return 1;
+        if (x == y)
+            return 1;
+        if (x < y)
             i++;
+        else
             j++;
-        } else if (x < y) {
-            i++;
-        } else {
-            j++;
-        }
     }
     return 0;
 }
 
-static int share(const cg_plan *a, const cg_plan *b, int skip_params)
+int cg_plans_share_nodes(const cg_plan *a, const cg_plan *b)
 {
-    return meet(a, a->leaf_slots, a->n_leaves, b, b->leaf_slots, b->n_leaves, skip_params)
-        || meet(a, a->leaf_slots, a->n_leaves, b, b->forward_out, b->n_synced, skip_params)
-        || meet(a, a->forward_out, a->n_synced, b, b->leaf_slots, b->n_leaves, skip_params)
-        || meet(a, a->forward_out, a->n_synced, b, b->forward_out, b->n_synced,
-                skip_params);
+    return meet(a, a->leaf_slots, a->n_leaves, b, b->leaf_slots, b->n_leaves)
+        || meet(a, a->leaf_slots, a->n_leaves, b, b->forward_out, b->n_synced)
+        || meet(a, a->forward_out, a->n_synced, b, b->leaf_slots, b->n_leaves)
+        || meet(a, a->forward_out, a->n_synced, b, b->forward_out, b->n_synced);
 }
 
-int cg_plans_share_nodes(const cg_plan *a, const cg_plan *b) { return share(a, b, 0); }
+/* The first k in [i, n) with nodes[k] >= x (nodes sorted), found by galloping: a few
+ * steps where two sorted lists lie in separate ranges of addresses, as the nodes of
+ * graphs traced apart do. */
+static size_t gallop_nodes(const uintptr_t *nodes, size_t i, size_t n, uintptr_t x)
+{
+    size_t step = 1, hi = i;
+    while (hi < n && nodes[hi] < x) {
+        i = hi + 1;
+        hi += step;
+        step *= 2;
+    }
+    if (hi > n)
+        hi = n;
+    while (i < hi) {
+        size_t mid = i + (hi - i) / 2;
+        if (nodes[mid] < x)
+            i = mid + 1;
+        else
+            hi = mid;
+    }
+    return i;
+}
+
+static size_t gallop_slots(const cg_plan *p, const uint32_t *slots, size_t i, size_t n,
+                           uintptr_t x)
+{
+    size_t step = 1, hi = i;
+    while (hi < n && (uintptr_t)cg_plan_node(p, slots[hi]) < x) {
+        i = hi + 1;
+        hi += step;
+        step *= 2;
+    }
+    if (hi > n)
+        hi = n;
+    while (i < hi) {
+        size_t mid = i + (hi - i) / 2;
+        if ((uintptr_t)cg_plan_node(p, slots[mid]) < x)
+            i = mid + 1;
+        else
+            hi = mid;
+    }
+    return i;
+}
+
+static int meet_own(const cg_plan *a, const cg_plan *b, const uint32_t *sb, size_t nb)
+{
+    const uintptr_t *own = a->own_nodes;
+    size_t i = 0, j = 0, na = a->n_own_nodes;
+    while (i < na && j < nb) {
+        uintptr_t x = own[i], y = (uintptr_t)cg_plan_node(b, sb[j]);
+        if (x == y)
+            return 1;
+        if (x < y)
+            i = gallop_nodes(own, i, na, y);
+        else
+            j = gallop_slots(b, sb, j, nb, x);
+    }
+    return 0;
+}
 
 int cg_plans_share_nodes_beyond_params(const cg_plan *a, const cg_plan *b)
 {
-    return share(a, b, 1);
+    if (!a->own_nodes)   /* no parameters marked: every node counts */
+        return cg_plans_share_nodes(a, b);
+    return meet_own(a, b, b->leaf_slots, b->n_leaves)
+        || meet_own(a, b, b->forward_out, b->n_synced);
 }
 
 size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes)
@@ -963,7 +1017,9 @@ void cg_plan_sync_except_params(cg_plan *p) { sync(p, 1); }
 int cg_plan_mark_params(cg_plan *p, const uint32_t *slots, size_t n)
 {
     free(p->param_bits);
-    p->param_bits_slots = 0;
+    free(p->own_nodes);
+    p->own_nodes = NULL;
+    p->param_bits_slots = p->n_own_nodes = 0;
     p->param_bits = calloc(p->n_slots / 8 + 1, 1);
     if (!p->param_bits)
         return -1;
@@ -971,6 +1027,23 @@ int cg_plan_mark_params(cg_plan *p, const uint32_t *slots, size_t n)
     for (size_t i = 0; i < n; i++)
         if (slots[i] < p->n_slots)
             p->param_bits[slots[i] >> 3] |= (uint8_t)(1u << (slots[i] & 7));
+    /* the two lists sorted by node address, merged, less parameters and rows */
+    p->own_nodes = malloc((p->n_leaves + p->n_synced + 1) * sizeof *p->own_nodes);
+    if (!p->own_nodes)
+        return -1;
+    size_t i = 0, j = 0;
+    while (i < p->n_leaves || j < p->n_synced) {
+        uint32_t s;
+        if (j == p->n_synced || (i < p->n_leaves
+                                 && (uintptr_t)cg_plan_node(p, p->leaf_slots[i])
+                                        < (uintptr_t)cg_plan_node(p, p->forward_out[j])))
+            s = p->leaf_slots[i++];
+        else
+            s = p->forward_out[j++];
+        const cg_node *node = cg_plan_node(p, s);
+        if (!is_param(p, s) && cg_base_op(node) != CG_ROW)
+            p->own_nodes[p->n_own_nodes++] = (uintptr_t)node;
+    }
     return 0;
 }
 

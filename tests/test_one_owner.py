@@ -530,3 +530,35 @@ def test_a_graph_whose_parameters_went_back_to_their_nodes_reads_them_there():
            eager_step(rebuilt, twin_opt, *work[5])]
     assert got == want
     assert numbers(replayed) == numbers(rebuilt)
+
+
+def test_graphs_of_one_optimizer_sharing_a_computed_node_keep_it_right():
+    """Two graphs of one optimizer both compute a node built outside them (a penalty
+    on a weight): a step of one after the other takes the parameters plan to plan, but
+    the other's numbers for that node must reach it first, and a read of it after the
+    second step gives the second graph's number."""
+    replayed, rebuilt = model_pair((3, [4, 2]), 9)
+    w, w_twin = replayed.parameters()[0], rebuilt.parameters()[0]
+    penalty = w * w * 0.5            # one node, read by both graphs
+    xs1, ys1 = cgrad.inputs(3, 3), cgrad.inputs(3, 2)
+    xs2, ys2 = cgrad.inputs(2, 3), cgrad.inputs(2, 2)
+    g1 = cgrad.Graph(loss_of(replayed, xs1, ys1) + penalty, inputs=(xs1, ys1))
+    g2 = cgrad.Graph(loss_of(replayed, xs2, ys2) + penalty, inputs=(xs2, ys2))
+    opt, twin_opt = SGD(replayed.parameters(), lr=0.1), SGD(rebuilt.parameters(), lr=0.1)
+    rng = np.random.RandomState(9)
+    for k in range(6):   # either graph last: a graph holding a stale copy, were it
+        (X1, Y1), (X2, Y2) = batch(rng, 3, 3, 2), batch(rng, 2, 3, 2)   # left ahead,
+        order = [(g1, X1, Y1), (g2, X2, Y2)][::1 if k % 4 < 2 else -1]  # would be met
+        got = [g.step(X, Y, optimizer=opt) for g, X, Y in order]        # first by one
+        read = penalty.data, penalty.grad                                # of the reads
+        want = []
+        for _, X, Y in order:
+            twin_opt.zero_grad()
+            twin_penalty = w_twin * w_twin * 0.5
+            loss = loss_of(rebuilt, X, Y) + twin_penalty
+            loss.backward()
+            twin_opt.step()
+            want.append(loss.data)
+        assert got == want
+        assert read == (twin_penalty.data, twin_penalty.grad)
+    assert numbers(replayed) == numbers(rebuilt)
