@@ -176,8 +176,8 @@ cdef Py_ssize_t single_reads = 0
 def flush_node(Value node):
     """Before Python reads one node's numbers (called by cgrad._core): those of the
     graph that holds newer ones reach that node alone; the graph keeps the others.
-    Two graphs ahead never share a node (a run first takes back its partners'), so at
-    most one holds it."""
+    At most one graph ahead holds a node (a run first takes back what its partners hold
+    that it reads; a graph that gave its parameters to another holds them no more)."""
     global single_reads
     cdef Graph graph
     cdef Py_ssize_t slots = 0
