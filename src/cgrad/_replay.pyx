@@ -127,17 +127,18 @@ def flush(Graph keep=None):
     flush_graphs(keep, keep is not None)
 
 
-cdef int flush_graphs(Graph keep, bint only_partners) except -1:
+cdef int flush_graphs(Graph keep, bint only_partners, Graph spare=None) except -1:
     """Hand the numbers of the graphs ahead of their nodes back to the nodes: all but
-    `keep`, or only its partners.  The "pending" flag in _core is cleared here, under
-    the lock, once no graph is ahead: an interrupt while waiting for the lock leaves it
-    set."""
+    `keep` (and `spare`), or only its partners that hold numbers it reads.  The
+    "pending" flag in _core is cleared here, under the lock, once no graph is ahead:
+    an interrupt while waiting for the lock leaves it set."""
     cdef Graph graph
     cdef list graphs = []
     with RUN_LOCK:
         while True:
             graphs = [graph for graph in STALE_NODES
-                      if graph is not keep and (not only_partners or keep_reads(keep, graph))]
+                      if graph is not keep and graph is not spare
+                      and (not only_partners or keep_reads(keep, graph))]
             if not any(busy_elsewhere(graph) for graph in graphs):
                 break
             RUN_LOCK.wait()   # a graph holding newer numbers is running: they are not done
@@ -984,10 +985,14 @@ cdef class Graph:
         if wanted is not None and wanted is self.optimizer_params \
                 and (not self.ahead or self.params_given):
             holder = self.param_holder(wanted)
-            if holder is not None:
-                holder.params_given = True   # it keeps the rest of its numbers
-        flush(self)                 # its partners, whose numbers reach the nodes
+            if holder is not None and holder.shares_beyond_params(self):
+                holder = None       # it holds more this plan reads: all back to the nodes
+        # its partners' numbers it reads reach the nodes, but the holder's: Python code
+        # runs (an interrupt may strike) only up to here, before anything changes hands
+        flush_graphs(self, True, holder)
         single_reads = 0            # this run's numbers are new: a fresh budget of reads
+        if holder is not None:
+            holder.params_given = True   # it keeps the rest of its numbers
         if self.ahead:              # nothing wrote to a node since this plan last ran
             if self.params_given:   # but its parameters are elsewhere
                 if holder is not None:
