@@ -520,34 +520,21 @@ int cg_plans_share_nodes(const cg_plan *a, const cg_plan *b)
         || meet(a, a->forward_out, a->n_synced, b, b->forward_out, b->n_synced);
 }
 
-/* The first k in [i, n) with nodes[k] >= x (nodes sorted), found by galloping: a few
- * steps where two sorted lists lie in separate ranges of addresses, as the nodes of
- * graphs traced apart do. */
-static size_t gallop_nodes(const uintptr_t *nodes, size_t i, size_t n, uintptr_t x)
+/* Node k of a sorted list: nodes[k], or with slots, the node in plan p's slot k. */
+static uintptr_t node_at(const uintptr_t *nodes, const cg_plan *p, const uint32_t *slots,
+                         size_t k)
 {
-    size_t step = 1, hi = i;
-    while (hi < n && nodes[hi] < x) {
-        i = hi + 1;
-        hi += step;
-        step *= 2;
-    }
-    if (hi > n)
-        hi = n;
-    while (i < hi) {
-        size_t mid = i + (hi - i) / 2;
-        if (nodes[mid] < x)
-            i = mid + 1;
-        else
-            hi = mid;
-    }
-    return i;
+    return slots ? (uintptr_t)cg_plan_node(p, slots[k]) : nodes[k];
 }
 
-static size_t gallop_slots(const cg_plan *p, const uint32_t *slots, size_t i, size_t n,
-                           uintptr_t x)
+/* The first k in [i, n) whose node's address is >= x, found by galloping: a few steps
+ * where two sorted lists lie in separate ranges of addresses, as the nodes of graphs
+ * traced apart do. */
+static size_t gallop(const uintptr_t *nodes, const cg_plan *p, const uint32_t *slots,
+                     size_t i, size_t n, uintptr_t x)
 {
     size_t step = 1, hi = i;
-    while (hi < n && (uintptr_t)cg_plan_node(p, slots[hi]) < x) {
+    while (hi < n && node_at(nodes, p, slots, hi) < x) {
         i = hi + 1;
         hi += step;
         step *= 2;
@@ -556,7 +543,7 @@ static size_t gallop_slots(const cg_plan *p, const uint32_t *slots, size_t i, si
         hi = n;
     while (i < hi) {
         size_t mid = i + (hi - i) / 2;
-        if ((uintptr_t)cg_plan_node(p, slots[mid]) < x)
+        if (node_at(nodes, p, slots, mid) < x)
             i = mid + 1;
         else
             hi = mid;
@@ -573,9 +560,9 @@ static int meet_own(const cg_plan *a, const cg_plan *b, const uint32_t *sb, size
         if (x == y)
             return 1;
         if (x < y)
-            i = gallop_nodes(own, i, na, y);
+            i = gallop(own, NULL, NULL, i, na, y);
         else
-            j = gallop_slots(b, sb, j, nb, x);
+            j = gallop(NULL, b, sb, j, nb, x);
     }
     return 0;
 }

@@ -806,9 +806,9 @@ cdef class Graph:
             optimizer.step()
             return loss
         hyper = optimizer.hyperparameters()  # checked before anything changes
-        cdef ParameterArray params = self.optimizer_params
-        self.begin(True, params)
+        self.begin(True, True)
         self.load(batch)
+        cdef ParameterArray params = self.optimizer_params
         cdef cg_update update
         update.kind = CG_UPDATE_SGD if type(optimizer) is SGD else CG_UPDATE_ADAM
         update.lr, update.h1, update.h2 = hyper[0], hyper[1], hyper[2]
@@ -964,12 +964,12 @@ cdef class Graph:
         self.find_partners()   # it may share nodes with more graphs now
         return 0
 
-    cdef int begin(self, bint forward, ParameterArray params=None) except -1:
+    cdef int begin(self, bint forward, bint take_params=False) except -1:
         """Before a run (the caller holds RUN_LOCK): other graphs' numbers reach their
         nodes, and this plan reads its nodes again if anything wrote to them since it
         last did (the leaves only, for a run that starts with forward: it recomputes
-        the rest).  With `params` (a step's optimizer, bound to this plan), or if this
-        plan gave its parameters away: the graph ahead that holds them, bound to the
+        the rest).  With `take_params` (a step whose optimizer is bound to this plan), or
+        if this plan gave its parameters away: the graph ahead that holds them, bound to the
         same optimizer, hands them over plan to plan and keeps the rest of its numbers
         (a loop over graphs of one model, such as cgrad.compile's per document length,
         then never writes the parameters to their nodes nor reads them back)."""
@@ -979,12 +979,9 @@ cdef class Graph:
                                "it again in this process")
         global single_reads
         wait_until_free([self] + list(self.partners))   # not running elsewhere, nor
-        cdef ParameterArray wanted = params if params is not None or not self.params_given \
-            else self.optimizer_params
         cdef Graph holder = None
-        if wanted is not None and wanted is self.optimizer_params \
-                and (not self.ahead or self.params_given):
-            holder = self.param_holder(wanted)
+        if self.params_given or (take_params and not self.ahead):
+            holder = self.param_holder()
             if holder is not None and holder.shares_beyond_params(self):
                 holder = None       # it holds more this plan reads: all back to the nodes
         # its partners' numbers it reads reach the nodes, but the holder's: Python code
@@ -1023,12 +1020,12 @@ cdef class Graph:
                             holder.optimizer_slots, self.optimizer_params.size)
         return 0
 
-    cdef Graph param_holder(self, ParameterArray params):
-        """The graph ahead of its nodes that holds this optimizer's parameters and is
-        bound to it as this one is, if any (at most one holds a node)."""
+    cdef Graph param_holder(self):
+        """The graph ahead of its nodes that holds the parameters of this plan's
+        optimizer and is bound to it too, if any (at most one holds a node)."""
         cdef Graph graph
         for graph in STALE_NODES:
-            if graph is not self and graph.optimizer_params is params \
+            if graph is not self and graph.optimizer_params is self.optimizer_params \
                     and not graph.params_given and graph in self.partners:
                 return graph
         return None

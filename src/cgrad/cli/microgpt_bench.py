@@ -84,8 +84,15 @@ def run_peer(variant, docs, steps, n_embd, block_size):
     step = make_step(model, steps)
     batches = [document_arrays(docs[k % len(docs)], uchars, bos, block_size)
                for k in range(steps)]
+    return timed_steps(step, batches, first_each_length=framework == "jax")
+
+
+def timed_steps(step, batches, first_each_length):
+    """Step times over the batches: (wall, thread CPU, None) per step, and with
+    first_each_length the setup, (seconds, lengths): one pass that runs the first
+    batch of every length (recording or compiling it; its steps train too)."""
     setup = None
-    if framework == "jax":
+    if first_each_length:
         t0 = time.perf_counter()
         seen = set()
         for k, (X, Y) in enumerate(batches):
@@ -122,20 +129,7 @@ def run_cgrad_way(docs, steps, n_embd, block_size, replay):
         optimizer.step()
         return loss.data
 
-    setup = None
-    if replay:                       # record every length the steps will meet
-        t0 = time.perf_counter()
-        seen = set()
-        for k, (X, Y) in enumerate(batches):
-            if X.shape not in seen:
-                seen.add(X.shape)
-                one(k, X, Y)
-        setup = (time.perf_counter() - t0, len(seen))
-    marks = [(time.perf_counter(), time.thread_time())]
-    for k, (X, Y) in enumerate(batches):
-        one(k, X, Y)
-        marks.append((time.perf_counter(), time.thread_time()))
-    return intervals(marks), setup
+    return timed_steps(one, batches, first_each_length=replay)
 
 
 def measure(n_embd, block_size, steps, rounds, progress=None):
