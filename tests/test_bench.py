@@ -129,3 +129,5 @@ def test_the_microgpt_table_has_every_variant_and_its_ratios():
     assert f"| {base / replayed:.3g}x |" in row
     torch_run = run["variants"].get("PyTorch (the same model)")
     assert (f"| {torch_run['wall'] / replayed:.3g}x |" if torch_run else "| - |") in row
+    first = run["variants"]["cgrad.gpt replayed"]["first_run_wall"]
+    assert first > 0 and row.endswith(f"| {first * 1e3:.3g} |")   # the first run's steps
