@@ -85,6 +85,48 @@ def test_sorting_the_weights_takes_keywords_and_is_honoured():
     assert n(x).data == expected
 
 
+def test_an_mlps_widths_given_as_one_int_say_to_pass_a_list():
+    with pytest.raises(TypeError, match=r"list of layer widths, as in MLP\(2, \[16, 16, 1\]\); got int 4"):
+        nn.MLP(2, 4)
+
+
+@pytest.mark.parametrize("nouts", [[0], [3, 0, 1]])
+def test_an_mlp_layer_of_no_neurons_is_refused(nouts):
+    with pytest.raises(ValueError, match="every layer needs at least one neuron"):
+        nn.MLP(2, nouts)
+    with pytest.raises(ValueError, match="no config to save"):
+        nn.Layer(2, 0).config()   # micrograd's Layer(2, 0) still builds
+
+
+def test_inputs_of_more_leaves_than_memory_fail_at_once():
+    with pytest.raises(MemoryError, match="1,000,000,000,000 leaves"):
+        cgrad.inputs(10**6, 10**6)   # not after filling memory
+    with pytest.raises(TypeError, match="int sizes"):
+        cgrad.inputs(2.0, 3)
+    with pytest.raises(ValueError, match="sizes >= 0"):
+        cgrad.inputs(2, -3)
+    assert [len(row) for row in cgrad.inputs(3, 2)] == [2, 2, 2]
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    (None, TypeError, "input 0 must be an array of real numbers, got NoneType"),
+    ("abc", TypeError, "input 0 must be an array of real numbers, got str"),
+    ([[1.0, 2.0, "x"]], TypeError, "input 0 must be an array of real numbers, got list"),
+    ([[1.0, 2.0, 3.0], [1.0]], ValueError, "input 0: setting an array element"),
+])
+def test_compile_refuses_input_that_is_not_numbers_before_tracing(bad, error, message):
+    model = nn.MLP(3, [2])
+    traced = []
+
+    def fn(xs, ys):
+        traced.append(len(xs))
+        return losses.softmax_cross_entropy([model(x) for x in xs], ys)
+    step = cgrad.compile(fn)
+    with pytest.raises(error, match=message):
+        step.step(bad, np.eye(2)[[0]], optimizer=SGD(model.parameters(), lr=0.1))
+    assert traced == [] and step.graphs == {}
+
+
 # ---- internals replaced through public names ---------------------------------------------
 
 def small_graph(model):

@@ -200,7 +200,7 @@ def test_inputs_helper_shapes():
     assert len(cgrad.inputs(3)) == 3 and all(v.data == 0.0 for v in cgrad.inputs(3))
     grid = cgrad.inputs(2, 3, 4)
     assert [len(grid), len(grid[0]), len(grid[0][0])] == [2, 3, 4]
-    with pytest.raises(ValueError, match="non-negative int"):
+    with pytest.raises(ValueError, match="sizes >= 0"):
         cgrad.inputs(2, -1)
 
 

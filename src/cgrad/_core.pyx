@@ -1391,7 +1391,7 @@ cdef list values_of(values, str what):
     for v in values:
         k = as_value(v)
         if k is None:
-            raise TypeError(f"{what} needs Values or numbers, got {type(v).__name__}")
+            raise TypeError(f"{what} must be Values or numbers, got {type(v).__name__}")
         out.append(k)
     return out
 

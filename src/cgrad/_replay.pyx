@@ -11,6 +11,7 @@ from libc.string cimport memcpy, memset
 
 import math
 import os
+import sys
 import threading
 import weakref
 
@@ -274,15 +275,49 @@ def inputs(*shape):
 
     ``inputs(32, 64)`` is 32 lists of 64 leaves, ``inputs(3)`` a list of 3."""
     for size in shape:
-        if not isinstance(size, int) or size < 0:
-            raise ValueError(f"inputs() takes non-negative int sizes, got {shape!r}")
+        if not isinstance(size, int):
+            raise TypeError(f"inputs() takes int sizes, got {shape!r}")
+        if size < 0:
+            raise ValueError(f"inputs() takes sizes >= 0, got {shape!r}")
     if not shape:
         return Value(0.0)
+    count = math.prod(shape)
+    if count > leaves_that_fit():
+        raise MemoryError(f"inputs{shape!r} would make {count:,} leaves of ~{LEAF_BYTES} "
+                          f"bytes each, more than this machine's memory")
     cdef Py_ssize_t g
     cdef list items = []
-    for g in range(math.prod(shape)):
+    for g in range(count):
         items.append(Value.__new__(Value))   # a zeroed node: the leaf 0.0, no __init__ call
     return nest(items, shape)
+
+
+def real_array(i, array):
+    """Input i as a numpy array of real numbers, or an error saying what it is."""
+    try:
+        data = np.asarray(array)
+    except ValueError as error:  # e.g. ragged rows
+        raise ValueError(f"input {i}: {error}") from None
+    if data.dtype.kind not in "biuf":
+        if data.dtype == object and any(isinstance(v, Value) for v in data.flat):
+            raise TypeError(f"input {i} holds Values: step() and forward() take "
+                            f"the numbers to load into the input leaves (a numpy "
+                            f"array), not the leaves themselves")
+        raise TypeError(f"input {i} must be an array of real numbers, "
+                        f"got {type(array).__name__} of dtype {data.dtype}")
+    return data
+
+
+LEAF_BYTES = 104   # a Value with its node (96 bytes) and its place in a list
+
+
+def leaves_that_fit():
+    """How many input leaves this machine's memory could hold (no limit where it cannot
+    be read): a size past it fails at once instead of filling memory first."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // LEAF_BYTES
+    except (AttributeError, ValueError, OSError):
+        return sys.maxsize
 
 
 cdef object nest(list items, tuple shape):
@@ -1059,17 +1094,7 @@ cdef class Graph:
                             f"got {len(arrays)}")
         cdef list checked = []
         for i, (array, shape) in enumerate(zip(arrays, self.input_shapes)):
-            try:
-                data = np.asarray(array)
-            except ValueError as error:  # e.g. ragged rows
-                raise ValueError(f"input {i}: {error}") from None
-            if data.dtype.kind not in "biuf":
-                if data.dtype == object and any(isinstance(v, Value) for v in data.flat):
-                    raise TypeError(f"input {i} holds Values: step() and forward() take "
-                                    f"the numbers to load into the input leaves (a numpy "
-                                    f"array), not the leaves themselves")
-                raise TypeError(f"input {i} must be an array of real numbers, "
-                                f"got {type(array).__name__} of dtype {data.dtype}")
+            data = real_array(i, array)
             if data.shape != shape:
                 hint = ""
                 if shape and data.shape == shape[:len(shape) - 1] and data.dtype.kind in "biu":

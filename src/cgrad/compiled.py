@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cgrad._replay import Graph, batch_template, inputs
+from cgrad._replay import Graph, batch_template, inputs, real_array
 
 
 class Compiled:
@@ -58,9 +58,14 @@ class Compiled:
 
     def graph_for(self, arrays: tuple) -> Graph:
         """The Graph for these arrays' shapes, recorded now if it is the first call."""
-        shapes = tuple(np.shape(a) for a in arrays)
+        try:
+            shapes = tuple(np.shape(a) for a in arrays)
+        except ValueError:   # ragged rows: say which input
+            shapes = None
         graph = self.graphs.get(shapes)
         if graph is None:
+            for i, array in enumerate(arrays):   # before fn is traced over its shape
+                real_array(i, array)
             if self.dynamic:
                 graph = self.copied(shapes)
             else:

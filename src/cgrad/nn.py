@@ -170,7 +170,7 @@ def _read_header(path):
 def _check_config(nin, nouts, activation, fused):
     """The config of a saved model, or ValueError."""
     if not isinstance(nin, int) or not isinstance(nouts, list) or not nouts \
-            or not all(isinstance(n, int) for n in nouts) or min([nin] + nouts) < 0:
+            or not all(isinstance(n, int) for n in nouts) or nin < 0 or min(nouts) < 1:
         raise ValueError(f"its sizes nin={nin!r}, nouts={nouts!r} are not a model's")
     if activation not in ACTIVATIONS or not isinstance(fused, bool):
         raise ValueError(f"its activation {activation!r} or fused={fused!r} is not a model's")
@@ -286,6 +286,8 @@ class Layer(Module):
 
     def config(self) -> dict[str, Any]:
         """{'nin', 'nout', 'activation', 'fused'}: enough to build it again."""
+        if not self.neurons:
+            raise ValueError("a layer of no neurons has no config to save")
         first = self.neurons[0].config()
         return {'nin': first['nin'], 'nout': len(self.neurons),
                 'activation': first['activation'], 'fused': first['fused']}
@@ -309,9 +311,15 @@ class MLP(Module):
                  rng: random.Random | None = None) -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}: choose one of {ACTIVATIONS}")
-        nouts = list(nouts)
+        try:
+            nouts = list(nouts)
+        except TypeError:
+            raise TypeError(f"nouts is the list of layer widths, as in MLP(2, [16, 16, 1]); "
+                            f"got {type(nouts).__name__} {nouts!r:.40}") from None
         if not nouts:
             raise ValueError("an MLP needs at least one layer: nouts=[] has none")
+        if any(size("a layer's width", n) == 0 for n in nouts):
+            raise ValueError(f"every layer needs at least one neuron: nouts={nouts!r}")
         sz = [nin] + nouts
         self.activation = activation
         self.layers = [Layer(sz[i], sz[i+1],
