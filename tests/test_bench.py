@@ -130,4 +130,15 @@ def test_the_microgpt_table_has_every_variant_and_its_ratios():
     torch_run = run["variants"].get("PyTorch (the same model)")
     assert (f"| {torch_run['wall'] / replayed:.3g}x |" if torch_run else "| - |") in row
     first = run["variants"]["cgrad.gpt replayed"]["first_run_wall"]
-    assert first > 0 and row.endswith(f"| {first * 1e3:.3g} |")   # the first run's steps
+    assert first > 0 and row.endswith(f"| {first * 1e3:.3g} | - |")   # the first run's steps
+    run["variants"]["cgrad.gpt replayed"]["memory"] = 12.4e6                # and memory
+    assert "| 12 |" in next(r for r in microgpt_bench.table([run]).splitlines()
+                            if "| cgrad.gpt replayed |" in r)
+
+
+def test_microgpt_memory_is_the_growth_of_a_fresh_process():
+    from cgrad.cli import microgpt_bench
+    chosen = ("microgpt on cgrad.Value", "cgrad.gpt replayed")
+    grown = microgpt_bench.memory(8, 8, 2, chosen=chosen)
+    assert set(grown) == set(chosen)
+    assert all(isinstance(n, int) and n > 0 for n in grown.values())

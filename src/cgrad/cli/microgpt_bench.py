@@ -25,6 +25,8 @@ import importlib
 import importlib.util
 import random
 import statistics
+import subprocess
+import sys
 import time
 
 from cgrad.datasets import make_names
@@ -41,6 +43,16 @@ def variants():
                  if v not in PEER_MODULES or importlib.util.find_spec(PEER_MODULES[v]))
 
 
+# In a memory_child() process: the resident bytes after each step (None elsewhere).
+_resident_after_steps = None
+
+
+def sample_memory():
+    if _resident_after_steps is not None:
+        from cgrad.cli.scale import resident_bytes
+        _resident_after_steps.append(resident_bytes())
+
+
 def run_program(value_class, docs, steps, n_embd, block_size):
     """Step times of microgpt's program on this Value class: (wall, thread CPU, wall of
     forward + backward) per step."""
@@ -50,6 +62,7 @@ def run_program(value_class, docs, steps, n_embd, block_size):
 
     def on_step(step, loss):
         marks.append((time.perf_counter(), time.thread_time()))
+        sample_memory()
     run(value_class, docs, num_steps=steps, n_embd=n_embd, n_head=4, block_size=block_size,
         num_samples=0, on_step=on_step,
         on_backward=lambda: backward_ends.append(time.perf_counter()))
@@ -99,11 +112,13 @@ def timed_steps(step, batches, first_each_length):
             if X.shape not in seen:
                 seen.add(X.shape)
                 step(k, X, Y)
+                sample_memory()
         setup = (time.perf_counter() - t0, len(seen))
     marks = [(time.perf_counter(), time.thread_time())]
     for k, (X, Y) in enumerate(batches):
         step(k, X, Y)
         marks.append((time.perf_counter(), time.thread_time()))
+        sample_memory()
     return intervals(marks), setup
 
 
@@ -132,6 +147,53 @@ def run_cgrad_way(docs, steps, n_embd, block_size, replay):
     return timed_steps(one, batches, first_each_length=replay)
 
 
+def run_variant(variant, docs, steps, n_embd, block_size):
+    """(step times, setup or None) of one fresh run of a variant."""
+    import cgrad
+    from cgrad.programs.microgpt import MicrogptValue
+    if variant == VARIANTS[0]:
+        return run_program(MicrogptValue, docs, steps, n_embd, block_size), None
+    if variant == VARIANTS[1]:
+        return run_program(cgrad.Value, docs, steps, n_embd, block_size), None
+    if variant in PEER_MODULES:
+        return run_peer(variant, docs, steps, n_embd, block_size)
+    return run_cgrad_way(docs, steps, n_embd, block_size, variant == VARIANTS[3])
+
+
+def memory(n_embd, block_size, steps, progress=None, chosen=None):
+    """{variant: bytes}: the largest resident-memory growth of a fresh process running
+    the variant's steps, over the process after its imports, sampled after each step
+    (as `bench --scale` measures its engines)."""
+    out = {}
+    for variant in chosen or variants():
+        if progress:
+            print(f"  microgpt n_embd {n_embd}: memory of {variant} ...", file=progress,
+                  flush=True)
+        code = (f"from cgrad.cli import microgpt_bench; print(microgpt_bench.memory_child("
+                f"{variant!r}, {n_embd}, {block_size}, {steps}))")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                text=True, check=True).stdout
+        out[variant] = int(result.strip().splitlines()[-1])
+    return out
+
+
+def memory_child(variant, n_embd, block_size, steps):
+    global _resident_after_steps
+    import cgrad.gpt  # noqa: F401  (imports outside the measured growth)
+    import cgrad.optim  # noqa: F401
+    from cgrad.cli.scale import resident_bytes
+    from cgrad.programs import microgpt  # noqa: F401
+    if variant in PEER_MODULES:
+        importlib.import_module(f"cgrad.cli.microgpt_{PEER_MODULES[variant]}")
+        importlib.import_module({"torch": "torch.optim", "jax": "jax.numpy"}[
+            PEER_MODULES[variant]])
+    docs = make_names(2000)
+    _resident_after_steps = []
+    before = resident_bytes()
+    run_variant(variant, docs, steps, n_embd, block_size)
+    return max(_resident_after_steps) - before
+
+
 def measure(n_embd, block_size, steps, rounds, progress=None):
     """{variant: {"wall": s per step, "cpu": s, "spread": IQR / median}}, and setup."""
     import cgrad
@@ -146,15 +208,6 @@ def measure(n_embd, block_size, steps, rounds, progress=None):
     for variant in chosen:                                    # (and load the peers'
         if variant in PEER_MODULES:                           # kernels)
             run_peer(variant, docs, 2, n_embd, block_size)
-    def run_variant(variant):
-        if variant == VARIANTS[0]:
-            return run_program(MicrogptValue, docs, steps, n_embd, block_size), None
-        if variant == VARIANTS[1]:
-            return run_program(cgrad.Value, docs, steps, n_embd, block_size), None
-        if variant in PEER_MODULES:
-            return run_peer(variant, docs, steps, n_embd, block_size)
-        return run_cgrad_way(docs, steps, n_embd, block_size, variant == VARIANTS[3])
-
     for r in range(rounds):
         for variant in chosen:
             if progress:
@@ -163,9 +216,9 @@ def measure(n_embd, block_size, steps, rounds, progress=None):
             # Twice: the first run's steps fault in the memory a training program's
             # first steps do (after the variant before it freed its own), the second's
             # are the steps it runs from then on.  Setups are the first run's.
-            first, s = run_variant(variant)
+            first, s = run_variant(variant, docs, steps, n_embd, block_size)
             setups[variant] = s or setups.get(variant)
-            times, _ = run_variant(variant)
+            times, _ = run_variant(variant, docs, steps, n_embd, block_size)
             per_round[variant].append((
                 statistics.median(t[0] for t in times), statistics.median(t[1] for t in times),
                 statistics.median(t[2] for t in times) if times[0][2] is not None else None,
@@ -188,8 +241,8 @@ def measure(n_embd, block_size, steps, rounds, progress=None):
 
 def table(runs):
     lines = ["| model | variant | ms per step (wall) | ms per step (thread CPU) | spread (IQR) "
-             "| vs microgpt on its own Value | vs PyTorch | first run: ms per step (wall) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| vs microgpt on its own Value | vs PyTorch | first run: ms per step (wall) "
+             "| memory (MB) |", "|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         base = run["variants"][VARIANTS[0]]["wall"]
         torch_run = run["variants"].get(VARIANTS[4])
@@ -204,13 +257,14 @@ def table(runs):
             vs_torch = f"{torch_run['wall'] / r['wall']:.3g}x" if torch_run else "-"
             lines.append(f"| {label} | {variant} | {r['wall'] * 1e3:.3g} | {r['cpu'] * 1e3:.3g} "
                          f"| {r['spread'] * 100:.0f}% | {base / r['wall']:.3g}x{fb} "
-                         f"| {vs_torch} | {r['first_run_wall'] * 1e3:.3g} |")
+                         f"| {vs_torch} | {r['first_run_wall'] * 1e3:.3g} "
+                         f"| {megabytes(r.get('memory'))} |")
         for variant, s in run["setup"].items():   # cgrad's recording, JAX's compiling
             what = "recorded" if variant == VARIANTS[3] else "compiled"
             lines.append(f"| {label} | {variant}: setup, {s['lengths']} lengths {what} | "
                          f"{s['seconds'] * 1e3:.3g} total | | | = "
                          f"{s['seconds'] / run['variants'][variant]['wall']:.0f} of its "
-                         f"steps | | |")
+                         f"steps | | | |")
     lines.append("\nKey: a step is forward, backward and Adam on one document (a made-up "
                  "name, 2-13 tokens); wall and thread-CPU medians over rounds of each round's "
                  "median step; spread: interquartile range of the rounds' medians over their "
@@ -219,14 +273,28 @@ def table(runs):
                  "variant's, in the same run (above 1x: this variant is faster).  Each "
                  "round runs each variant twice, a fresh program each time; the figures "
                  "are the second run's, its steps those a training program runs after its "
-                 "first few; the last column is the first run's (the first steps, which "
+                 "first few; the first-run column is the first run's (the first steps, which "
                  "build the model and fault in fresh memory after the variant before it "
-                 "freed its own).")
+                 "freed its own).  Memory: the largest resident-memory growth of a fresh "
+                 "process running the variant's steps, over the process after its "
+                 "imports (the model, the optimizer, the recorded or compiled steps; "
+                 "full runs only).")
     return "\n".join(lines)
 
 
+def megabytes(n):
+    return "-" if n is None else f"{n / 1e6:.0f}"
+
+
 def main(quick=False, progress=None):
+    """The runs the table shows; the full run also measures each variant's memory."""
     sizes = [(16, 16, 3 if quick else 20, 1 if quick else 3)]
     if not quick:
         sizes.append((64, 64, 3, 3))
-    return [measure(n, b, steps, rounds, progress) for n, b, steps, rounds in sizes]
+    runs = [measure(n, b, steps, rounds, progress) for n, b, steps, rounds in sizes]
+    if not quick:
+        for run in runs:
+            grown = memory(run["n_embd"], run["block_size"], run["steps"], progress)
+            for variant, figures in run["variants"].items():
+                figures["memory"] = grown.get(variant)
+    return runs
