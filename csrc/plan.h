@@ -33,8 +33,12 @@ typedef struct {
      * some node is looked at.  defers_inputs: this layer is the only writer of its
      * input rows' grads; inputs_pending: the last backward skipped them; kept_w
      * (K x m): its weights as that backward saw them, once an optimizer step in the
-     * plan changed them (weights_kept). */
-    int defers_inputs, inputs_pending, weights_kept;
+     * plan changed them (weights_kept).  A backward defers them only when they
+     * cannot overflow (rows_zero: the rows' grads are all 0, as a load leaves them, and
+     * the weights and the dots' gradients bound every sum): eager would raise there,
+     * and a deferred sum has no step left to raise in.  Otherwise it computes them at
+     * once, with the checks. */
+    int defers_inputs, inputs_pending, weights_kept, rows_zero;
     double *kept_w;
     uint32_t *w_run;        /* [K] first slot of neuron j's weights (its bias follows) */
     uint32_t *x_run;        /* [B] first slot of example b's inputs */
@@ -163,7 +167,7 @@ void cg_plan_free_layers(cg_plan *p);
  * the layer's contributions; CG_ERR_OVERFLOW (with every gradient as it was) if some
  * result is not finite. */
 cg_status cg_layer_forward(cg_plan *p, const cg_layer *l);
-cg_status cg_layer_backward(cg_plan *p, const cg_layer *l);
+cg_status cg_layer_backward(cg_plan *p, cg_layer *l);
 /* Computes the input gradients deferring layers skipped (see cg_layer): one layer's, or
  * every pending layer's (replay.c).  cg_plan_keep_weights copies the weights pending
  * layers need before the plan's parameters change. */

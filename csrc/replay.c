@@ -490,6 +490,14 @@ size_t cg_plan_deferring_layers(const cg_plan *p)
     return count;
 }
 
+size_t cg_plan_pending_input_layers(const cg_plan *p)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < p->n_layers; i++)
+        count += p->layers[i].inputs_pending != 0;
+    return count;
+}
+
 static int is_param(const cg_plan *p, uint32_t slot)
 {
     return slot < p->param_bits_slots && (p->param_bits[slot >> 3] >> (slot & 7)) & 1;
@@ -719,9 +727,8 @@ static cg_status run_schedule(cg_plan *p, const cg_entry *schedule, size_t n, in
             cg_layer *l = &p->layers[-1 - entry];
             if ((backward ? cg_layer_backward(p, l) : cg_layer_forward(p, l)) != CG_OK) {
                 p->fell_back |= backward;
+                l->rows_zero &= !backward;
                 st = layer_steps(p, l, backward, failed);  /* input gradients included */
-            } else if (backward && l->defers_inputs) {
-                l->inputs_pending = 1;
             }
         }
     }
@@ -977,6 +984,8 @@ static void reload(cg_plan *p, int interior, int except_params)
         p->val[p->forward_out[j]] = cg_plan_node(p, p->forward_out[j])->data;
     for (size_t i = 0; i < p->n_gradless; i++)  /* 0 whatever a node was given */
         p->grad[p->gradless[i]] = 0.0;
+    for (size_t i = 0; i < p->n_layers; i++)    /* the nodes' grads, whatever they are */
+        p->layers[i].rows_zero = 0;
 }
 
 static void sync(cg_plan *p, int except_params)
@@ -1209,8 +1218,10 @@ size_t cg_slot_runs(const uint32_t *slots, size_t n, uint32_t *runs)
 void cg_plan_load(cg_plan *p, const uint32_t *slots, const uint32_t *runs, size_t n_runs,
                   const double *data)
 {
-    for (size_t i = 0; i < p->n_layers; i++)   /* fresh leaves: the last ones are dropped */
+    for (size_t i = 0; i < p->n_layers; i++) {  /* fresh leaves: the last ones are dropped */
         p->layers[i].inputs_pending = p->layers[i].weights_kept = 0;
+        p->layers[i].rows_zero = !p->inputs_gradless;
+    }
     for (size_t r = 0; r < n_runs; r++) {   /* an input row sits in a run */
         uint32_t i = runs[2 * r], len = runs[2 * r + 1];
         memcpy(p->val + slots[i], data + i, len * sizeof *data);

@@ -3,8 +3,10 @@ computes them (the same kernel, the same order) when Python next looks at a node
 Whatever happens in between (an optimizer step in the plan or on the nodes, Python
 writing a parameter, another Graph over the same model, a second backward, a new
 batch), what Python reads is what backward() over the rebuilt graph gives, bit for bit."""
+import math
 import pickle
 import random
+import re
 
 import numpy as np
 import pytest
@@ -163,18 +165,71 @@ def test_input_grads_false_leaves_them_at_zero():
     assert all(g == 0.0 for g in grads(xs) + grads(ys))
 
 
-def test_an_overflowing_input_gradient_reads_as_inf():
-    # weights of 1e300 on an input of 0 leave forward finite (the loss's scale is
-    # tiny) and the weight gradients 0, while g * w overflows: computed late, it reads
-    # as inf or nan, as a rebuilt graph's would before backward() raised on it
+def test_input_gradients_that_stay_finite_wait_until_looked_at():
     random.seed(1)
     model = nn.MLP(2, [4, 1], activation='linear')
-    for n in model.layers[0].neurons:
-        n.w[0].data = 1e300
     xs = cgrad.inputs(2, 2)
-    loss = cgrad.sum([model(x) * 1e300 for x in xs])
-    graph = Graph(loss, inputs=xs)
-    assert graph._deferred_input_layers() == 1
-    graph.forward(np.array([[0.0, 1.0], [0.0, 2.0]]))
+    graph = Graph(cgrad.sum([model(x) for x in xs]), inputs=xs)
+    graph.forward(np.array([[0.5, 1.0], [-1.0, 2.0]]))
     graph.backward()
-    assert not all(np.isfinite(grads(xs)))
+    assert graph._pending_input_layers() == 1
+    hidden, (out,) = model.layers[0].neurons, model.layers[1].neurons
+    want = [sum(out.w[j].data * n.w[i].data for j, n in enumerate(hidden))
+            for i in range(2)]   # d(sum of outputs)/dx, a linear model's, per example
+    assert grads(xs) == pytest.approx(want * 2, rel=1e-15)
+    assert graph._pending_input_layers() == 0   # looking computed them
+
+
+@pytest.fixture(params=["portable", "avx512"])
+def widest_vectors(request):
+    """Each copy of the loops this CPU runs (the portable one forced)."""
+    from cgrad._replay import _limit_vectors
+    _limit_vectors(request.param)
+    yield request.param
+    _limit_vectors("avx512")
+
+
+@pytest.mark.parametrize("weight", [1e300, 1e200, 1e150, float("inf"), float("nan")])
+def test_an_input_gradient_that_overflows_raises_as_eagerly(weight, widest_vectors):
+    # weights of 1e300 on an input of 0 leave forward finite (the loss's scale is
+    # tiny) and the weight gradients 0, while g * w overflows (at 1e150, every sum
+    # stays finite): backward computes these input gradients at once, not on demand
+    # (a late sum has no step left to raise in), and raises where the rebuilt graph's
+    # backward() raises
+    X = [[0.0, 1.0], [0.0, 2.0]]
+    twins = []
+    for _ in range(2):
+        random.seed(1)
+        model = nn.MLP(2, [4, 1], activation='linear')
+        for n in model.layers[0].neurons:
+            n.w[0].data = weight
+        twins.append(model)
+    replayed, rebuilt = twins
+    xs = cgrad.inputs(2, 2)
+    graph = Graph(cgrad.sum([replayed(x) * 1e300 for x in xs]), inputs=xs)
+    assert graph._deferred_input_layers() == 1
+    leaves = [[Value(v) for v in row] for row in X]
+    want = cgrad.sum([rebuilt(x) * 1e300 for x in leaves])
+    try:
+        want.backward()
+        error = None
+    except OverflowError as raised:
+        error = raised
+    # eager's nodes settled first: from here to backward() nothing sends the graph back
+    # to read its nodes, so backward() meets the batch as forward() loaded it
+    assert bits([graph.forward(np.array(X))]) == bits([want.data])
+    if error is not None:
+        with pytest.raises(OverflowError, match=re.escape(str(error))):
+            graph.backward()
+        return
+    graph.backward()
+    assert graph._pending_input_layers() == 0   # computed at once
+    assert weight not in (1e300, 1e200)
+    assert bits(grads(xs)) == bits([v.grad for row in leaves for v in row])
+    assert bits([p.grad for p in replayed.parameters()]) == \
+        bits([p.grad for p in rebuilt.parameters()])
+
+
+def bits(numbers):
+    """The numbers, NaN as one (eager and the kernels may give NaNs other signs)."""
+    return ["nan" if math.isnan(x) else x for x in numbers]

@@ -90,6 +90,7 @@ cdef extern from "cgrad.h" nogil:
     size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes)
     size_t cg_plan_layer_count(const cg_plan *p)
     size_t cg_plan_deferring_layers(const cg_plan *p)
+    size_t cg_plan_pending_input_layers(const cg_plan *p)
     size_t cg_plan_loss_row_count(const cg_plan *p)
     int cg_plans_share_nodes(const cg_plan *a, const cg_plan *b)
     int cg_plan_set_threads(cg_plan *p, size_t threads)

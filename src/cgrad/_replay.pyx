@@ -772,6 +772,11 @@ cdef class Graph:
         self.ready()
         return cg_plan_deferring_layers(self.plan)
 
+    def _pending_input_layers(self):
+        """How many layers' input gradients the last backward left for later (tests)."""
+        self.ready()
+        return cg_plan_pending_input_layers(self.plan)
+
     def _fused_loss_rows(self):
         """How many cross-entropy rows of the loss run as one step each (tests)."""
         self.ready()
