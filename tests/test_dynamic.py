@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import cgrad
-from cgrad import losses, nn
+from cgrad import Value, losses, nn
 from cgrad.optim import SGD, Adam
 
 
@@ -445,3 +445,23 @@ def test_python_sum_over_the_examples(python_sum_only):
         oe.step()
         assert d.step(X, Y, optimizer=od) == loss.data, batch
         assert params_equal(dynamic, eager), batch
+
+
+@pytest.mark.parametrize("dynamic, first_batch", [(False, 3), (True, 1), (True, 2),
+                                                  (True, 5)])
+def test_fn_is_traced_over_the_numbers_of_the_call_that_met_its_shape(dynamic,
+                                                                       first_batch):
+    # a log and a division of an input are defined on the data, not at 0 (where
+    # tracing over zero leaves raised ValueError / ZeroDivisionError)
+    def per_example(x):
+        return x[0].log() + 1 / x[1] + (x[0] * x[1]).sqrt()
+
+    def eager(X):
+        return cgrad.sum([per_example([Value(v) for v in row]) for row in X.tolist()]).data
+
+    compiled = cgrad.compile(lambda xs: cgrad.sum([per_example(x) for x in xs]),
+                             dynamic=dynamic)
+    rng = np.random.RandomState(first_batch)
+    for batch in (first_batch, 4, first_batch):
+        X = rng.uniform(0.5, 2.0, (batch, 2))
+        assert compiled(X) == eager(X), batch

@@ -292,6 +292,25 @@ def inputs(*shape):
     return nest(items, shape)
 
 
+def leaves_holding(array):
+    """Fresh leaves shaped like ``array`` (as :func:`inputs` makes them), each holding
+    its number: what ``cgrad.compile`` traces ``fn`` over, so that building the graph
+    meets the numbers the step will (a log or a division of an input is defined there,
+    where it may not be at 0)."""
+    cdef double[::1] flat = np.ascontiguousarray(array, dtype=np.float64).reshape(-1)
+    shape = np.shape(array)
+    if not shape:
+        return Value(flat[0])
+    cdef list items = []
+    cdef Value v
+    cdef Py_ssize_t i
+    for i in range(flat.shape[0]):
+        v = Value.__new__(Value)
+        v.node.data = flat[i]
+        items.append(v)
+    return nest(items, tuple(shape))
+
+
 def real_array(i, array):
     """Input i as a numpy array of real numbers, or an error saying what it is."""
     try:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cgrad._replay import Graph, batch_template, inputs, real_array
+from cgrad._replay import Graph, batch_template, leaves_holding, real_array
 
 
 class Compiled:
@@ -22,14 +22,17 @@ class Compiled:
 
     ``compiled(*arrays)`` runs the forward pass (the loss, or the outputs of a graph
     without a loss); ``compiled.step(*arrays, optimizer=opt)`` one training step.  Each
-    distinct tuple of array shapes records ``fn`` once, over fresh leaves of those
-    shapes (``cgrad.inputs``); ``graphs`` holds them, by shapes.  Options (``threads``,
-    ``exact``, ``input_grads``) go to every Graph.  As with jax.jit, ``fn`` runs only when a shape
-    is new: what it reads besides its arguments (the model's parameters) is recorded
-    as nodes, and numbers it computes in Python from them are fixed at that time.
+    distinct tuple of array shapes records ``fn`` once, over fresh leaves holding the
+    numbers of the call that met it (as torch.compile traces its first inputs: a log or
+    a division of an input is built where the data defines it); ``graphs`` holds them,
+    by shapes.  Options (``threads``, ``exact``, ``input_grads``) go to every Graph.  As
+    with jax.jit, ``fn`` runs only when a shape is new: what it reads besides its
+    arguments (the model's parameters) is recorded as nodes, and numbers it computes in
+    Python from them are fixed at that time.
 
     ``dynamic=True``: every array's first axis is the batch, of any size.  ``fn`` runs
-    twice, over batches of two and three examples, and must build one graph per
+    twice, over the batch's first two examples and its first three (repeated if it has
+    two), and must build one graph per
     example: a loss sums them by one ``cgrad.sum`` (as cgrad's losses build it from
     ``[model(x) for x in xs]``) or by Python's ``sum()``, and scales by 1/batch or not
     at all; outputs are one entry per
@@ -63,25 +66,26 @@ class Compiled:
         except ValueError:   # ragged rows: say which input
             shapes = None
         graph = self.graphs.get(shapes)
-        if graph is None:
-            for i, array in enumerate(arrays):   # before fn is traced over its shape
-                real_array(i, array)
+        if graph is None:   # checked before fn is traced over them
+            data = tuple(real_array(i, array) for i, array in enumerate(arrays))
             if self.dynamic:
-                graph = self.copied(shapes)
+                graph = self.copied(data)
             else:
-                graph = self.record(shapes, **self.graph_options)
+                graph = self.record(data, **self.graph_options)
             self.graphs[shapes] = graph
         return graph
 
-    def record(self, shapes: tuple, **options: Any) -> Graph:
-        leaves = tuple(inputs(*shape) for shape in shapes)
+    def record(self, data: tuple, **options: Any) -> Graph:
+        """fn traced over leaves holding these arrays' numbers, recorded."""
+        leaves = tuple(leaves_holding(array) for array in data)
         out = self.fn(*leaves)
         loss, outputs = out if isinstance(out, tuple) else (out, None)
         return Graph(loss, inputs=leaves, outputs=outputs, **options)
 
-    def copied(self, shapes: tuple) -> Graph:
+    def copied(self, data: tuple) -> Graph:
         """dynamic=True: the Graph for this batch size, from the template for the shapes
-        past the batch axis (traced now if new)."""
+        past the batch axis (traced now if new, over this batch's first examples)."""
+        shapes = tuple(array.shape for array in data)
         if not shapes or any(len(s) == 0 for s in shapes) \
                 or len({s[0] for s in shapes}) != 1:
             raise ValueError(f"dynamic=True needs arrays whose first axis is the batch, "
@@ -91,11 +95,12 @@ class Compiled:
             raise ValueError("an empty batch (0 examples) has no loss")
         options = dict(self.graph_options, input_grads=False)
         if batch == 1:
-            return self.record(shapes, **options)
+            return self.record(data, **options)
         template = self.templates.get(rest)
         if template is None:
-            two = self.record(tuple((2,) + r for r in rest), **options)
-            leaves = tuple(inputs(*((3,) + r)) for r in rest)   # recorded to compare
+            two = self.record(tuple(array[:2] for array in data), **options)
+            examples = [0, 1, 2 % batch]                          # recorded to compare
+            leaves = tuple(leaves_holding(array[examples]) for array in data)
             out = self.fn(*leaves)
             loss, outputs = out if isinstance(out, tuple) else (out, None)
             template = batch_template(two, loss, leaves, outputs)
