@@ -165,6 +165,7 @@ size_t cg_plan_slots(const cg_plan *p, cg_node ***nodes);
 size_t cg_plan_layer_count(const cg_plan *p);
 /* How many of them compute their input gradients on demand (cg_plan_defer_input_grads). */
 size_t cg_plan_deferring_layers(const cg_plan *p);
+/* How many of them the last backward left their input gradients to (tests). */
 size_t cg_plan_pending_input_layers(const cg_plan *p);
 /* How many softmax cross-entropy rows of the loss run as one step each (fused_loss.c). */
 size_t cg_plan_loss_row_count(const cg_plan *p);

@@ -761,7 +761,8 @@ static double abs_max(const double *x, size_t n)
 /* Whether the layer's input gradients, added to rows whose grads are 0, stay finite for
  * sure: |sum_j w[j][i] g[b][j]| <= max |w| * max_b sum_j |g[b][j]|, every partial sum
  * too, and rounding cannot take a bound below DBL_MAX / 4 past DBL_MAX.  An inf or NaN
- * among them says no.  (MLP(784, [256, 128, 10]) b128: ~0.05 ms a step, unthreaded.) */
+ * among them says no.  One pass over the weights: 0.6% of an MLP(784, [256, 128, 10])
+ * b128 step (perf, Zen 4). */
 static int input_grads_bounded(const cg_plan *p, const cg_layer *l, const double *g)
 {
     double w_max = 0.0, g_max = 0.0;
@@ -860,8 +861,8 @@ void cg_layer_input_grads(cg_plan *p, cg_layer *l)
         rows[b] = grad + l->x_run[b];
     for (size_t j = 0; j < K; j++)
         sources[j] = l->weights_kept ? l->kept_w + j * m : p->val + l->w_run[j];
-    /* an overflow leaves inf or nan in these gradients: no step is left to raise it */
-    (void)rank_update(p, rows, B, sources, K, g, K, 1, m, NULL, NULL);  /* bounded */
+    /* finite: backward deferred them only once input_grads_bounded said so */
+    (void)rank_update(p, rows, B, sources, K, g, K, 1, m, NULL, NULL);
     l->inputs_pending = l->weights_kept = l->rows_zero = 0;
 }
 
