@@ -5,6 +5,7 @@ Oracles: the eager graph built over the same batch (backward() and the optimizer
 nodes), and the Graph recorded over that batch (cgrad.compile without dynamic), each
 on its own copy of the model from the same seed: every loss and every parameter after
 every step must be equal bit for bit."""
+import math
 import pickle
 import random
 
@@ -465,3 +466,17 @@ def test_fn_is_traced_over_the_numbers_of_the_call_that_met_its_shape(dynamic,
     for batch in (first_batch, 4, first_batch):
         X = rng.uniform(0.5, 2.0, (batch, 2))
         assert compiled(X) == eager(X), batch
+
+
+def test_examples_whose_trace_overflows_alone_are_traced_over_zeros():
+    # The first two examples' terms overflow when summed alone, but the whole batch
+    # holds a NaN, through which eager's sum passes: the step is eager's (NaN), not
+    # the two-example trace's OverflowError.
+    w = Value(1e308)
+    compiled = cgrad.compile(lambda xs: cgrad.sum([x[0] * w for x in xs]), dynamic=True)
+    X = np.array([[1.0], [1.0], [float("nan")]])
+    want = cgrad.sum([Value(v) * w for v in X[:, 0].tolist()]).data
+    assert math.isnan(want) and math.isnan(compiled(X))
+    assert compiled(np.array([[0.5], [0.25]])) == 0.75e308      # and it replays
+    with pytest.raises(OverflowError, match="sum of 2 values overflows"):
+        cgrad.sum([Value(1.0) * w, Value(1.0) * w])            # as the trace alone did

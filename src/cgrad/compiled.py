@@ -32,7 +32,7 @@ class Compiled:
 
     ``dynamic=True``: every array's first axis is the batch, of any size.  ``fn`` runs
     twice, over the batch's first two examples and its first three (repeated if it has
-    two), and must build one graph per
+    two; over zeros if building over those raises), and must build one graph per
     example: a loss sums them by one ``cgrad.sum`` (as cgrad's losses build it from
     ``[model(x) for x in xs]``) or by Python's ``sum()``, and scales by 1/batch or not
     at all; outputs are one entry per
@@ -77,8 +77,16 @@ class Compiled:
 
     def record(self, data: tuple, **options: Any) -> Graph:
         """fn traced over leaves holding these arrays' numbers, recorded."""
+        return self.recorded(self.traced(data), **options)
+
+    def traced(self, data: tuple) -> tuple:
+        """(leaves holding the arrays' numbers, what fn builds over them)."""
         leaves = tuple(leaves_holding(array) for array in data)
-        out = self.fn(*leaves)
+        return leaves, self.fn(*leaves)
+
+    @staticmethod
+    def recorded(trace: tuple, **options: Any) -> Graph:
+        leaves, out = trace
         loss, outputs = out if isinstance(out, tuple) else (out, None)
         return Graph(loss, inputs=leaves, outputs=outputs, **options)
 
@@ -98,14 +106,29 @@ class Compiled:
             return self.record(data, **options)
         template = self.templates.get(rest)
         if template is None:
-            two = self.record(tuple(array[:2] for array in data), **options)
-            examples = [0, 1, 2 % batch]                          # recorded to compare
-            leaves = tuple(leaves_holding(array[examples]) for array in data)
-            out = self.fn(*leaves)
+            try:
+                two, three = self.traces_of_two_and_three(data)
+            except (ArithmeticError, ValueError) as error:
+                # A few examples alone can overflow where the batch gives inf or NaN
+                # (a sum of their huge losses): over zeros, then; the copy runs on the
+                # whole batch, and raises what eager raises there.
+                try:
+                    two, three = self.traces_of_two_and_three(
+                        tuple(np.zeros_like(array[:3]) for array in data))
+                except (ArithmeticError, ValueError):
+                    raise error from None
+            leaves, out = three                                   # recorded to compare
             loss, outputs = out if isinstance(out, tuple) else (out, None)
-            template = batch_template(two, loss, leaves, outputs)
+            template = batch_template(self.recorded(two, **options), loss, leaves, outputs)
             self.templates[rest] = template
         return template.graph(batch)
+
+    def traces_of_two_and_three(self, data: tuple) -> tuple:
+        """fn traced over the batch's first two examples and its first three (the first
+        again if it has two)."""
+        examples = [0, 1, 2 % len(data[0])]
+        return (self.traced(tuple(array[:2] for array in data)),
+                self.traced(tuple(array[examples] for array in data)))
 
     def __call__(self, *arrays: Any) -> Any:
         return self.graph_for(arrays).forward(*arrays)
