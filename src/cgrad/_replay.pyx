@@ -287,7 +287,7 @@ def inputs(*shape):
                           f"bytes each, more than this machine's memory")
     cdef Py_ssize_t g
     cdef list items = []
-    for g in range(count):
+    for g in range(count):   # not leaves_holding(np.zeros(shape)): numpy stops at 64 axes
         items.append(Value.__new__(Value))   # a zeroed node: the leaf 0.0, no __init__ call
     return nest(items, shape)
 
@@ -305,7 +305,7 @@ def leaves_holding(array):
     cdef Value v
     cdef Py_ssize_t i
     for i in range(flat.shape[0]):
-        v = Value.__new__(Value)
+        v = Value.__new__(Value)   # a zeroed node, no __init__ call: a leaf
         v.node.data = flat[i]
         items.append(v)
     return nest(items, tuple(shape))
