@@ -149,6 +149,15 @@ cg_status cg_eval_row_dots(cg_node **dots, size_t n, size_t *failed);
  * chain rule from root down.  On error *failed is the node that failed. */
 cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed);
 
+/* The gradients of sum(seeds[i] * roots[i]) with respect to inputs, into grads (0 for
+ * an input the roots do not depend on): backward()'s chain rule over every node the
+ * roots depend on, each node's gradient summed from its first contribution; every node's
+ * grad is as before on return.  On error *failed is the node that failed and *failed_grad
+ * the gradient that had flowed into it. */
+cg_status cg_gradients(cg_node **roots, const double *seeds, size_t n_roots,
+                       cg_node **inputs, size_t n_inputs, double *grads,
+                       cg_node **failed, double *failed_grad);
+
 /* Replay (replay.c): a recorded graph packed for re-running.  nodes[0..n) are interior
  * nodes, kids first, as cg_interior_order gives them; the first n_backward are the ones
  * the root nodes[n_backward - 1] depends on.  query_slots[i] receives the slot of

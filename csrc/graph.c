@@ -180,3 +180,74 @@ cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed)
     root->grad = 1.0;
     return sweep((cg_node **)order->items, order->len, failed);
 }
+
+/* Every leaf among the kids of order's nodes, and every root that is a leaf, marked with
+ * epoch and pushed to leaves once. */
+static int gather_leaves(cg_node **roots, size_t n_roots, const cg_vec *order,
+                         uint32_t epoch, cg_vec *leaves)
+{
+    for (size_t i = 0; i < n_roots; i++)
+        if (!cg_is_interior(roots[i]) && roots[i]->mark != epoch) {
+            roots[i]->mark = epoch;
+            if (cg_vec_push(leaves, roots[i]) < 0)
+                return -1;
+        }
+    for (size_t i = 0; i < order->len; i++) {
+        cg_node *n = order->items[i], **k = cg_kids(n);
+        for (uint32_t j = 0; j < n->n_kids; j++)
+            if (!cg_is_interior(k[j]) && k[j]->mark != epoch) {
+                k[j]->mark = epoch;
+                if (cg_vec_push(leaves, k[j]) < 0)
+                    return -1;
+            }
+    }
+    return 0;
+}
+
+cg_status cg_gradients(cg_node **roots, const double *seeds, size_t n_roots,
+                       cg_node **inputs, size_t n_inputs, double *grads,
+                       cg_node **failed, double *failed_grad)
+{
+    cg_vec order = {0}, leaves = {0};
+    size_t n_first;
+    cg_status st = CG_ERR_NOMEM;
+    double *saved = NULL;
+    if (cg_interior_order(roots, n_roots, &order, &n_first) < 0)
+        goto done;
+    uint32_t epoch = current_epoch;     /* the one the order's nodes are marked with */
+    if (gather_leaves(roots, n_roots, &order, epoch, &leaves) < 0)
+        goto done;
+    size_t n = order.len + leaves.len;
+    if (!(saved = malloc((n ? n : 1) * sizeof *saved)))
+        goto done;
+    /* -0.0 + x is x for every x (0.0 + -0.0 is not): each sum starts from its first
+     * contribution, as a recorded gradient's sum does */
+    for (size_t i = 0; i < order.len; i++) {
+        cg_node *node = order.items[i];
+        saved[i] = node->grad;
+        node->grad = -0.0;
+    }
+    for (size_t i = 0; i < leaves.len; i++) {
+        cg_node *node = leaves.items[i];
+        saved[order.len + i] = node->grad;
+        node->grad = -0.0;
+    }
+    for (size_t i = 0; i < n_inputs; i++)  /* before a Python _backward can search */
+        grads[i] = inputs[i]->mark == epoch;
+    for (size_t i = 0; i < n_roots; i++)
+        roots[i]->grad += seeds[i];
+    st = sweep((cg_node **)order.items, order.len, failed);
+    if (st != CG_OK)
+        *failed_grad = (*failed)->grad;   /* for the message, before it is restored */
+    for (size_t i = 0; i < n_inputs; i++)
+        grads[i] = grads[i] != 0.0 ? inputs[i]->grad : 0.0;
+    for (size_t i = 0; i < order.len; i++)
+        ((cg_node *)order.items[i])->grad = saved[i];
+    for (size_t i = 0; i < leaves.len; i++)
+        ((cg_node *)leaves.items[i])->grad = saved[order.len + i];
+done:
+    free(saved);
+    cg_vec_free(&order);
+    cg_vec_free(&leaves);
+    return st;
+}

@@ -82,6 +82,9 @@ cdef extern from "cgrad.h" nogil:
     void cg_vec_free(cg_vec *v)
     int cg_interior_order(cg_node **roots, size_t n_roots, cg_vec *order, size_t *n_first)
     cg_status cg_backward(cg_node *root, cg_vec *order, cg_node **failed)
+    cg_status cg_gradients(cg_node **roots, const double *seeds, size_t n_roots,
+                           cg_node **inputs, size_t n_inputs, double *grads,
+                           cg_node **failed, double *failed_grad)
     void cg_gather(cg_node **nodes, size_t n, double *out)
     ctypedef struct cg_plan
     cg_plan *cg_plan_new(cg_node **nodes, size_t n, size_t n_backward, cg_node **queries,

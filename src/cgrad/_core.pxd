@@ -21,7 +21,8 @@ cdef int interior_order(cg_node **roots, size_t n_roots, cg_vec *order,
                         size_t *n_first) noexcept nogil
 cdef void free_order(cg_vec *order) noexcept nogil   # an order interior_order filled
 cdef bint has_repeats(cg_node **nodes, size_t n) except -1  # a node twice among nodes
-cdef int raise_status(cg_status status, cg_node *failed, bint in_backward) except -1
+cdef int raise_status(cg_status status, cg_node *failed, bint in_backward,
+                      object grad_in=*) except -1
 
 # Replayed graphs keep their numbers in their plans and bring the nodes up to date only
 # when something may look at them: every read or write of a node goes through these.

@@ -426,7 +426,10 @@ cdef str describe(cg_node *n):
     return f"{op_name(n)}({k[0].data!r})"
 
 
-cdef int raise_status(cg_status status, cg_node *failed, bint in_backward) except -1:
+cdef int raise_status(cg_status status, cg_node *failed, bint in_backward,
+                      object grad_in=None) except -1:
+    """The exception for status at node failed (grad_in: the gradient that flowed into
+    it, when failed.grad no longer holds it)."""
     where = "backward() of " if in_backward else ""
     if status == CG_ERR_PYTHON:
         return -1   # a Python _backward raised: its exception stands
@@ -453,7 +456,7 @@ cdef int raise_status(cg_status status, cg_node *failed, bint in_backward) excep
     if in_backward:
         raise OverflowError(
             f"backward() of {what}: a gradient overflowed to inf or nan "
-            f"(gradient flowing in: {failed.grad!r})")
+            f"(gradient flowing in: {failed.grad if grad_in is None else grad_in!r})")
     raise OverflowError(f"{what} overflows a float (the result would be inf or nan)")
 
 
@@ -1169,6 +1172,39 @@ class FlatDone:
 def _last_node(items):
     """A flattened graph's root: its last node (before the FlatDone mark)."""
     return items[len(items) - 2]
+
+
+def _gradient_numbers(list outputs, list seeds, list inputs):
+    """d(sum(seed * output))/d(input) for each input, as floats (cgrad.grad without
+    create_graph): backward()'s own chain rule over the graph, every node's grad left
+    as it was.  outputs and inputs are lists of Values, seeds of floats."""
+    global sweeps_running
+    cdef Py_ssize_t n_roots = len(outputs), n_inputs = len(inputs), i
+    cdef cg_node **nodes = <cg_node **>malloc((n_roots + n_inputs + 1) * sizeof(cg_node *))
+    cdef double *numbers = <double *>malloc((n_roots + n_inputs + 1) * sizeof(double))
+    cdef cg_node *failed = NULL
+    cdef double failed_grad = 0.0
+    cdef cg_status status
+    try:
+        if nodes == NULL or numbers == NULL:
+            raise MemoryError()
+        for i in range(n_roots):
+            nodes[i] = &(<Value?>outputs[i]).node
+            numbers[i] = seeds[i]
+        for i in range(n_inputs):
+            nodes[n_roots + i] = &(<Value?>inputs[i]).node
+        sync_nodes()
+        sweeps_running += 1
+        status = cg_gradients(nodes, numbers, n_roots, nodes + n_roots, n_inputs,
+                              numbers + n_roots, &failed, &failed_grad)
+        sweeps_running -= 1
+        nodes_changed()
+        if status != CG_OK:
+            raise_status(status, failed, True, failed_grad)
+        return [numbers[n_roots + i] for i in range(n_inputs)]
+    finally:
+        free(nodes)
+        free(numbers)
 
 
 cdef list interior_values(Value root):

@@ -10,11 +10,14 @@ Each op's derivative is written in ops that are themselves differentiable, with 
 very arithmetic of the C backward (so the numbers are those backward() gives): ReLU's is
 ``heaviside(out)`` (whose own derivative is 0, also at the kink, as in PyTorch), log's
 ``reciprocal(a)``, tanh's ``1 - out**2``, and so on.
+
+Without ``create_graph`` nothing is recorded: ``grad`` runs backward()'s own sweep over
+the graph and returns its numbers, every node's ``.grad`` left as it was.
 """
 from typing import Any, Iterable, Sequence, Union
 
 from cgrad._autograd import _gradients
-from cgrad._core import Value, _track_graph
+from cgrad._core import Value, _gradient_numbers, _track_graph
 
 Values = Union[Value, Iterable[Value]]
 
@@ -40,8 +43,9 @@ def grad(outputs: Values, inputs: Values, grad_outputs: Any = None,
     ``outputs`` is a Value or a list of them (their gradients add up, each weighted by
     ``grad_outputs``, 1.0 by default); ``inputs`` a Value or a list of Values (leaves or
     not).  Returns one gradient per input, in the same shape: Values when
-    ``create_graph`` (differentiable again), else floats.  An input the outputs do not
-    depend on gets 0.  No ``.grad`` is touched."""
+    ``create_graph`` (differentiable again), else floats, computed by backward()'s own
+    sweep (a node with a Python ``_backward`` runs it).  An input the outputs do not
+    depend on gets 0.  Every ``.grad`` is left as it was."""
     outputs, _ = _as_list(outputs, "outputs")
     inputs, single = _as_list(inputs, "inputs")
     if grad_outputs is None:
@@ -50,12 +54,12 @@ def grad(outputs: Values, inputs: Values, grad_outputs: Any = None,
         grad_outputs = [grad_outputs]
     if len(grad_outputs) != len(outputs):
         raise ValueError(f"{len(outputs)} outputs but {len(grad_outputs)} grad_outputs")
+    if not create_graph:     # numbers only: backward()'s own sweep, no graph built
+        numbers = [g.data if isinstance(g, Value) else float(g) for g in grad_outputs]
+        result: list[Any] = _gradient_numbers(outputs, numbers, inputs)
+        return result[0] if single else result
     seeds = [g if isinstance(g, Value) else Value(float(g)) for g in grad_outputs]
-    result: list[Any] = []
-    for g in _gradients(outputs, seeds, inputs):
-        if g is None:
-            g = Value(0.0)
-        result.append(g if create_graph else g.data)
+    result = [Value(0.0) if g is None else g for g in _gradients(outputs, seeds, inputs)]
     return result[0] if single else result
 
 
