@@ -2,8 +2,9 @@
 
 For each row of tests/op_rows.py: eager against the reference engine (bit for bit) and
 PyTorch float64, against finite differences, replayed (and in a fused layer when the op
-is an activation), first and second derivatives through cgrad.grad, pickled, and at the
-edges of the floats.  An op in the table without a row fails
+is an activation), first and second derivatives through cgrad.grad (and its numbers
+without create_graph against backward()'s), pickled, and at the edges of the floats.
+An op in the table without a row fails
 test_every_op_has_a_row; a row missing a piece fails the check that needs it.  The
 classic ops are also checked against formulas written out by hand (their rows'
 by_hand), and Python's spellings built from the ops (-, /, reflected operators: SPELLINGS)
@@ -151,6 +152,24 @@ def test_first_and_second_derivatives(key, point):
             h = 1e-5 * max(1.0, abs(point[j]))
             assert close(second, central_difference(f, list(point), j, h), rel=1e-4,
                          abs_=1e-6), (key, point, i, j)
+
+
+def grad_outcome(key, point):
+    """outcome(), the gradients by cgrad.grad's numbers (no graph recorded)."""
+    xs = [Value(x) for x in point]
+    try:
+        out = ALL[key].apply(*xs)
+        return ("ok", out.data, cgrad.grad(out, xs))
+    except (ValueError, ZeroDivisionError, OverflowError) as error:
+        return ("error", type(error))
+
+
+@pytest.mark.parametrize("key", sorted(ALL))
+def test_grad_numbers_are_backwards_at_every_point_and_edge(key):
+    extremes = ROWS[key].extremes if key in ROWS and key not in NARY else []
+    for point in ALL[key].points + list(extremes):
+        assert same(list(grad_outcome(key, point)), list(outcome(Value, key, point))), \
+            (key, point)
 
 
 @pytest.mark.parametrize("key, point", CASES)
