@@ -202,7 +202,8 @@ int cg_plan_sync_node(cg_plan *p, cg_node *n);
 /* Hand-overs between two plans bound to one optimizer, its parameters' slots marked in
  * each (cg_plan_mark_params: 0, or -1 out of memory).  A plan takes the parameters'
  * data and grads from the other, plan to plan (cg_plan_take_params; slots: each plan's
- * slot of parameter i); the other keeps the rest of its numbers, and hands them to the
+ * slot of parameter i; with zero_grads their grads are set to 0 instead, as a training
+ * step's zero_grad() would: half the memory to read); the other keeps the rest of its numbers, and hands them to the
  * nodes, or a node's alone, without the parameters (the _except_params variants); a
  * plan whose parameters went back to the nodes meanwhile reads them there
  * (cg_plan_reload_params).  cg_plans_share_nodes_beyond_params: whether a shares a
@@ -213,7 +214,7 @@ int cg_plan_sync_node_except_params(cg_plan *p, cg_node *n);
 void cg_plan_reload_except_params(cg_plan *p, int interior);
 void cg_plan_reload_params(cg_plan *p, const uint32_t *slots, size_t n);
 void cg_plan_take_params(cg_plan *to, const uint32_t *to_slots, const cg_plan *from,
-                         const uint32_t *from_slots, size_t n);
+                         const uint32_t *from_slots, size_t n, int zero_grads);
 int cg_plans_share_nodes_beyond_params(const cg_plan *a, const cg_plan *b);
 /* The slots of nodes (UINT32_MAX for a node the plan does not touch). */
 void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots);

@@ -1053,10 +1053,17 @@ void cg_plan_reload_params(cg_plan *p, const uint32_t *slots, size_t n)
 }
 
 void cg_plan_take_params(cg_plan *to, const uint32_t *to_slots, const cg_plan *from,
-                         const uint32_t *from_slots, size_t n)
+                         const uint32_t *from_slots, size_t n, int zero_grads)
 {
     double *restrict val = to->val, *restrict grad = to->grad;
     const double *restrict from_val = from->val, *restrict from_grad = from->grad;
+    if (zero_grads) {
+        for (size_t i = 0; i < n; i++) {
+            val[to_slots[i]] = from_val[from_slots[i]];
+            grad[to_slots[i]] = 0.0;
+        }
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         uint32_t t = to_slots[i], f = from_slots[i];
         val[t] = from_val[f];

@@ -562,3 +562,25 @@ def test_graphs_of_one_optimizer_sharing_a_computed_node_keep_it_right():
         assert got == want
         assert read == (twin_penalty.data, twin_penalty.grad)
     assert numbers(replayed) == numbers(rebuilt)
+
+
+def test_a_step_that_takes_the_parameters_and_then_raises_leaves_zero_grads():
+    """g2's step takes the parameters from g1's plan, then its forward overflows: as
+    eager (zero_grad, then the loss raises), every parameter's grad reads 0 and its data
+    is the last update's."""
+    replayed, rebuilt = model_pair((3, [4, 2]), 10)
+    opt, twin_opt = Adam(replayed.parameters(), lr=0.01), Adam(rebuilt.parameters(), lr=0.01)
+    g1, g2 = recorded(replayed, 3, 3, 2), recorded(replayed, 2, 3, 2)
+    rng = np.random.RandomState(10)
+    for _ in range(2):              # both bound to the optimizer, g1 holding its numbers
+        for g, n in ((g1, 3), (g2, 2), (g1, 3)):
+            X, Y = batch(rng, n, 3, 2)
+            assert g.step(X, Y, optimizer=opt) == eager_step(rebuilt, twin_opt, X, Y)
+    X, Y = batch(rng, 2, 3, 2)
+    X[0] = [1e308, -1e308, -1e308]  # a dot of the first layer overflows
+    with pytest.raises(OverflowError):
+        g2.step(X, Y, optimizer=opt)
+    with pytest.raises(OverflowError):
+        eager_step(rebuilt, twin_opt, X, Y)
+    assert numbers(replayed) == numbers(rebuilt)
+    assert all(grad == 0.0 for _, grad in numbers(replayed))

@@ -111,7 +111,7 @@ cdef extern from "cgrad.h" nogil:
     void cg_plan_reload_params(cg_plan *p, const uint32_t *slots, size_t n)
     int cg_plans_share_nodes_beyond_params(const cg_plan *a, const cg_plan *b)
     void cg_plan_take_params(cg_plan *to, const uint32_t *to_slots, const cg_plan *frm,
-                             const uint32_t *from_slots, size_t n)
+                             const uint32_t *from_slots, size_t n, int zero_grads)
     void cg_plan_find_slots(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)
     void cg_plan_arrays(cg_plan *p, double **val, double **grad)
     int cg_plan_add_leaves(cg_plan *p, cg_node **nodes, size_t n, uint32_t *slots)

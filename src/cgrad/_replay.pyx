@@ -1052,7 +1052,7 @@ cdef class Graph:
         if self.ahead:              # nothing wrote to a node since this plan last ran
             if self.params_given:   # but its parameters are elsewhere
                 if holder is not None:
-                    self.take_params(holder)
+                    self.take_params(holder, take_params)
                 else:               # handed back to their nodes meanwhile
                     cg_plan_reload_params(self.plan, self.optimizer_slots,
                                           self.optimizer_params.size)
@@ -1066,7 +1066,7 @@ cdef class Graph:
             self.loaded = True
             self.loaded_epoch = node_epoch()
         if holder is not None:      # the parameters' nodes are behind: this plan holds them
-            self.take_params(holder)
+            self.take_params(holder, take_params)
         # From here the plan owns its numbers: anything that reads or writes one of its
         # nodes waits for the lock and takes them back first (_core.sync_nodes).
         self.ahead = True
@@ -1074,9 +1074,11 @@ cdef class Graph:
         replay_pending()
         return 0
 
-    cdef int take_params(self, Graph holder) except -1:
+    cdef int take_params(self, Graph holder, bint for_step) except -1:
+        """The parameters' data from holder's plan, and their grads, or 0 for a step
+        (which starts with zero_grad())."""
         cg_plan_take_params(self.plan, self.optimizer_slots, holder.plan,
-                            holder.optimizer_slots, self.optimizer_params.size)
+                            holder.optimizer_slots, self.optimizer_params.size, for_step)
         return 0
 
     cdef Graph param_holder(self):
