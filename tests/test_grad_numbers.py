@@ -180,3 +180,21 @@ def test_a_deep_chain():
     for _ in range(200_000):
         y = y * 1.0 + 0.0
     assert grad(y, x) == 1.0
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_grad_outputs_as_numbers_of_any_kind_or_refused_by_name(create_graph):
+    import numpy as np
+    x = Value(2.0)
+    y = x * x                               # dy/dx = 4
+    def weighted(w):
+        g = grad(y, x, grad_outputs=w, create_graph=create_graph)
+        return g.data if create_graph else g
+    for w in (3, 3.0, np.float32(3), np.array(3.0), np.array([3.0]), [np.int64(3)],
+              (Value(3.0),)):
+        assert weighted(w) == 12.0, w
+    for w in ("3", [None], [1j], object(), np.array(["3"])):
+        with pytest.raises(TypeError, match="grad_outputs must be real numbers or Values"):
+            weighted(w)
+    with pytest.raises(ValueError, match="1 outputs but 2 grad_outputs"):
+        weighted([1.0, 2.0])

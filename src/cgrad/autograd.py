@@ -14,7 +14,10 @@ very arithmetic of the C backward (so the numbers are those backward() gives): R
 Without ``create_graph`` nothing is recorded: ``grad`` runs backward()'s own sweep over
 the graph and returns its numbers, every node's ``.grad`` left as it was.
 """
+import numbers
 from typing import Any, Iterable, Sequence, Union
+
+import numpy as np
 
 from cgrad._autograd import _gradients
 from cgrad._core import Value, _gradient_numbers, _track_graph
@@ -36,6 +39,28 @@ def _as_list(values: Any, what: str) -> tuple[list[Value], bool]:
     return values, False
 
 
+def _weights(grad_outputs: Any, n_outputs: int) -> list[Any]:
+    """grad_outputs as a list of one Value or real number per output."""
+    if grad_outputs is None:
+        return [1.0] * n_outputs
+    if isinstance(grad_outputs, np.ndarray):
+        weights = np.ravel(grad_outputs).tolist()
+    elif isinstance(grad_outputs, (Value, numbers.Real, str, bytes)):
+        weights = [grad_outputs]
+    else:
+        try:
+            weights = list(grad_outputs)
+        except TypeError:
+            weights = [grad_outputs]
+    for w in weights:
+        if not isinstance(w, (Value, numbers.Real)):
+            raise TypeError(f"grad_outputs must be real numbers or Values, one per output; "
+                            f"got {type(w).__name__}")
+    if len(weights) != n_outputs:
+        raise ValueError(f"{n_outputs} outputs but {len(weights)} grad_outputs")
+    return weights
+
+
 def grad(outputs: Values, inputs: Values, grad_outputs: Any = None,
          create_graph: bool = False) -> Any:
     """d(outputs)/d(inputs), as PyTorch's ``torch.autograd.grad``.
@@ -48,12 +73,7 @@ def grad(outputs: Values, inputs: Values, grad_outputs: Any = None,
     depend on gets 0.  Every ``.grad`` is left as it was."""
     outputs, _ = _as_list(outputs, "outputs")
     inputs, single = _as_list(inputs, "inputs")
-    if grad_outputs is None:
-        grad_outputs = [1.0] * len(outputs)
-    elif isinstance(grad_outputs, (Value, int, float)):
-        grad_outputs = [grad_outputs]
-    if len(grad_outputs) != len(outputs):
-        raise ValueError(f"{len(outputs)} outputs but {len(grad_outputs)} grad_outputs")
+    grad_outputs = _weights(grad_outputs, len(outputs))
     if not create_graph:     # numbers only: backward()'s own sweep, no graph built
         numbers = [g.data if isinstance(g, Value) else float(g) for g in grad_outputs]
         result: list[Any] = _gradient_numbers(outputs, numbers, inputs)
