@@ -15,9 +15,8 @@ Without ``create_graph`` nothing is recorded: ``grad`` runs backward()'s own swe
 the graph and returns its numbers, every node's ``.grad`` left as it was.
 """
 import numbers
+import sys
 from typing import Any, Iterable, Sequence, Union
-
-import numpy as np
 
 from cgrad._autograd import _gradients
 from cgrad._core import Value, _gradient_numbers, _track_graph
@@ -43,7 +42,8 @@ def _weights(grad_outputs: Any, n_outputs: int) -> list[Any]:
     """grad_outputs as a list of one Value or real number per output."""
     if grad_outputs is None:
         return [1.0] * n_outputs
-    if isinstance(grad_outputs, np.ndarray):
+    np = sys.modules.get("numpy")       # an array can only come from a loaded numpy
+    if np is not None and isinstance(grad_outputs, np.ndarray):
         weights = np.ravel(grad_outputs).tolist()
     elif isinstance(grad_outputs, (Value, numbers.Real, str, bytes)):
         weights = [grad_outputs]
