@@ -49,7 +49,8 @@ def extension(name, *sources):
 
 extensions = [
     extension("_core", "csrc/graph.c", "csrc/row_dots.c", "csrc/containers.c", "csrc/slab.c"),
-    extension("_replay", "csrc/replay.c", "csrc/tile.c", "csrc/layers.c", "csrc/fused_loss.c",
+    extension("_replay", "csrc/replay.c", "csrc/plan_run.c", "csrc/plan_nodes.c",
+              "csrc/tile.c", "csrc/layers.c", "csrc/fused_loss.c",
               "csrc/layer_kernels.c", "csrc/plan_parts.c", "csrc/threads.c", "csrc/optim.c"),
     extension("_optim", "csrc/optim.c"),
     extension("_autograd"),

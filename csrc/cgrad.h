@@ -158,7 +158,8 @@ cg_status cg_gradients(cg_node **roots, const double *seeds, size_t n_roots,
                        cg_node **inputs, size_t n_inputs, double *grads,
                        cg_node **failed, double *failed_grad);
 
-/* Replay (replay.c): a recorded graph packed for re-running.  nodes[0..n) are interior
+/* Replay (replay.c builds a plan, plan_run.c runs it, plan_nodes.c hands its numbers
+ * to and from the nodes): a recorded graph packed for re-running.  nodes[0..n) are interior
  * nodes, kids first, as cg_interior_order gives them; the first n_backward are the ones
  * the root nodes[n_backward - 1] depends on.  query_slots[i] receives the slot of
  * queries[i] (UINT32_MAX if the plan does not touch it): found while planning, when it

@@ -7,7 +7,7 @@
  * cache misses.  Here a row's steps run as one, from one compact record: the same
  * functions on the same numbers in the same order, every slot written as its step
  * writes it, so the same bits.  A row that meets a number not finite runs its steps one
- * by one instead (replay.c), which reports errors as they always are.
+ * by one instead (plan_run.c), which reports errors as they always are.
  *
  * Running a row's steps together moves them within the schedule (sorted by level: every
  * row's dot comes before any row's negation, and so on).  That changes no number when

@@ -282,7 +282,7 @@ static inline double cg_logsumexp_partial(double v, double out)
 /* Where an n-ary op's kids live, as its chain rule sees them: kid i of a list, its value
  * and adding d to its gradient (nonzero when d is a non-finite contribution that
  * matters).  The eager path's lists hold nodes (node_ops.h), replay's hold a plan's
- * slots (replay.c); inlined into each caller, the calls compile to plain loads and adds. */
+ * slots (plan_run.c); inlined into each caller, the calls compile to plain loads and adds. */
 typedef struct {
     void *ctx;
     double (*value)(void *ctx, const void *list, uint32_t i);

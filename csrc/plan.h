@@ -1,8 +1,9 @@
-/* The packed plan replay runs (private to replay.c and layers.c). */
+/* The packed plan replay runs (private to the files that build, run and tile it). */
 #ifndef CGRAD_PLAN_H
 #define CGRAD_PLAN_H
 
 #include "cgrad.h"
+#include "op_math.h"   /* CG_SIDE_BY_SIDE */
 
 typedef struct {
     uint32_t out;     /* this node's slot */
@@ -16,6 +17,9 @@ typedef struct {
                        * with layers found, CG_IN_LAYER for the steps a layer runs */
     double arg;
 } cg_step;
+
+/* The most dots a layer batch (cg_step.batch) sums side by side. */
+enum { CG_BATCH_DOTS = CG_SIDE_BY_SIDE };
 
 /* A layer over a batch: the dense row dots of K weight rows times B input rows, run as
  * matrix-matrix work.  Neurons and examples are numbered in the order the node-by-node
@@ -169,7 +173,7 @@ void cg_plan_free_layers(cg_plan *p);
 cg_status cg_layer_forward(cg_plan *p, const cg_layer *l);
 cg_status cg_layer_backward(cg_plan *p, cg_layer *l);
 /* Computes the input gradients deferring layers skipped (see cg_layer): one layer's, or
- * every pending layer's (replay.c).  cg_plan_keep_weights copies the weights pending
+ * every pending layer's (plan_run.c).  cg_plan_keep_weights copies the weights pending
  * layers need before the plan's parameters change. */
 void cg_layer_input_grads(cg_plan *p, cg_layer *l);
 void cg_plan_input_grads(cg_plan *p);
