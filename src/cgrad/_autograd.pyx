@@ -8,7 +8,7 @@ cgrad's own ops in exactly the C backward's arithmetic, so first derivatives equ
 backward()'s bit for bit, and summed per kid in the order backward() adds them.
 """
 from libc.stdint cimport uint8_t, uint32_t
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memset
 from libc.math cimport isinf
 
@@ -18,19 +18,25 @@ from cgrad._core cimport (Value, leaf, unary, binary, owner_of, has_python_backw
 
 
 cdef class GradientSums:
-    """The gradients being summed while a gradient graph is recorded: an interior node's
-    by its place in the search's order (its mark holds place + 1 meanwhile), a leaf's by
-    its address."""
+    """The gradients being summed while a gradient graph is recorded, found through the
+    nodes' marks (reset by forget_index): an interior node's mark holds its place in
+    the search's order + 1, a leaf's n + its place among the leaves met + 1 (a mark is
+    trusted only when the list it points into holds that very node)."""
     cdef cg_node **order
     cdef Py_ssize_t n
     cdef list interior
-    cdef dict leaves
+    cdef cg_node **leaves       # the leaves met, in the order met
+    cdef Py_ssize_t n_leaves, leaves_cap
+    cdef list leaf_sums
 
     def __cinit__(self):
-        self.leaves = {}
+        self.leaf_sums = []
+
+    def __dealloc__(self):
+        free(self.leaves)
 
     cdef int index(self, cg_vec *order) except -1:
-        """Number the nodes of order through their marks (reset by forget_index)."""
+        """Number the nodes of order through their marks."""
         cdef Py_ssize_t i
         self.order = <cg_node **>order.items
         self.n = <Py_ssize_t>order.len
@@ -43,6 +49,8 @@ cdef class GradientSums:
         cdef Py_ssize_t i
         for i in range(self.n):
             self.order[i].mark = 0       # 0 is no traversal's epoch
+        for i in range(self.n_leaves):
+            self.leaves[i].mark = 0
         self.n = 0
 
     cdef Py_ssize_t place(self, cg_node *n) noexcept:
@@ -51,23 +59,43 @@ cdef class GradientSums:
             return i
         return -1
 
+    cdef Py_ssize_t leaf_place(self, cg_node *n) noexcept:
+        cdef Py_ssize_t j = <Py_ssize_t>n.mark - 1 - self.n
+        if 0 <= j < self.n_leaves and self.leaves[j] == n:
+            return j
+        return -1
+
     cdef int add(self, cg_node *kid, Value contribution) except -1:
         """kid's gradient += contribution, in the order backward() adds them."""
+        cdef cg_node **grown
         cdef Py_ssize_t i = self.place(kid)
         if i >= 0:
             total = self.interior[i]
             self.interior[i] = contribution if total is None else \
                 binary(CG_ADD, <Value>total, contribution)
             return 0
-        key = <size_t>kid
-        total = self.leaves.get(key)
-        self.leaves[key] = contribution if total is None else \
-            binary(CG_ADD, <Value>total, contribution)
+        i = self.leaf_place(kid)
+        if i >= 0:
+            self.leaf_sums[i] = binary(CG_ADD, <Value>self.leaf_sums[i], contribution)
+            return 0
+        if self.n_leaves == self.leaves_cap:
+            grown = <cg_node **>realloc(self.leaves, (2 * self.leaves_cap + 16) * sizeof(cg_node *))
+            if grown == NULL:
+                raise MemoryError()
+            self.leaves = grown
+            self.leaves_cap = 2 * self.leaves_cap + 16
+        self.leaves[self.n_leaves] = kid
+        self.n_leaves += 1
+        kid.mark = <uint32_t>(self.n + self.n_leaves)
+        self.leaf_sums.append(contribution)
         return 0
 
     cdef Value get(self, cg_node *n):
         cdef Py_ssize_t i = self.place(n)
-        return self.interior[i] if i >= 0 else self.leaves.get(<size_t>n)
+        if i >= 0:
+            return self.interior[i]
+        i = self.leaf_place(n)
+        return self.leaf_sums[i] if i >= 0 else None
 
 
 cdef Value negated(Value v):
@@ -90,11 +118,10 @@ cdef int record_chain_rule(Value node, Value g, GradientSums sums) except -1:
                         f"(op {node._op!r}): its chain rule is Python code, not cgrad ops")
     recipes = DERIVATIVES[op]
     if recipes:                  # one per kid: d(node)/d(kid), times g
-        names = {"a": owner_of(k[0]), "out": node, "arg": n.kids.ext.arg}
-        if n.n_kids == 2:
-            names["b"] = owner_of(k[1])
+        a = owner_of(k[0])
+        b = owner_of(k[1]) if n.n_kids == 2 else None
         for i in range(n.n_kids):
-            sums.add(k[i], binary(CG_MUL, as_node(eval(recipes[i], RECIPE_OPS, names)), g))
+            sums.add(k[i], binary(CG_MUL, as_node(recipes[i](a, b, node, n.kids.ext.arg)), g))
     elif op == CG_ADD or op == CG_SUM:
         for i in range(n.n_kids):
             sums.add(k[i], g)
@@ -159,9 +186,15 @@ for _code in range(<int>CG_N_OPS):
         RECIPE_OPS[CG_OP_INFO[_code].key.decode()] = _unary_op(_code)
 
 
+def recipe_function(text, key):
+    """A derivative recipe as a function of (a, b, out, arg), over RECIPE_OPS."""
+    code = compile(f"lambda a, b, out, arg: {text}", f"<derivative of {key}>", "eval")
+    return eval(code, RECIPE_OPS)
+
+
 cdef list compile_derivatives():
-    """Per op code: the compiled recipe of each kid's derivative, or () (none, or the
-    rule is written by hand)."""
+    """Per op code: the recipe of each kid's derivative as a function, or () (none, or
+    the rule is written by hand)."""
     cdef int i
     cdef list out = []
     for i in range(<int>CG_N_OPS):
@@ -170,8 +203,8 @@ cdef list compile_derivatives():
                             CG_OP_INFO[i].min_kids == CG_OP_INFO[i].max_kids == 2):
             out.append(())
             continue
-        out.append(tuple(compile(part.strip(), f"<derivative of {CG_OP_INFO[i].key.decode()}>",
-                                 "eval") for part in text.split(";")))
+        out.append(tuple(recipe_function(part.strip(), CG_OP_INFO[i].key.decode())
+                         for part in text.split(";")))
     return out
 
 
@@ -211,8 +244,8 @@ def _gradients(list outputs, list seeds, list inputs):
             for i in range(len(nodes)):
                 if sums.interior[i] is not None:
                     result.append((nodes[i], sums.interior[i]))
-            for key, g in sums.leaves.items():
-                result.append((owner_of(<cg_node *><size_t>key), g))
+            for i in range(sums.n_leaves):
+                result.append((owner_of(sums.leaves[i]), sums.leaf_sums[i]))
         else:
             for v in inputs:
                 result.append(sums.get(&(<Value>v).node))
