@@ -64,7 +64,8 @@ class World:
         self.sgd = SGD(self.model.parameters(), lr=0.05, momentum=0.5)
         self.adam = Adam(self.other.parameters(), lr=0.01)
         self.shared = Value(0.3)      # a parameter of g_shared, and a stray input of g_stray
-        self.last_loss1 = loss_of(self.model, np.zeros((3, 3)), np.zeros((3, 2))).data
+        self.graph1 = loss_of(self.model, np.zeros((3, 3)), np.zeros((3, 2)))
+        self.last_loss1 = self.graph1.data
         if replay:
             self.g1 = recorded(self.model, 3, 3, 2)
             self.g2 = recorded(self.model, 2, 3, 2)      # the same parameters
@@ -80,8 +81,13 @@ class World:
     def step1(self, X, Y):
         if self.replay:
             self.last_loss1 = self.g1.step(X, Y, optimizer=self.sgd)
+            self.graph1 = self.g1.loss
         else:
-            self.last_loss1 = eager_step(self.model, self.sgd, X, Y)
+            self.sgd.zero_grad()
+            self.graph1 = loss_of(self.model, X, Y)
+            self.graph1.backward()
+            self.sgd.step()
+            self.last_loss1 = self.graph1.data
         return self.last_loss1
 
     def step2(self, X, Y):
@@ -112,6 +118,11 @@ class World:
         loss = loss_of(self.model, X, Y)
         loss.backward()
         return loss.data
+
+    def gradient_of_loss1(self):
+        """cgrad.grad over g1's graph (its nodes as g1's last run left them, the
+        parameters as they are now), every grad kept."""
+        return cgrad.grad(self.graph1, self.model.parameters())
 
     def step3(self, X, Y):
         if self.replay:
@@ -171,7 +182,7 @@ class World:
         return p.data, p.grad, repr(p), p < 0.0, 0.0 >= p
 
 
-ACTIONS = ["step1", "step2", "loss1", "predict", "forward_backward2", "step3",
+ACTIONS = ["step1", "step2", "loss1", "gradient_of_loss1", "predict", "forward_backward2", "step3",
            "shared_and_stray", "closure_runs_a_graph", "eager_backward", "write",
            "in_a_thread", "sgd_only", "read", "read_one", "read_one"]
 
