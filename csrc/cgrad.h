@@ -204,11 +204,11 @@ int cg_plan_sync_node(cg_plan *p, cg_node *n);
  * each (cg_plan_mark_params: 0, or -1 out of memory).  A plan takes the parameters'
  * data and grads from the other, plan to plan (cg_plan_take_params; slots: each plan's
  * slot of parameter i; with zero_grads their grads are set to 0 instead, as a training
- * step's zero_grad() would: half the memory to read); the other keeps the rest of its numbers, and hands them to the
- * nodes, or a node's alone, without the parameters (the _except_params variants); a
- * plan whose parameters went back to the nodes meanwhile reads them there
- * (cg_plan_reload_params).  cg_plans_share_nodes_beyond_params: whether a shares a
- * node with b other than a's parameters. */
+ * step's zero_grad() would: half the memory to read); the other keeps the rest of its
+ * numbers, and hands them to the nodes, or a node's alone, without the parameters (the
+ * _except_params variants); a plan whose parameters went back to the nodes meanwhile
+ * reads them there (cg_plan_reload_params).  cg_plans_share_nodes_beyond_params:
+ * whether a shares a node with b other than a's parameters. */
 int cg_plan_mark_params(cg_plan *p, const uint32_t *slots, size_t n);
 void cg_plan_sync_except_params(cg_plan *p);
 int cg_plan_sync_node_except_params(cg_plan *p, cg_node *n);

@@ -122,10 +122,10 @@ static int reads_slot(const cg_step *dot, uint32_t slot)
 }
 
 /* A layer, as the recorded order lists it: dense dots over one run of inputs, each
- * followed by its activation or not, [dot, act, dot, act, ...].  Up to CG_BATCH_DOTS of them
- * become a batch whose dots forward() sums side by side (each sum in its own order, so
- * the values are the same; four independent chains of adds instead of one).  Valid only
- * if no dot of the batch reads a value the batch computes. */
+ * followed by its activation or not, [dot, act, dot, act, ...].  Up to CG_BATCH_DOTS of
+ * them become a batch whose dots forward() sums side by side (each sum in its own
+ * order, so the values are the same; four independent chains of adds instead of one).
+ * Valid only if no dot of the batch reads a value the batch computes. */
 void cg_plan_mark_batches(cg_plan *p)
 {
     for (size_t i = 0; i < p->n_steps; i++) {

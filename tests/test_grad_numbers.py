@@ -83,7 +83,8 @@ def test_several_outputs_weighted_against_torch(seed):
     class T:    # the same graph over tensors
         @staticmethod
         def dot(ws, vs, bias):
-            return sum((w * v for w, v in zip(ws, vs)), torch.tensor(bias, dtype=torch.float64))
+            start = torch.tensor(bias, dtype=torch.float64)
+            return sum((w * v for w, v in zip(ws, vs)), start)
 
         @staticmethod
         def logsumexp(values):

@@ -68,6 +68,7 @@ cdef class GradientSums:
     cdef int add(self, cg_node *kid, Value contribution) except -1:
         """kid's gradient += contribution, in the order backward() adds them."""
         cdef cg_node **grown
+        cdef Py_ssize_t cap
         cdef Py_ssize_t i = self.place(kid)
         if i >= 0:
             total = self.interior[i]
@@ -79,11 +80,12 @@ cdef class GradientSums:
             self.leaf_sums[i] = binary(CG_ADD, <Value>self.leaf_sums[i], contribution)
             return 0
         if self.n_leaves == self.leaves_cap:
-            grown = <cg_node **>realloc(self.leaves, (2 * self.leaves_cap + 16) * sizeof(cg_node *))
+            cap = 2 * self.leaves_cap + 16
+            grown = <cg_node **>realloc(self.leaves, cap * sizeof(cg_node *))
             if grown == NULL:
                 raise MemoryError()
             self.leaves = grown
-            self.leaves_cap = 2 * self.leaves_cap + 16
+            self.leaves_cap = cap
         self.leaves[self.n_leaves] = kid
         self.n_leaves += 1
         kid.mark = <uint32_t>(self.n + self.n_leaves)
@@ -121,7 +123,8 @@ cdef int record_chain_rule(Value node, Value g, GradientSums sums) except -1:
         a = owner_of(k[0])
         b = owner_of(k[1]) if n.n_kids == 2 else None
         for i in range(n.n_kids):
-            sums.add(k[i], binary(CG_MUL, as_node(recipes[i](a, b, node, n.kids.ext.arg)), g))
+            local = as_node(recipes[i](a, b, node, n.kids.ext.arg))
+            sums.add(k[i], binary(CG_MUL, local, g))
     elif op == CG_ADD or op == CG_SUM:
         for i in range(n.n_kids):
             sums.add(k[i], g)

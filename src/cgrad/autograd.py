@@ -75,8 +75,8 @@ def grad(outputs: Values, inputs: Values, grad_outputs: Any = None,
     inputs, single = _as_list(inputs, "inputs")
     grad_outputs = _weights(grad_outputs, len(outputs))
     if not create_graph:     # numbers only: backward()'s own sweep, no graph built
-        numbers = [g.data if isinstance(g, Value) else float(g) for g in grad_outputs]
-        result: list[Any] = _gradient_numbers(outputs, numbers, inputs)
+        weights = [g.data if isinstance(g, Value) else float(g) for g in grad_outputs]
+        result: list[Any] = _gradient_numbers(outputs, weights, inputs)
         return result[0] if single else result
     seeds = [g if isinstance(g, Value) else Value(float(g)) for g in grad_outputs]
     result = [Value(0.0) if g is None else g for g in _gradients(outputs, seeds, inputs)]
