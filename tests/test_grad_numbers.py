@@ -59,11 +59,7 @@ def test_numbers_equal_backward_and_every_grad_is_kept(seed):
     for v in pool:
         v.grad = 0.0
     f.backward()
-    want = [v.grad for v in pool]
-    # interior nodes f does not depend on, and f's own leaves: 0 by grad's contract
-    reached = {id(v) for v in pool if v.grad != 0.0}
-    assert [g for g, v in zip(got, pool) if id(v) in reached] == \
-        [w for w, v in zip(want, pool) if id(v) in reached]
+    assert got == [v.grad for v in pool]     # 0 for the nodes f does not reach
     recorded = grad(f, pool, create_graph=True)
     assert got == [r.data for r in recorded]
 
