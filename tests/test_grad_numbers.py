@@ -195,3 +195,12 @@ def test_grad_outputs_as_numbers_of_any_kind_or_refused_by_name(create_graph):
             weighted(w)
     with pytest.raises(ValueError, match="1 outputs but 2 grad_outputs"):
         weighted([1.0, 2.0])
+
+
+def test_log_at_a_subnormal_gives_backwards_number():
+    # the recorded recipe takes reciprocal(a), which overflows; backward() takes g / a
+    a = Value(5e-324)
+    y = a.log() * 1e-300
+    assert grad(y, a) == 1e-300 / 5e-324
+    with pytest.raises(OverflowError, match="recip"):
+        grad(y, a, create_graph=True)
