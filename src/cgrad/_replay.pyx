@@ -285,11 +285,22 @@ def inputs(*shape):
     if count > leaves_that_fit():
         raise MemoryError(f"inputs{shape!r} would make {count:,} leaves of ~{LEAF_BYTES} "
                           f"bytes each, more than this machine's memory")
-    cdef Py_ssize_t g
+    # not leaves_holding(np.zeros(shape)): numpy stops at 64 axes
+    return nest(new_leaves(count, NULL), shape)
+
+
+cdef list new_leaves(Py_ssize_t count, const double *data):
+    """count fresh leaves holding data[i] (0.0 without data): zeroed nodes, made
+    without an __init__ call."""
     cdef list items = []
-    for g in range(count):   # not leaves_holding(np.zeros(shape)): numpy stops at 64 axes
-        items.append(Value.__new__(Value))   # a zeroed node: the leaf 0.0, no __init__ call
-    return nest(items, shape)
+    cdef Value v
+    cdef Py_ssize_t i
+    for i in range(count):
+        v = Value.__new__(Value)
+        if data != NULL:
+            v.node.data = data[i]
+        items.append(v)
+    return items
 
 
 def leaves_holding(array):
@@ -301,14 +312,8 @@ def leaves_holding(array):
     shape = np.shape(array)
     if not shape:
         return Value(flat[0])
-    cdef list items = []
-    cdef Value v
-    cdef Py_ssize_t i
-    for i in range(flat.shape[0]):
-        v = Value.__new__(Value)   # a zeroed node, no __init__ call: a leaf
-        v.node.data = flat[i]
-        items.append(v)
-    return nest(items, tuple(shape))
+    return nest(new_leaves(flat.shape[0], &flat[0] if flat.shape[0] else NULL),
+                tuple(shape))
 
 
 def real_array(i, array):

@@ -17,6 +17,11 @@ import numpy as np
 from cgrad._replay import Graph, batch_template, leaves_holding, real_array
 
 
+def loss_and_outputs(out: Any) -> tuple:
+    """What fn returned, as (loss, outputs): a tuple is both, anything else the loss."""
+    return out if isinstance(out, tuple) else (out, None)
+
+
 class Compiled:
     """``fn`` (input leaves -> a loss Value, or ``(loss, outputs)``) as a replayed step.
 
@@ -87,7 +92,7 @@ class Compiled:
     @staticmethod
     def recorded(trace: tuple, **options: Any) -> Graph:
         leaves, out = trace
-        loss, outputs = out if isinstance(out, tuple) else (out, None)
+        loss, outputs = loss_and_outputs(out)
         return Graph(loss, inputs=leaves, outputs=outputs, **options)
 
     def copied(self, data: tuple) -> Graph:
@@ -118,7 +123,7 @@ class Compiled:
                 except (ArithmeticError, ValueError):
                     raise error from None
             leaves, out = three                                   # recorded to compare
-            loss, outputs = out if isinstance(out, tuple) else (out, None)
+            loss, outputs = loss_and_outputs(out)
             template = batch_template(self.recorded(two, **options), loss, leaves, outputs)
             self.templates[rest] = template
         return template.graph(batch)
