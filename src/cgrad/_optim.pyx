@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """A fixed list of parameters, updated in C: the optimizers' inner loop."""
 from libc.stdlib cimport calloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from cgrad._core import _drop_grad_values
 from cgrad._capi cimport *
@@ -31,6 +31,9 @@ cdef class ParameterArray:
         self.buffer = <double *>calloc(max(self.size * (2 * n_state + 1), 1), sizeof(double))
         if self.nodes == NULL or self.buffer == NULL:
             raise MemoryError()
+        # The state's zeros written now: an update reads the state before it writes it,
+        # and calloc's pages read before written fault twice (csrc/containers.h)
+        memset(self.buffer, 0, self.size * n_state * sizeof(double))
         self.state = self.buffer
         self.next_state = self.buffer + self.size * n_state
         self.new_data = self.next_state + self.size * n_state
