@@ -51,6 +51,30 @@ def test_loss_gradients_pass_gradcheck(loss):
     assert gradcheck(loss, [0.3, -0.7])
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_l2_gives_the_numbers_of_micrograds_sum_of_squares(seed):
+    """losses.l2 is one dot of the parameters with themselves; micrograd's demo writes
+    alpha * sum((p*p for p in model.parameters())).  The loss and every gradient agree
+    bit for bit, with the parameters also used by the model (and one used again)."""
+    from cgrad import nn
+    rng = random.Random(seed)
+    nin = rng.randint(1, 4)
+    nouts = [rng.randint(1, 5) for _ in range(rng.randint(0, 2))] + [1]
+    X = [[rng.uniform(-3, 3) for _ in range(nin)] for _ in range(rng.randint(1, 6))]
+    y = [rng.choice([-1, 1]) for _ in X]
+    alpha = rng.choice([1e-4, 0.3, 7.5])
+    results = []
+    for regularizer in (lambda ps: losses.l2(ps, alpha),
+                        lambda ps: alpha * sum((p * p for p in ps))):
+        random.seed(seed)
+        model = nn.MLP(nin, nouts)
+        params = model.parameters()
+        loss = losses.hinge([model(x) for x in X], y) + regularizer(params) + params[0] * 0.5
+        loss.backward()
+        results.append([loss.data] + [p.grad for p in params])
+    assert results[0] == results[1]
+
+
 def test_losses_refuse_bad_labels():
     with pytest.raises(ValueError, match="2 predictions but 1 targets"):
         losses.mse([Value(1), Value(2)], [1])

@@ -36,8 +36,12 @@ def hinge(scores: Iterable[Any], labels: Iterable[Any]) -> Value:
 
 
 def l2(parameters: Iterable[Value], alpha: float) -> Value:
-    """alpha * sum(p*p): micrograd's demo regularizer."""
-    return alpha * vsum([p * p for p in parameters])
+    """alpha * sum(p*p): micrograd's demo regularizer, as one dot of the parameters with
+    themselves: the numbers of summing the squares (each square rounded, then added in
+    order; each parameter's two p * g in the same place of its gradient's sum), with
+    one node where the squares took one per parameter."""
+    parameters = list(parameters)
+    return alpha * dot(parameters, parameters)
 
 
 def binary_cross_entropy_with_logits(logits: Iterable[Any], labels: Iterable[Any]) -> Value:
