@@ -32,7 +32,8 @@ cdef class ParameterArray:
         if self.nodes == NULL or self.buffer == NULL:
             raise MemoryError()
         # The state's zeros written now: an update reads the state before it writes it,
-        # and calloc's pages read before written fault twice (csrc/containers.h)
+        # and a fresh calloc'd page read before it is written faults twice, the second
+        # time with a TLB flush on every core (notes/NOTES.md, Optimizers)
         memset(self.buffer, 0, self.size * n_state * sizeof(double))
         self.state = self.buffer
         self.next_state = self.buffer + self.size * n_state
