@@ -75,6 +75,71 @@ def test_l2_gives_the_numbers_of_micrograds_sum_of_squares(seed):
     assert results[0] == results[1]
 
 
+def _moons_loss(model, X, y):
+    return losses.hinge([model(x) for x in X], y)
+
+
+def test_module_zero_grad_zeroes_what_backward_gave_and_the_next_backward_starts_over():
+    from cgrad import nn
+    X, y = make_moons(20, noise=0.1, seed=3)
+    X, y = X.tolist(), (2 * y - 1).tolist()
+    random.seed(4)
+    model = nn.MLP(2, [5, 1])
+    _moons_loss(model, X, y).backward()
+    first = [p.grad for p in model.parameters()]
+    assert any(g != 0.0 for g in first)
+    model.zero_grad()
+    assert all(p.grad == 0.0 for p in model.parameters())
+    _moons_loss(model, X, y).backward()
+    assert [p.grad for p in model.parameters()] == first   # not first + first
+
+
+def test_module_zero_grad_reaches_a_replayed_graph_that_holds_the_grads():
+    """A Graph ahead of its nodes holds the parameters' grads: zero_grad must take them
+    back first and the Graph must read the zeros before its next backward."""
+    import cgrad
+    from cgrad import nn
+    X, y = make_moons(8, noise=0.1, seed=5)
+    Y = (2 * y - 1).astype(float)
+    random.seed(6)
+    model = nn.MLP(2, [4, 1])
+    xs, ys = cgrad.inputs(8, 2), cgrad.inputs(8)
+    graph = cgrad.Graph(losses.hinge([model(x) for x in xs], ys), inputs=(xs, ys))
+    graph.forward(X, Y)
+    graph.backward()
+    once = [p.grad for p in model.parameters()]
+    graph.backward()                                           # grads accumulate: twice
+    model.zero_grad()
+    assert all(p.grad == 0.0 for p in model.parameters())
+    graph.backward()
+    assert [p.grad for p in model.parameters()] == once
+    random.seed(6)
+    eager = nn.MLP(2, [4, 1])
+    _moons_loss(eager, X.tolist(), Y.tolist()).backward()
+    assert once == [p.grad for p in eager.parameters()]
+
+
+def test_module_zero_grad_drops_gradients_kept_as_values_and_sets_other_objects():
+    from cgrad import nn
+
+    class Custom:
+        grad = 5.0
+
+    class Model(nn.Module):
+        def __init__(self):
+            self.w, self.other = Value(2.0), Custom()
+
+        def parameters(self):
+            return [self.w, self.other]
+
+    model = Model()
+    (model.w * model.w * model.w).backward(create_graph=True)
+    assert model.w.grad == 12.0 and model.w.grad_value.data == 12.0
+    model.zero_grad()
+    assert model.w.grad == 0.0 and model.other.grad == 0
+    assert not hasattr(model.w, "grad_value")
+
+
 def test_losses_refuse_bad_labels():
     with pytest.raises(ValueError, match="2 predictions but 1 targets"):
         losses.mse([Value(1), Value(2)], [1])

@@ -1237,6 +1237,24 @@ def _drop_grad_values(values):
             drop_grad_value(<Value>v)
 
 
+def _zero_grads(values):
+    """`for p in values: p.grad = 0` (nn.Module.zero_grad) in one pass: a cgrad Value's
+    grad set in C, anything else through its own ``grad`` attribute."""
+    cdef Value v
+    sync_nodes()
+    try:
+        for item in values:
+            if type(item) is Value:
+                v = <Value>item
+                v.node.grad = 0.0
+                if v.attrs != NULL:
+                    drop_grad_value(v)
+            else:
+                item.grad = 0
+    finally:
+        nodes_changed()
+
+
 def _track_graph(Value root):
     """Hand root and every node it depends on to the cyclic GC: a gradient graph
     stored on a leaf it leads back to (grad_value) is a cycle the GC must see."""

@@ -19,7 +19,7 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
-from cgrad._core import ParameterList, dot, fused_layer
+from cgrad._core import ParameterList, _zero_grads, dot, fused_layer
 from cgrad.engine import Value
 
 ACTIVATIONS = ('relu', 'tanh', 'sigmoid', 'linear', 'gelu', 'gelu_tanh', 'silu', 'softplus',
@@ -43,8 +43,7 @@ class Module:
 
     def zero_grad(self) -> None:
         """Set every parameter's grad to 0 (before a backward(), as micrograd does)."""
-        for p in self.parameters():
-            p.grad = 0
+        _zero_grads(self.parameters())
 
     def parameters(self) -> list[Value]:
         """The model's leaf Values, in a fixed order (what optimizers update)."""
