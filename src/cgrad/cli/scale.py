@@ -2,10 +2,11 @@
 micrograd demo up to MNIST-sized, on cgrad replay, PyTorch float64 (one thread and its
 default) and JAX jit float64 (when installed), from the same weights and data.
 
-Engines are interleaved within each round; each step is timed by wall clock and by the
-calling thread's CPU time.  Setup (building and recording, or jit compiling) and peak
-memory growth are measured in fresh processes per engine and workload (the median of
-three).
+Engines are interleaved within each round, in a new order each round; each engine's
+timed step follows an untimed step of its own (a training loop's steady state), timed
+by wall clock and by the calling thread's CPU time.  Setup (building and recording, or
+jit compiling) and peak memory growth are measured in fresh processes per engine and
+workload (the median of three).
 
     python -m cgrad bench --scale [--quick] [--json FILE]
 """
@@ -279,11 +280,16 @@ def run(quick=False, rounds=None, engines=None):
         n_rounds = rounds or (5 if quick else 15)
         wall = {e: [] for e in engines}
         cpu = {e: [] for e in engines}
+        order = random.Random(index)
         for r in range(n_rounds):
-            # interleaved within the round, each engine first in turn (the first one runs
-            # right after the last round's others have filled the caches with theirs)
-            for engine in engines[r % len(engines):] + engines[:r % len(engines)]:
+            # Interleaved within the round, in a new order each round; each engine's
+            # timed step comes right after an untimed one of its own, as in a training
+            # loop (timed right after another engine's step, a small model's step ran
+            # up to ~35% slower: whichever engine always followed JAX's or PyTorch's
+            # step found its numbers out of the caches).
+            for engine in order.sample(engines, len(engines)):
                 threads(engine)
+                steps[engine]()
                 c0, w0 = time.thread_time(), time.perf_counter()
                 steps[engine]()
                 wall[engine].append(time.perf_counter() - w0)
