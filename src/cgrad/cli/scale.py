@@ -281,7 +281,7 @@ def run(quick=False, rounds=None, engines=None):
         wall = {e: [] for e in engines}
         cpu = {e: [] for e in engines}
         order = random.Random(index)
-        for r in range(n_rounds):
+        for _ in range(n_rounds):
             # Interleaved within the round, in a new order each round; each engine's
             # timed step comes right after an untimed one of its own, as in a training
             # loop (timed right after another engine's step, a small model's step ran
