@@ -94,6 +94,49 @@ static int adam_block(const double *d, const double *g, const double *m, const d
     return adam_block_baseline(d, g, m, v, len, r, out, nm, nv);
 }
 
+/* SGD's new values of a block (out) and new velocities (nv); whether some new value is
+ * not finite.  Compiled for AVX2 too, as Adam's: the baseline's finite check ran a
+ * compare and a branchless or per parameter (12% of a replayed MLP(64, [128, 10]) step
+ * at batch 32). */
+#define SGD_BLOCK_ARGS                                                                \
+    const double *restrict d, const double *restrict g, const double *restrict vel,   \
+        size_t len, double lr, double momentum, double weight_decay,                  \
+        double *restrict out, double *restrict nv
+
+#define SGD_BLOCK_BODY                                                                \
+    int not_finite = 0;                                                               \
+    for (size_t k = 0; k < len; k++) {                                                \
+        double vk = vel[k];                                                           \
+        out[k] = sgd_update(d[k], g[k], lr, momentum, weight_decay, &vk);             \
+        nv[k] = vk;                                                                   \
+    }                                                                                 \
+    for (size_t k = 0; k < len; k++)                                                  \
+        not_finite |= !(fabs(out[k]) <= DBL_MAX);                                     \
+    return not_finite;
+
+static int sgd_block_baseline(SGD_BLOCK_ARGS)
+{
+    SGD_BLOCK_BODY
+}
+
+#ifdef CG_X86_COPIES
+CG_TARGET_AVX2 static int sgd_block_avx2(SGD_BLOCK_ARGS)
+{
+    SGD_BLOCK_BODY
+}
+#endif
+
+static int sgd_block(const double *d, const double *g, const double *vel, size_t len,
+                     double lr, double momentum, double weight_decay, double *out,
+                     double *nv)
+{
+#ifdef CG_X86_COPIES
+    if (cg_has_avx2())
+        return sgd_block_avx2(d, g, vel, len, lr, momentum, weight_decay, out, nv);
+#endif
+    return sgd_block_baseline(d, g, vel, len, lr, momentum, weight_decay, out, nv);
+}
+
 /* g + weight_decay * d, the gradient Adam's moments see */
 static void decay_block(const double *d, const double *g, size_t len, double weight_decay,
                         double *out)
@@ -190,16 +233,8 @@ static long sgd_check(span r, double lr, double momentum, double weight_decay,
                       const double *velocity, double *new_velocity, double *new_data)
 {
     FOR_EACH_BLOCK(r.s, r.start, r.end, i0, len, d, g, {
-        int not_finite = 0;
-        double *restrict nd = new_data + i0, *restrict nv = new_velocity + i0;
-        const double *restrict v0 = velocity + i0;
-        for (size_t k = 0; k < len; k++) {
-            double vk = v0[k];
-            nd[k] = sgd_update(d[k], g[k], lr, momentum, weight_decay, &vk);
-            nv[k] = vk;
-        }
-        for (size_t k = 0; k < len; k++)
-            not_finite |= !(fabs(nd[k]) <= DBL_MAX);
+        int not_finite = sgd_block(d, g, velocity + i0, len, lr, momentum, weight_decay,
+                                   new_data + i0, new_velocity + i0);
         long broken = first_broken(i0, len, d, g, new_data + i0, not_finite);
         if (broken >= 0)
             return broken;

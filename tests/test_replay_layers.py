@@ -432,13 +432,15 @@ def test_a_graph_is_built_once():
 
 # ---- every vector path the machine runs, the same bits -------------------------------------
 
-def train_three_steps(exact=True, replay=True):
-    """The parameters after three Adam steps of a two-layer MLP over 13 examples,
-    replayed (threads=2 and kernels split: conftest) or rebuilt eagerly.  Every size
-    leaves a partial panel of 8 (13 examples, 37 inputs, 21 hidden units)."""
+def train_three_steps(exact=True, replay=True, optimizer="adam"):
+    """The parameters after three Adam (or SGD with momentum and weight decay) steps of
+    a two-layer MLP over 13 examples, replayed (threads=2 and kernels split: conftest)
+    or rebuilt eagerly.  Every size leaves a partial panel of 8 (13 examples, 37
+    inputs, 21 hidden units)."""
     random.seed(11)
     model = nn.MLP(37, [21, 5])
-    opt = Adam(model.parameters(), lr=0.01)
+    opt = (Adam(model.parameters(), lr=0.01) if optimizer == "adam" else
+           SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3))
     if replay:
         xs, ys = cgrad.inputs(13, 37), cgrad.inputs(13, 5)
         loss = losses.softmax_cross_entropy([model(x) for x in xs], ys)
@@ -453,18 +455,19 @@ def train_three_steps(exact=True, replay=True):
     return model.get_parameters()
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 @pytest.mark.parametrize("exact", [True, False])
-def test_every_vector_path_this_cpu_runs(exact):
-    """Exact: every path (portable, AVX2, AVX-512 where the CPU has them) gives eager's
-    bits.  exact=False: each path agrees with eager to 1e-12 relative (FMA rounds each
-    multiply-add once instead of twice)."""
+def test_every_vector_path_this_cpu_runs(exact, optimizer):
+    """Exact: every path (portable, AVX2, AVX-512 where the CPU has them: the kernels
+    and the optimizer's update) gives eager's bits.  exact=False: each path agrees with
+    eager to 1e-12 relative (FMA rounds each multiply-add once instead of twice)."""
     from cgrad._replay import _limit_vectors, kernel_path
-    eager = train_three_steps(replay=False)
+    eager = train_three_steps(replay=False, optimizer=optimizer)
     runs = {}
     try:
         for widest in ("portable", "avx2", "avx512"):
             _limit_vectors(widest)
-            runs[kernel_path(exact)] = train_three_steps(exact=exact)
+            runs[kernel_path(exact)] = train_three_steps(exact=exact, optimizer=optimizer)
     finally:
         _limit_vectors("avx512")
     for path, params in runs.items():
