@@ -20,10 +20,9 @@ import json, random, resource, sys, time
 import numpy as np
 from cgrad.cli import scale
 import cgrad, cgrad.compiled, cgrad.losses, cgrad.optim
-from cgrad import losses, nn
+from cgrad import nn
 from cgrad._replay import batch_template
 from cgrad.compiled import loss_and_outputs
-from cgrad.optim import SGD, Adam
 
 name, nin, nouts, batch, loss_kind, opt_kind = scale.WORKLOADS[int(sys.argv[1])]
 X, y = scale.workload_data(nin, batch, loss_kind)
@@ -42,15 +41,9 @@ def phase(label):
     phases.append((label, 1e3 * (t[0] - last[0]), t[1] - last[1]))
     last = t
 
-params = model.parameters()
-opt = SGD(params, lr=0.05) if opt_kind == "sgd" else Adam(params, lr=1e-3)
+opt = scale.cgrad_optimizer(model, opt_kind)
 phase("optimizer")
-if loss_kind == "hinge":
-    fn = lambda xs, ys: losses.hinge([model(x) for x in xs], ys) + losses.l2(params, 1e-4)
-    targets = y
-else:
-    fn = lambda xs, ys: losses.softmax_cross_entropy([model(x) for x in xs], ys)
-    targets = np.eye(nouts[-1])[y]
+fn, targets = scale.cgrad_loss(model, nouts, loss_kind, y)
 compiled = cgrad.compile(fn, dynamic=True)
 data = (np.asarray(X, dtype=float), np.asarray(targets, dtype=float))
 two = compiled.traced(tuple(a[:2] for a in data))
@@ -70,6 +63,12 @@ print(json.dumps([name, phases]))
 """
 
 
+def setup_ms(phases):
+    """The phases up to the end of the first step."""
+    labels = [label for label, _, _ in phases]
+    return sum(ms for _, ms, _ in phases[:labels.index("step 1") + 1])
+
+
 def main():
     index = sys.argv[1] if len(sys.argv) > 1 else "4"
     processes = int(sys.argv[2]) if len(sys.argv) > 2 else 7
@@ -86,8 +85,7 @@ def main():
         ms = statistics.median(run[i][1] for run in runs)
         faults = statistics.median(run[i][2] for run in runs)
         print(f"| {label} | {ms:.2f} | {faults:.0f} |")
-    setup = statistics.median(sum(p[1] for p in run if not p[0].startswith("step")) + run[-4][1]
-                              for run in runs)
+    setup = statistics.median(setup_ms(run) for run in runs)
     print(f"\nsetup (up to the end of the first step, as bench --scale counts it): "
           f"{setup:.1f} ms")
 

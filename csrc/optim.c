@@ -52,90 +52,66 @@ static adam_rates rates(double lr, double beta1, double beta2, double eps,
     } while (0)
 #define ADAM_STEP(r, data, m, v) ((data) - (r).step_size * (m) / (sqrt(v) / (r).bias2_sqrt + (r).eps))
 
-/* New values of a block of parameters (data d, gradients g with decay added) into out,
- * their new moments into nm and nv.  Whether some new value is not finite. */
-#define ADAM_BLOCK_BODY                                                               \
-    int not_finite = 0;                                                               \
-    for (size_t k = 0; k < len; k++) {                                                \
-        double mk = m[k], vk = v[k];                                                  \
-        ADAM_MOMENTS(r, g[k], mk, vk);                                                \
-        nm[k] = mk;                                                                   \
-        nv[k] = vk;                                                                   \
-        out[k] = ADAM_STEP(r, d[k], mk, vk);                                          \
-    }                                                                                 \
-    for (size_t k = 0; k < len; k++)                                                  \
-        not_finite |= !(fabs(out[k]) <= DBL_MAX);                                     \
-    return not_finite;
+/* Whether some of out[0..len) is not finite (the block's results, checked after). */
+#define ANY_NOT_FINITE(out, len)                                                      \
+    __extension__({                                                                   \
+        int nf_ = 0;                                                                  \
+        for (size_t k_ = 0; k_ < (len); k_++)                                         \
+            nf_ |= !(fabs((out)[k_]) <= DBL_MAX);                                     \
+        nf_;                                                                          \
+    })
 
+/* A block update (its body the last argument) compiled twice, for any x86-64 and for
+ * AVX2 (the loops vectorize four wide; a baseline copy checks each result with a
+ * scalar compare), and the function calling the copy this CPU runs: the same
+ * arithmetic, so the same bits. */
+#ifdef CG_X86_COPIES
+#define BLOCK_COPIES(name, ARGS, CALL, ...)                                           \
+    static int name##_baseline(ARGS) __VA_ARGS__                                      \
+    CG_TARGET_AVX2 static int name##_avx2(ARGS) __VA_ARGS__                           \
+    static int name(ARGS)                                                             \
+    {                                                                                 \
+        return cg_has_avx2() ? name##_avx2 CALL : name##_baseline CALL;               \
+    }
+#else
+#define BLOCK_COPIES(name, ARGS, CALL, ...)                                           \
+    static int name(ARGS) __VA_ARGS__
+#endif
+
+/* Adam's new values of a block of parameters (data d, gradients g with decay added)
+ * into out, their new moments into nm and nv; whether some new value is not finite. */
 #define ADAM_BLOCK_ARGS                                                               \
     const double *restrict d, const double *restrict g, const double *restrict m,     \
         const double *restrict v, size_t len, adam_rates r, double *restrict out,     \
         double *restrict nm, double *restrict nv
 
-static int adam_block_baseline(ADAM_BLOCK_ARGS)
-{
-    ADAM_BLOCK_BODY
-}
+BLOCK_COPIES(adam_block, ADAM_BLOCK_ARGS, (d, g, m, v, len, r, out, nm, nv), {
+    for (size_t k = 0; k < len; k++) {
+        double mk = m[k], vk = v[k];
+        ADAM_MOMENTS(r, g[k], mk, vk);
+        nm[k] = mk;
+        nv[k] = vk;
+        out[k] = ADAM_STEP(r, d[k], mk, vk);
+    }
+    return ANY_NOT_FINITE(out, len);
+})
 
-#ifdef CG_X86_COPIES
-CG_TARGET_AVX2 static int adam_block_avx2(ADAM_BLOCK_ARGS)
-{
-    ADAM_BLOCK_BODY
-}
-#endif
-
-static int adam_block(const double *d, const double *g, const double *m, const double *v,
-                      size_t len, adam_rates r, double *out, double *nm, double *nv)
-{
-#ifdef CG_X86_COPIES
-    if (cg_has_avx2())
-        return adam_block_avx2(d, g, m, v, len, r, out, nm, nv);
-#endif
-    return adam_block_baseline(d, g, m, v, len, r, out, nm, nv);
-}
-
-/* SGD's new values of a block (out) and new velocities (nv); whether some new value is
- * not finite.  Compiled for AVX2 too, as Adam's: the baseline's finite check ran a
- * compare and a branchless or per parameter (12% of a replayed MLP(64, [128, 10]) step
- * at batch 32). */
+/* SGD's new values of a block into out, its new velocities into nv; whether some new
+ * value is not finite. */
 #define SGD_BLOCK_ARGS                                                                \
     const double *restrict d, const double *restrict g, const double *restrict vel,   \
         size_t len, double lr, double momentum, double weight_decay,                  \
         double *restrict out, double *restrict nv
 
-#define SGD_BLOCK_BODY                                                                \
-    int not_finite = 0;                                                               \
-    for (size_t k = 0; k < len; k++) {                                                \
-        double vk = vel[k];                                                           \
-        out[k] = sgd_update(d[k], g[k], lr, momentum, weight_decay, &vk);             \
-        nv[k] = vk;                                                                   \
-    }                                                                                 \
-    for (size_t k = 0; k < len; k++)                                                  \
-        not_finite |= !(fabs(out[k]) <= DBL_MAX);                                     \
-    return not_finite;
-
-static int sgd_block_baseline(SGD_BLOCK_ARGS)
-{
-    SGD_BLOCK_BODY
-}
-
-#ifdef CG_X86_COPIES
-CG_TARGET_AVX2 static int sgd_block_avx2(SGD_BLOCK_ARGS)
-{
-    SGD_BLOCK_BODY
-}
-#endif
-
-static int sgd_block(const double *d, const double *g, const double *vel, size_t len,
-                     double lr, double momentum, double weight_decay, double *out,
-                     double *nv)
-{
-#ifdef CG_X86_COPIES
-    if (cg_has_avx2())
-        return sgd_block_avx2(d, g, vel, len, lr, momentum, weight_decay, out, nv);
-#endif
-    return sgd_block_baseline(d, g, vel, len, lr, momentum, weight_decay, out, nv);
-}
+BLOCK_COPIES(sgd_block, SGD_BLOCK_ARGS,
+             (d, g, vel, len, lr, momentum, weight_decay, out, nv), {
+    for (size_t k = 0; k < len; k++) {
+        double vk = vel[k];
+        out[k] = sgd_update(d[k], g[k], lr, momentum, weight_decay, &vk);
+        nv[k] = vk;
+    }
+    return ANY_NOT_FINITE(out, len);
+})
 
 /* g + weight_decay * d, the gradient Adam's moments see */
 static void decay_block(const double *d, const double *g, size_t len, double weight_decay,

@@ -79,21 +79,30 @@ def flops(nin, nouts, batch):
 
 # ---- the steps ------------------------------------------------------------------------------
 
-def cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model, input_grads, threads=1,
-               exact=True, dynamic=False):
-    import cgrad
-    from cgrad import losses
+def cgrad_optimizer(model, opt_kind):
     from cgrad.optim import SGD, Adam
     params = model.parameters()
-    opt = SGD(params, lr=LR["sgd"]) if opt_kind == "sgd" else Adam(params, lr=LR["adam"])
+    return SGD(params, lr=LR["sgd"]) if opt_kind == "sgd" else Adam(params, lr=LR["adam"])
+
+
+def cgrad_loss(model, nouts, loss_kind, y):
+    """(fn of input leaves -> the batch's loss, the targets fn's second input takes)."""
+    from cgrad import losses
+    params = model.parameters()
     if loss_kind == "hinge":
         def fn(xs, ys):
             return losses.hinge([model(x) for x in xs], ys) + losses.l2(params, 1e-4)
-        targets = y
-    else:
-        def fn(xs, ys):
-            return losses.softmax_cross_entropy([model(x) for x in xs], ys)
-        targets = np.eye(nouts[-1])[y]
+        return fn, y
+    def fn(xs, ys):
+        return losses.softmax_cross_entropy([model(x) for x in xs], ys)
+    return fn, np.eye(nouts[-1])[y]
+
+
+def cgrad_step(nin, nouts, batch, loss_kind, opt_kind, X, y, model, input_grads, threads=1,
+               exact=True, dynamic=False):
+    import cgrad
+    opt = cgrad_optimizer(model, opt_kind)
+    fn, targets = cgrad_loss(model, nouts, loss_kind, y)
     if dynamic:
         step = cgrad.compile(fn, dynamic=True, threads=threads, exact=exact)
         return lambda: step.step(X, targets, optimizer=opt)
